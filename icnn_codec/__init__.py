@@ -1,0 +1,16 @@
+"""icnn-codec: lossless image compression with integer discrete flows.
+
+    import icnn_codec
+    data = icnn_codec.compress(image)        # numpy uint8 (H, W) / (H, W, C) or a PIL image
+    pixels = icnn_codec.decompress(data)     # bit-exact, or icnn_codec.DecodeError
+"""
+from .codec import compress, compress_many, decompress, decompress_many, read_header
+from .errors import DecodeError, IcnnError, ModelError, UnsupportedImageError
+from .zoo import DEFAULT_MODEL, Model, available_models, load_model
+
+__version__ = "0.1.0"
+__all__ = [
+    "compress", "compress_many", "decompress", "decompress_many", "read_header",
+    "DecodeError", "IcnnError", "ModelError", "UnsupportedImageError",
+    "load_model", "available_models", "Model", "DEFAULT_MODEL",
+]

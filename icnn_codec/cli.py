@@ -1,0 +1,272 @@
+"""The ``icnn`` command line: compress, decompress, info, bench, train, export.
+
+Errors are one line on stderr naming the file, and a non-zero exit; outputs are written to a
+temporary name and renamed, so a failure never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from . import codec
+from .bench import bench_command
+from .errors import IcnnError
+from .zoo import DEFAULT_MODEL, available_models, load_model
+
+SUFFIX = ".icnn"
+USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
+
+
+def _fail(name: str, exc: BaseException) -> None:
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, UnidentifiedImageError):
+        msg = "not an image file Pillow can read"
+    elif isinstance(exc, OSError) and exc.strerror:
+        msg = exc.strerror
+    click.echo(f"icnn: {name}: {msg}", err=True)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _write_output(path: str, data: bytes, force: bool) -> None:
+    """Write atomically: a temporary file beside the target, then rename."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if target.exists() and not force:
+        raise FileExistsError(f"{path} exists (use -f to overwrite)")
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _outputs(inputs: tuple[str, ...], out: str | None, default_name) -> list[str]:
+    """Where each input goes: -o names a file (one input) or a folder (several)."""
+    if out is None:
+        return ["-" if i == "-" else default_name(i) for i in inputs]
+    if len(inputs) == 1 and not Path(out).is_dir():
+        return [out]
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"-o {out}: with several inputs, -o must be a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [str(folder / Path(default_name("stdin" if i == "-" else i)).name) for i in inputs]
+
+
+def _run_each(inputs, outputs, work) -> None:
+    """Run ``work(input, output)`` for each pair; report failures, keep going, exit 1 if any."""
+    failed = 0
+    for src, dst in zip(inputs, outputs):
+        try:
+            work(src, dst)
+        except USER_ERRORS as exc:
+            _fail(src, exc)
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="icnn-codec")
+def main() -> None:
+    """icnn: lossless image compression with integer discrete flows.
+
+    \b
+      icnn compress photo.png              -> photo.png.icnn
+      icnn decompress photo.png.icnn       -> photo.png (pixels and mode identical)
+      icnn info photo.png.icnn             header fields
+      icnn bench test1k.npz --limit 200    bpd and speed against PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL
+      icnn train train.npz -o runs/a       train (resumable) a model
+
+    Every stream carries a CRC-32 of its pixels: a decode is exact or an error.
+    """
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input) or folder (several). '-' is stdout.")
+@click.option("-m", "--model", default=None, help=f"Model name in models/, a model file, or a training run folder. [default: {DEFAULT_MODEL}]")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
+def compress(inputs, output, model, force, quiet) -> None:
+    """Compress images (PNG, WebP, ... anything Pillow reads; '-' is stdin) to .icnn streams.
+
+    a.png becomes a.png.icnn unless -o says otherwise. Supported: 8-bit L, LA, RGB, RGBA and
+    palette images (palette images are stored as their RGB/RGBA pixels).
+    """
+    try:
+        m = load_model(model)
+    except IcnnError as exc:
+        _fail(model or DEFAULT_MODEL, exc)
+        sys.exit(2)
+
+    def work(src: str, dst: str) -> None:
+        raw = _read_input(src)
+        with Image.open(io.BytesIO(raw)) as im:
+            im.load()
+            data = codec.compress(im, m)
+        if dst != "-" and Path(dst).exists() and not force:
+            raise FileExistsError(f"{dst} exists (use -f to overwrite)")
+        _write_output(dst, data, force)
+        if not quiet:
+            h = codec.read_header(data)
+            dims = h.width * h.height * h.channels
+            click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
+                       f"({h.width}x{h.height} {h.mode}, model {m.name})", err=True)
+
+    _run_each(inputs, _outputs(inputs, output, lambda p: p + SUFFIX), work)
+
+
+def _decoded_name(path: str) -> str:
+    return path[: -len(SUFFIX)] if path.endswith(SUFFIX) and len(path) > len(SUFFIX) else path + ".png"
+
+
+def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
+    """Encode decoded pixels losslessly in the format the output's extension names (PNG for '-')."""
+    im = Image.fromarray(pixels)
+    ext = Path(dst).suffix.lower() if dst != "-" else ".png"
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise IcnnError(f"unknown output format '{ext}' (use .png, .webp, .tif, .bmp, ...)")
+    if fmt in ("JPEG", "MPO"):
+        raise IcnnError("refusing to write a lossy JPEG; use .png")
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output image (one input) or folder (several). '-' is stdout (PNG).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-m", "--model", default=None, help="Decode with this model (default: the installed model the stream names).")
+def decompress(inputs, output, force, model) -> None:
+    """Decompress .icnn streams ('-' is stdin); a.png.icnn becomes a.png.
+
+    The format follows the output's extension (PNG, WebP lossless, TIFF, BMP, ...).
+    """
+
+    def work(src: str, dst: str) -> None:
+        if dst != "-" and Path(dst).exists() and not force:
+            raise FileExistsError(f"{dst} exists (use -f to overwrite)")
+        pixels = codec.decompress(_read_input(src), model)
+        _write_output(dst, _encode_image(pixels, dst), force)
+
+    _run_each(inputs, _outputs(inputs, output, _decoded_name), work)
+
+
+@main.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
+def info(file, as_json) -> None:
+    """Show a stream's header: size, mode, model, checksum, bpd."""
+    try:
+        data = _read_input(file)
+        h = codec.read_header(data)
+    except USER_ERRORS as exc:
+        _fail(file, exc)
+        sys.exit(1)
+    model = next((name for name in available_models() if _fingerprint_or_none(name) == h.model_fingerprint), None)
+    fields = {
+        "file": file, "format_version": h.version, "width": h.width, "height": h.height, "mode": h.mode,
+        "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "crc32": f"{h.crc32:08x}",
+        "bytes": len(data), "header_bytes": len(h.to_bytes()),
+        "bpd": round(8 * len(data) / (h.width * h.height * h.channels), 4),
+    }
+    if as_json:
+        click.echo(json.dumps(fields, indent=1))
+    else:
+        for k, v in fields.items():
+            click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
+
+
+def _fingerprint_or_none(name: str) -> int | None:
+    try:
+        return load_model(name).fingerprint
+    except IcnnError:
+        return None
+
+
+@main.command()
+@click.argument("data")
+@click.option("-o", "--output", "run_dir", required=True, help="Run folder (created, or resumed if it exists).")
+@click.option("--steps", type=int, default=1000, show_default=True, help="Total steps of the run (a larger value continues it).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size (split across torchrun processes).")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
+@click.option("--eval", "eval_data", default=None, help="Evaluation images (npz of one size) for periodic test bpd.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads per process.")
+@click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run).")
+@click.option("--levels", type=int, default=3, show_default=True)
+@click.option("--couplings", type=int, default=4, show_default=True, help="Couplings per level.")
+@click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks.")
+@click.option("--eval-every", type=int, default=500, show_default=True)
+@click.option("--checkpoint-every", type=int, default=200, show_default=True)
+@click.option("--log-every", type=int, default=20, show_default=True)
+def train(data, run_dir, steps, batch_size, lr, crop, eval_data, device, threads, init_model, levels, couplings, hidden,
+          eval_every, checkpoint_every, log_every) -> None:
+    """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
+
+    Checkpoints go to the run folder; running the same command again resumes where it
+    stopped (Ctrl-C or SIGTERM save first). Architecture options only apply to a new run.
+    Data-parallel: torchrun --standalone --nproc_per_node=2 $(which icnn) train DATA -o RUN
+    """
+    from .flow import FlowConfig
+    from .train import TrainConfig, train as run_training
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3])
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, crop=crop, eval_every=eval_every,
+                      checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())
+    try:
+        metrics = run_training(data, run_dir, cfg, eval_data=eval_data, device=device, threads=threads, init_model=init_model)
+    except KeyboardInterrupt:
+        click.echo("icnn: training interrupted; checkpoint saved, run the same command to resume", err=True)
+        sys.exit(130)
+    except (ValueError, OSError) as exc:
+        _fail(data, exc)
+        sys.exit(1)
+    click.echo(json.dumps(metrics), err=True)
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("-o", "--output", required=True, help="Model file to write, e.g. models/cifar10.npz.")
+@click.option("--name", default=None, help="Model name stored in the file [default: the file's stem].")
+def export(run_dir, output, name) -> None:
+    """Export a training run's EMA weights as a model file (integers only, no pickle)."""
+    from .train import export_run
+
+    try:
+        path = export_run(Path(run_dir), Path(output), name)
+    except (IcnnError, OSError, KeyError) as exc:
+        _fail(run_dir, exc)
+        sys.exit(1)
+    click.echo(f"{path}: {path.stat().st_size} bytes, fingerprint {load_model(str(path)).fingerprint:04x}", err=True)
+
+
+main.add_command(bench_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

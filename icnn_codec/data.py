@@ -1,0 +1,77 @@
+"""Image collections for training, evaluation and benchmarks.
+
+An ``.npz`` with ``images`` (N, H, W, C) uint8, or a folder of files Pillow reads. Batches are a
+pure function of (seed, step): resuming a run replays exactly the data it would have seen.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+class ImageSet:
+    """A sequence of uint8 images (H, W, C); the same size (an npz) or not (a folder)."""
+
+    def __init__(self, images: "np.ndarray | list[np.ndarray]", names: list[str]) -> None:
+        self.images = images
+        self.names = names
+
+    @staticmethod
+    def open(path: str | Path, mode: str = "RGB") -> "ImageSet":
+        path = Path(path)
+        if path.is_dir():
+            files = list_image_files(path)
+            if not files:
+                raise ValueError(f"{path}: no images")
+            imgs = [np.asarray(Image.open(f).convert(mode)) for f in files]
+            return ImageSet(imgs, [f.name for f in files])
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z.files:
+                raise ValueError(f"{path}: an .npz needs an 'images' array (N, H, W, C) uint8")
+            arr = z["images"]
+        if arr.dtype != np.uint8 or arr.ndim != 4:
+            raise ValueError(f"{path}: 'images' must be (N, H, W, C) uint8, got {arr.dtype} {arr.shape}")
+        return ImageSet(arr, [f"{path.name}[{i}]" for i in range(len(arr))])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def first(self, n: int | None) -> np.ndarray:
+        """The first n images stacked (they must share a size)."""
+        sel = self.images[: n if n else len(self.images)]
+        return np.stack(list(sel)) if isinstance(sel, list) else sel
+
+    def subset(self, n: int | None) -> "ImageSet":
+        return ImageSet(self.images[:n] if n else self.images, self.names[:n] if n else self.names)
+
+    @lru_cache(maxsize=4)
+    def _order(self, seed: int, epoch: int) -> np.ndarray:
+        return np.random.default_rng([seed, epoch]).permutation(len(self.images))
+
+    def batch(self, seed: int, step: int, batch_size: int, crop: int) -> np.ndarray:
+        """Batch number ``step``: images in a per-epoch shuffled order, random crops and flips."""
+        n = len(self.images)
+        rng = np.random.default_rng([seed, step, 1])
+        out = np.empty((batch_size, crop, crop, self.images[0].shape[2]), np.uint8)
+        for i, pos in enumerate(range(step * batch_size, (step + 1) * batch_size)):
+            img = self.images[self._order(seed, pos // n)[pos % n]]
+            h, w = img.shape[:2]
+            if h < crop or w < crop:
+                img = np.pad(img, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="edge")
+                h, w = img.shape[:2]
+            top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            patch = img[top : top + crop, left : left + crop]
+            out[i] = patch[:, ::-1] if rng.integers(2) else patch
+        return out

@@ -1,0 +1,73 @@
+"""Entropy coding of integer latents under the exact prior tables (constriction's ANS stack).
+
+For one latent group of one image, the *decoding* order is:
+
+1. the in-window symbols, scale index by scale index (ascending), each group in position
+   order, with per-symbol rows of the integer table for (scale, mu fraction);
+2. the escapes: for every position whose symbol was the escape, the value ``z - floor(mu)``
+   zig-zagged to 32 bits and coded as two uniform 16-bit halves.
+
+ANS is a stack, so encoding pushes these in the reverse order. Every table row has a count of
+at least 1 for every symbol and for the escape: any integer can be coded.
+"""
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from .priors import ExactParams, LogisticTables
+
+_categorical = constriction.stream.model.Categorical(perfect=False)
+_half_word = constriction.stream.model.Uniform(2**16)
+ESCAPE_LIMIT = 2**32  # zig-zagged escape values must fit in two 16-bit halves
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+
+
+def _scale_groups(scale: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(scale index, positions in ascending order) for each scale present, scales ascending."""
+    order = np.argsort(scale, kind="stable")
+    sorted_scales = scale[order]
+    bounds = np.flatnonzero(np.diff(sorted_scales)) + 1
+    return [(int(scale[idx[0]]), idx) for idx in np.split(order, bounds) if idx.size]
+
+
+def encode_latents(coder, z: np.ndarray, params: ExactParams, tables: LogisticTables) -> None:
+    """Push one group's latents (flat int64 arrays) onto the ANS stack."""
+    k = z - params.mu_floor
+    r = tables.half_widths[params.scale]
+    escaped = np.abs(k) > r
+    symbols = np.where(escaped, 2 * r + 1, k + r).astype(np.int32)
+    if escaped.any():
+        u = _zigzag(k[escaped])
+        if (u >= ESCAPE_LIMIT).any():
+            raise OverflowError("latent out of the codable range")
+        halves = np.stack([u >> 16, u & 0xFFFF], axis=1).ravel().astype(np.int32)
+        coder.encode_reverse(halves, _half_word)
+    for j, pos in reversed(_scale_groups(params.scale)):
+        probs = tables.block(j)[params.mu_frac[pos]]
+        coder.encode_reverse(np.ascontiguousarray(symbols[pos]), _categorical, np.ascontiguousarray(probs))
+
+
+def decode_latents(coder, params: ExactParams, tables: LogisticTables) -> np.ndarray:
+    """Pop one group's latents (flat int64) off the ANS stack."""
+    n = params.scale.size
+    k = np.empty(n, dtype=np.int64)
+    escaped = np.zeros(n, dtype=bool)
+    for j, pos in _scale_groups(params.scale):
+        probs = tables.block(j)[params.mu_frac[pos]]
+        r = int(tables.half_widths[j])
+        sym = coder.decode(_categorical, np.ascontiguousarray(probs)).astype(np.int64)
+        k[pos] = sym - r
+        escaped[pos] = sym == 2 * r + 1
+    count = int(escaped.sum())
+    if count:
+        halves = coder.decode(_half_word, 2 * count).astype(np.int64).reshape(count, 2)
+        k[escaped] = _unzigzag((halves[:, 0] << 16) | halves[:, 1])
+    return params.mu_floor + k

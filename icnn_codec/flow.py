@@ -1,0 +1,198 @@
+"""The multi-scale integer discrete flow and its priors.
+
+Level l: squeeze -> K x [channel flip -> additive coupling] -> factor out half the channels,
+whose prior (a discretised logistic) is conditioned on the half that stays. What remains after
+the last level gets a learned per-channel prior.
+
+``forward`` returns the latent groups in *encoding* order (level 1 first, the top last); the
+ANS stack hands them back in the opposite order, which is the order ``decode`` needs them in:
+the top first, then each level's factored-out latents given what has been decoded above it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from . import priors
+from .layers import AdditiveCoupling, ChannelFlip, Sequential, Squeeze
+from .quant import HIDDEN_FRAC, QConv2d, QNet, is_exact, round_ste
+
+INITIAL_LOG2_SCALE = 2.0  # priors start wide (s = 4) so early training is stable
+
+
+@dataclass
+class FlowConfig:
+    in_channels: int = 3
+    levels: int = 3
+    couplings: int = 4  # per level
+    hidden: int = 96  # width of coupling networks
+    kernels: list[int] = field(default_factory=lambda: [3, 1])  # hidden layers of a coupling net
+    prior_hidden: int = 96
+    prior_kernels: list[int] = field(default_factory=lambda: [3, 1])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "FlowConfig":
+        return FlowConfig(**d)
+
+    @property
+    def block(self) -> int:
+        """Height and width must be multiples of this."""
+        return 2**self.levels
+
+
+class LatentGroup(NamedTuple):
+    """Latents and their prior parameters: on the training path mu and log2 s (on their grids);
+    on the exact path the grid integers mu16 = 16 mu and ls8 = 8 log2 s."""
+
+    z: torch.Tensor
+    mu: torch.Tensor
+    log_scale: torch.Tensor
+
+
+def prior_head(c_in: int, c_z: int) -> QConv2d:
+    mu_lo, mu_hi = priors.mu_bounds_q()
+    ls_lo, ls_hi = priors.ls_bounds_q()
+    head = QConv2d(
+        c_in, 2 * c_z, 3, HIDDEN_FRAC,
+        out_frac=[priors.MU_FRAC] * c_z + [priors.LS_FRAC] * c_z,
+        out_lo=[mu_lo] * c_z + [ls_lo] * c_z,
+        out_hi=[mu_hi] * c_z + [ls_hi] * c_z,
+        zero_init=True,
+    )
+    with torch.no_grad():
+        head.conv.bias[c_z:] = INITIAL_LOG2_SCALE
+    return head
+
+
+class ConditionalPrior(nn.Module):
+    """p(z | h): a discretised logistic per latent with mean and scale from a network of h."""
+
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.c_z = c_z
+        self.net = QNet(c_cond, hidden, kernels, prior_head(hidden, c_z))
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(h)
+        return out[:, : self.c_z], out[:, self.c_z :]
+
+
+class TopPrior(nn.Module):
+    """A learned per-channel discretised logistic for the latents left after the last level."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.full((channels,), 4.0))
+        self.register_buffer("mu16", None, persistent=False)
+        self.register_buffer("ls8", None, persistent=False)
+
+    def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_lo, mu_hi = priors.mu_bounds_q()
+        ls_lo, ls_hi = priors.ls_bounds_q()
+        mu16 = torch.clamp(torch.floor(self.mu.detach().double() * 2**priors.MU_FRAC + 0.5), mu_lo, mu_hi)
+        ls8 = torch.clamp(torch.floor(self.log_scale.detach().double() * 2**priors.LS_FRAC + 0.5), ls_lo, ls_hi)
+        return mu16, ls8
+
+    def freeze(self) -> None:
+        self.mu16, self.ls8 = self.integer_parameters()
+
+    def load_integer_parameters(self, mu16, ls8) -> None:
+        self.mu16 = torch.as_tensor(mu16, dtype=torch.float64)
+        self.ls8 = torch.as_tensor(ls8, dtype=torch.float64)
+        with torch.no_grad():
+            self.mu.copy_(self.mu16 / 2**priors.MU_FRAC)
+            self.log_scale.copy_(self.ls8 / 2**priors.LS_FRAC)
+
+    def forward(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        if is_exact(like):
+            mu, ls = self.mu16.view(shape), self.ls8.view(shape)
+        else:
+            mu_lo, mu_hi = priors.mu_bounds_q()
+            mu = torch.clamp(round_ste(self.mu * 2**priors.MU_FRAC), mu_lo, mu_hi) / 2**priors.MU_FRAC
+            ls = round_ste(self.log_scale * 2**priors.LS_FRAC) / 2**priors.LS_FRAC
+            ls = torch.clamp(ls, priors.LOG2_S_MIN, priors.LOG2_S_MAX)
+            mu, ls = mu.view(shape), ls.view(shape)
+        return mu.expand_as(like), ls.expand_as(like)
+
+
+class Level(nn.Module):
+    def __init__(self, channels_in: int, cfg: FlowConfig) -> None:
+        super().__init__()
+        c = channels_in * 4
+        steps = [Squeeze()]
+        for _ in range(cfg.couplings):
+            steps += [ChannelFlip(), AdditiveCoupling(c, cfg.hidden, cfg.kernels)]
+        self.transform = Sequential(steps)
+        self.keep = c // 2
+        self.prior = ConditionalPrior(self.keep, c - self.keep, cfg.prior_hidden, cfg.prior_kernels)
+
+
+class IntegerFlow(nn.Module):
+    """Integer image (B, C, H, W), centred (pixel - 128) -> latent groups, and back."""
+
+    def __init__(self, cfg: FlowConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        levels, c = [], cfg.in_channels
+        for _ in range(cfg.levels):
+            level = Level(c, cfg)
+            levels.append(level)
+            c = level.keep
+        self.levels = nn.ModuleList(levels)
+        self.top = TopPrior(c)
+
+    def qconvs(self) -> list[QConv2d]:
+        return [m for m in self.modules() if isinstance(m, QConv2d)]
+
+    def freeze(self) -> None:
+        """Fix the integer parameters of the exact path from the current float parameters."""
+        for m in self.qconvs():
+            m.freeze()
+        self.top.freeze()
+
+    def forward(self, x: torch.Tensor) -> list[LatentGroup]:
+        groups = []
+        h = x
+        for level in self.levels:
+            y = level.transform(h)
+            h, z = y[:, : level.keep], y[:, level.keep :]
+            mu, ls = level.prior(h)
+            groups.append(LatentGroup(z, mu, ls))
+        mu, ls = self.top(h)
+        groups.append(LatentGroup(h, mu, ls))
+        return groups
+
+    def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """-log2 p(x) per image (training path)."""
+        total = x.new_zeros(x.shape[0])
+        for g in self.forward(x):
+            total = total + priors.discretized_logistic_bits(g.z, g.mu, g.log_scale).flatten(1).sum(1)
+        return total
+
+    @torch.no_grad()
+    def decode(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        decode_latents: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Rebuild the exact-path image from latents delivered by ``decode_latents(mu16, ls8)``,
+        which is called once per latent group, top first."""
+        c = self.top.mu.numel()
+        scale = 2**self.cfg.levels
+        like = torch.zeros(batch, c, height // scale, width // scale, dtype=torch.float64)
+        h = decode_latents(*self.top(like))
+        for level in reversed(self.levels):
+            mu, ls = level.prior(h)
+            z = decode_latents(mu, ls)
+            h = level.transform.inverse(torch.cat([h, z], dim=1))
+        return h

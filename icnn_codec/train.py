@@ -1,0 +1,254 @@
+"""Training: resumable, data-parallel (torchrun), quantisation-aware.
+
+A run lives in a folder::
+
+    RUN/config.json      architecture and training arguments (fixed at the run's start)
+    RUN/tables.npz       the prior's integer probability tables (fixed at the run's start)
+    RUN/checkpoint.pt    weights, EMA weights, optimizer, step (rewritten atomically)
+    RUN/log.jsonl        one line per log interval: step, bpd, lr, steps/s; evaluations too
+
+Running ``train`` again on the same folder resumes at the saved step with the same optimizer
+state and the same position in the data order (the order and the crops are functions of the
+seed and the step alone). ``--steps`` is the run's total. The loss is the code length in bits
+per dimension of the fixed-point model the codec runs (see :mod:`icnn_codec.quant`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .data import ImageSet
+from .flow import FlowConfig, IntegerFlow
+from .priors import LogisticTables
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64  # global, split across processes
+    lr: float = 1e-3
+    warmup: int = 200
+    lr_halflife: int = 20000  # lr halves every this many steps after warm-up
+    ema: float = 0.999
+    crop: int = 32
+    seed: int = 0
+    eval_every: int = 500
+    eval_images: int = 500
+    checkpoint_every: int = 200
+    log_every: int = 20
+    flow: dict = field(default_factory=lambda: FlowConfig().to_dict())
+
+
+class NegLogLikelihood(nn.Module):
+    """Wraps a flow so DDP sees the loss as the module's forward."""
+
+    def __init__(self, flow: IntegerFlow) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flow.nll_bits(x)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    return cfg.lr * warm * 0.5 ** (max(0, step - cfg.warmup) / cfg.lr_halflife)
+
+
+def to_input(batch_uint8: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, H, W, C) uint8 -> centred float (N, C, H, W) on the training path."""
+    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device)
+    return x.permute(0, 3, 1, 2).float() - 128.0
+
+
+@torch.no_grad()
+def evaluate_bpd(flow: IntegerFlow, images: np.ndarray, batch_size: int = 100, device: str = "cpu") -> float:
+    """Model bpd (training path, fixed-point simulated) on full images of one size."""
+    flow.eval()
+    bits, dims = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        x = to_input(images[i : i + batch_size], device)
+        bits += float(flow.nll_bits(x).sum())
+        dims += x.numel()
+    return bits / dims
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
+    """Create the run folder, or read back the config it was started with."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        saved = TrainConfig(**json.loads(cfg_path.read_text()))
+        saved.steps = cfg.steps  # the one thing a resume may change
+        cfg = saved
+    if not (run_dir / "tables.npz").exists():
+        from .zoo import save_tables_file
+
+        save_tables_file(LogisticTables.build(), run_dir / "tables.npz")
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=1))
+    return cfg
+
+
+def load_checkpoint(run_dir: Path) -> dict | None:
+    p = run_dir / CHECKPOINT
+    return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
+
+
+def model_from_run(run_dir: Path):
+    """A run folder as a codec model: its EMA weights, frozen exactly as an export would be."""
+    from .errors import ModelError
+    from .zoo import flow_to_model, load_tables_file
+
+    ckpt = load_checkpoint(Path(run_dir))
+    if ckpt is None:
+        raise ModelError(f"{run_dir} has no checkpoint")
+    cfg = TrainConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
+    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    flow.load_state_dict(ckpt["ema"])
+    return flow_to_model(flow, load_tables_file(Path(run_dir) / "tables.npz"), Path(run_dir).name, str(run_dir))
+
+
+def export_run(run_dir: Path, out: Path, name: str | None = None) -> Path:
+    """Write a run's EMA weights as a model file."""
+    from .zoo import load_tables_file, save_model
+
+    ckpt = load_checkpoint(run_dir)
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    flow.load_state_dict(ckpt["ema"])
+    training = {"steps": ckpt["step"], "config": asdict(cfg), "history": ckpt.get("history", {})}
+    return save_model(flow, out, name or out.stem, load_tables_file(run_dir / "tables.npz"), training)
+
+
+class Progress:
+    """One line per log interval: step, rate, bpd, ETA (stderr), and a JSONL record."""
+
+    def __init__(self, run_dir: Path, total: int, start: int, enabled: bool) -> None:
+        self.log = open(run_dir / "log.jsonl", "a") if enabled else None
+        self.total, self.enabled = total, enabled
+        self.t0, self.s0 = time.time(), start
+
+    def record(self, rec: dict) -> None:
+        if self.log:
+            self.log.write(json.dumps(rec) + "\n")
+            self.log.flush()
+
+    def step(self, step: int, bpd: float, lr: float) -> None:
+        rate = (step - self.s0) / max(1e-9, time.time() - self.t0)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        self.record({"step": step, "bpd": round(bpd, 5), "lr": lr, "steps_per_s": round(rate, 3), "time": time.time()})
+        if self.enabled:
+            eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+            print(f"step {step}/{self.total}  {rate:.2f} steps/s  bpd {bpd:.4f}  lr {lr:.2e}  ETA {eta_s}", file=sys.stderr, flush=True)
+
+
+def train(
+    data: str,
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    eval_data: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    init_model: str | None = None,
+) -> dict:
+    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics."""
+    run_dir = Path(run_dir)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    if threads:
+        torch.set_num_threads(threads)
+    if device == "cuda" and distributed:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    main = rank == 0
+    if main:
+        cfg = init_run(run_dir, cfg)
+    if distributed:
+        dist.barrier()
+        if not main:
+            cfg = init_run(run_dir, cfg)
+
+    images = ImageSet.open(data)
+    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is None and init_model:
+        from .zoo import load_model
+
+        flow.load_state_dict(load_model(init_model).flow.state_dict())
+    ema = copy.deepcopy(flow)
+    flow.to(device)
+    ema.to(device)
+    opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
+    step, history = 0, {}
+    if ckpt is not None:
+        flow.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, history = ckpt["step"], ckpt.get("history", {})
+    loss_module = NegLogLikelihood(flow)
+    if distributed:
+        loss_module = nn.parallel.DistributedDataParallel(loss_module)
+    eval_images = ImageSet.open(eval_data).first(cfg.eval_images) if (eval_data and main) else None
+
+    def save() -> None:
+        if main:
+            atomic_save({"model": flow.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                         "step": step, "history": history}, run_dir / CHECKPOINT)
+
+    progress = Progress(run_dir, cfg.steps, step, main)
+    per_rank = max(1, cfg.batch_size // world)
+    running, metrics = None, {}
+    try:
+        while step < cfg.steps:
+            flow.train()
+            batch = images.batch(cfg.seed, step, cfg.batch_size, cfg.crop)[rank * per_rank : (rank + 1) * per_rank]
+            x = to_input(batch, device)
+            lr = learning_rate(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            bits = loss_module(x)
+            loss = bits.mean() / x[0].numel()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), 100.0)
+            opt.step()
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), flow.parameters()):
+                    pe.lerp_(p, 1.0 - cfg.ema)
+            step += 1
+            bpd = float(loss)
+            running = bpd if running is None else 0.98 * running + 0.02 * bpd
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                progress.step(step, running, lr)
+            if eval_images is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                test_bpd = evaluate_bpd(ema, eval_images, device=device)
+                history[str(step)] = {"train_bpd": running, "test_bpd": test_bpd}
+                metrics = {"step": step, "train_bpd": running, "test_bpd": test_bpd}
+                progress.record({"eval": metrics})
+                print(f"eval step {step}: test bpd {test_bpd:.4f} (EMA weights)", file=sys.stderr, flush=True)
+            if step % cfg.checkpoint_every == 0:
+                save()
+    finally:
+        save()
+    return metrics or {"step": step, "train_bpd": running}

@@ -1,0 +1,205 @@
+"""Model files: save, load (no pickle, no code execution), and find by name.
+
+A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
+
+* ``meta``: UTF-8 JSON (format name and version, the model's name, the flow's architecture
+  and a free-form ``training`` record);
+* ``convN.w`` (int16), ``convN.e`` (int8), ``convN.b`` (int64): the integer weights, per-channel
+  weight exponents and integer biases of the N-th fixed-point convolution, in module order;
+* ``top.mu16``, ``top.ls8``: the top prior's grid integers;
+* ``tables.counts``, ``tables.offsets``: the prior's integer probability tables.
+
+Everything the exact path reads is stored as integers; nothing float-sensitive is recomputed at
+load time. The model's identifier in a stream is a 16-bit fingerprint of these contents.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .flow import FlowConfig, IntegerFlow
+from .priors import LogisticTables
+
+MODEL_FORMAT = "icnn-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_SUFFIX = ".npz"
+DEFAULT_MODEL = "cifar10"
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"  # installed wheel: package data
+SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source checkout / editable
+
+
+@dataclass
+class Model:
+    """A loaded model: the flow (integer parameters fixed) and its probability tables."""
+
+    name: str
+    flow: IntegerFlow
+    tables: LogisticTables
+    fingerprint: int  # 16-bit identifier written into streams
+    meta: dict
+    path: str | None = None
+
+    @property
+    def block(self) -> int:
+        return self.flow.cfg.block
+
+
+def model_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("ICNN_MODELS"):
+        dirs += [Path(p) for p in os.environ["ICNN_MODELS"].split(os.pathsep) if p]
+    dirs += [PACKAGE_MODELS, SOURCE_MODELS]
+    return dirs
+
+
+def available_models() -> dict[str, Path]:
+    """Installed model names -> files (first directory wins)."""
+    found: dict[str, Path] = {}
+    for d in model_dirs():
+        if d.is_dir():
+            for f in sorted(d.glob("*" + MODEL_SUFFIX)):
+                found.setdefault(f.name[: -len(MODEL_SUFFIX)], f)
+    return found
+
+
+def model_arrays(flow: IntegerFlow, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)}
+    for i, conv in enumerate(flow.qconvs()):
+        w, e, b = conv.integer_parameters()
+        arrays[f"conv{i}.w"] = w.numpy().astype(np.int16)
+        arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)
+        arrays[f"conv{i}.b"] = b.numpy().astype(np.int64)
+    mu16, ls8 = flow.top.integer_parameters()
+    arrays["top.mu16"] = mu16.numpy().astype(np.int32)
+    arrays["top.ls8"] = ls8.numpy().astype(np.int32)
+    arrays["tables.counts"] = tables.counts
+    arrays["tables.offsets"] = tables.offsets
+    return arrays
+
+
+def fingerprint(arrays: dict[str, np.ndarray]) -> int:
+    """16-bit identifier of a model's exact contents (what a stream was coded with)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        if key == "meta":
+            continue  # the name and training notes do not change a single coded bit
+        a = np.ascontiguousarray(arrays[key])
+        h.update(key.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return int.from_bytes(h.digest()[:2], "little")
+
+
+def save_model(flow: IntegerFlow, path: str | Path, name: str, tables: LogisticTables, training: dict | None = None) -> Path:
+    """Export a flow into a model file (atomically)."""
+    meta = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "name": name,
+        "config": flow.cfg.to_dict(),
+        "training": training or {},
+    }
+    arrays = model_arrays(flow, tables, meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) -> Model:
+    try:
+        meta = json.loads(bytes(arrays["meta"]).decode())
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelError("not an icnn model file")
+        if meta.get("version") != MODEL_FORMAT_VERSION:
+            raise ModelError(f"model file version {meta.get('version')} is not supported")
+        flow = IntegerFlow(FlowConfig.from_dict(meta["config"]))
+        convs = flow.qconvs()
+        for i, conv in enumerate(convs):
+            w, e, b = arrays[f"conv{i}.w"], arrays[f"conv{i}.e"], arrays[f"conv{i}.b"]
+            if tuple(w.shape) != tuple(conv.conv.weight.shape):
+                raise ModelError(f"layer {i} has the wrong shape")
+            conv.load_integer_parameters(w.astype(np.float64), e.astype(np.int64), b.astype(np.float64))
+        if f"conv{len(convs)}.w" in arrays:
+            raise ModelError("model file has more layers than its architecture")
+        flow.top.load_integer_parameters(arrays["top.mu16"].astype(np.float64), arrays["top.ls8"].astype(np.float64))
+        tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])
+    except ModelError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelError(f"invalid model file: {exc}") from exc
+    flow.eval()
+    return Model(meta.get("name", "?"), flow, tables, fingerprint(arrays), meta, path)
+
+
+def read_model_file(path: str | Path) -> Model:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"cannot read model file {path}: {exc}") from exc
+    return model_from_arrays(arrays, str(path))
+
+
+_cache: dict[str, Model] = {}
+
+
+def load_model(model: "str | Path | Model | None" = None) -> Model:
+    """A model by name (``models/NAME.npz``), by file path, or a training run folder."""
+    if isinstance(model, Model):
+        return model
+    key = str(model if model is not None else DEFAULT_MODEL)
+    if key in _cache:
+        return _cache[key]
+    p = Path(key)
+    if p.is_dir():
+        from .train import model_from_run  # a run folder: its latest checkpoint, as exported
+
+        loaded = model_from_run(p)
+    elif p.is_file():
+        loaded = read_model_file(p)
+    else:
+        names = available_models()
+        if key not in names:
+            known = ", ".join(sorted(names)) or "none installed"
+            raise ModelError(f"unknown model '{key}' (available: {known})")
+        loaded = read_model_file(names[key])
+    _cache[key] = loaded
+    return loaded
+
+
+def find_model_by_fingerprint(fp: int) -> Model | None:
+    """The installed model whose fingerprint a stream names."""
+    for name in available_models():
+        try:
+            m = load_model(name)
+        except ModelError:
+            continue
+        if m.fingerprint == fp:
+            return m
+    for m in list(_cache.values()):
+        if m.fingerprint == fp:
+            return m
+    return None
+
+
+def load_tables_file(path: str | Path) -> LogisticTables:
+    with np.load(path, allow_pickle=False) as z:
+        return LogisticTables(z["counts"], z["offsets"])
+
+
+def save_tables_file(tables: LogisticTables, path: str | Path) -> None:
+    np.savez_compressed(path, counts=tables.counts, offsets=tables.offsets)
+
+
+def flow_to_model(flow: IntegerFlow, tables: LogisticTables, name: str, path: str | None = None) -> Model:
+    """Freeze a float flow into a codec model exactly as an export would (same integers)."""
+    meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "config": flow.cfg.to_dict()}
+    return model_from_arrays(model_arrays(flow, tables, meta), path)

@@ -1,0 +1,35 @@
+"""Shared fixtures: real images (CIFAR-10 test images, scikit-image's photographs) and models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ICNN_SHARED", REPO.parent / "shared"))
+CIFAR_TEST = SHARED / "data" / "cifar10" / "test1k.npz"
+
+
+@pytest.fixture(scope="session")
+def cifar_images() -> np.ndarray:
+    """The CIFAR-10 test1k images (1000, 32, 32, 3) uint8."""
+    if not CIFAR_TEST.exists():
+        pytest.skip(f"CIFAR-10 test images not found at {CIFAR_TEST} (set ICNN_SHARED)")
+    with np.load(CIFAR_TEST) as z:
+        return z["images"]
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photograph at full size (scikit-image's 'chelsea', 300x451 RGB)."""
+    data = pytest.importorskip("skimage.data")
+    return data.chelsea()
+
+
+@pytest.fixture(scope="session")
+def model():
+    import icnn_codec
+
+    return icnn_codec.load_model()

@@ -1,0 +1,155 @@
+"""`icnn bench`: the report's shape, the lossless check, and input handling, on tiny images."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from icnn_codec import bench
+from icnn_codec.bench import Codec, bench_command, run_bench
+
+RESULT_KEYS = {"codec": str, "bpd": float, "encode_MBps": float, "decode_MBps": float, "lossless": bool}
+
+
+def tiny_images(n: int, h: int = 8, w: int = 8, seed: int = 0) -> np.ndarray:
+    """Smooth-ish small RGB images (a gradient plus noise): cheap for icnn, compressible for PNG."""
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(h), np.arange(w))[None, :, :, None] * 8
+    return np.clip(ramp + rng.integers(0, 32, (n, h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def npz(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=tiny_images(5))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(bench_command, [str(a) for a in args])
+
+
+def lossy_codec(name: str = "lossy") -> Codec:
+    """PNG that flips the lowest bit of the first value on decode: small, plausible, wrong."""
+    png = bench.REGISTRY["png"](None)
+
+    def decode(data: bytes) -> np.ndarray:
+        out = png.decode(data).copy()
+        out.flat[0] ^= 1
+        return out
+
+    return Codec(name, png.encode, decode)
+
+
+def test_json_shape_and_markdown(npz: Path, tmp_path: Path) -> None:
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    res = invoke(npz, "--codecs", "icnn,png", "--limit", "3", "--json", out, "--markdown", md)
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    [ds] = report["datasets"]
+    assert (ds["name"], ds["images"], ds["dims"]) == ("tiny", 3, 3 * 8 * 8 * 3)
+    assert [r["codec"] for r in ds["results"]] == ["icnn:cifar10", "png"]  # a bare icnn names its model
+    for r in ds["results"]:
+        for key, kind in RESULT_KEYS.items():
+            assert isinstance(r[key], kind), (key, r[key])
+        assert r["lossless"] and r["bpd"] > 0 and r["encode_MBps"] > 0 and r["decode_MBps"] > 0
+        assert r["bpd"] == pytest.approx(8 * r["bytes"] / ds["dims"])
+    icnn, png = ds["results"]
+    assert isinstance(icnn["nll_bpd"], float) and 0 < icnn["nll_bpd"] < icnn["bpd"]  # header and coder cost bits
+    assert png["nll_bpd"] is None
+    assert {"cpu", "logical_cpus", "torch_threads"} <= set(report["machine"]) and report["date"]
+    assert "icnn:cifar10" in res.stdout and "batched" in res.stdout  # the terminal table, with its notes
+    assert "| icnn:cifar10 |" in md.read_text()
+
+
+def test_lossy_codec_is_reported_and_fails_the_run(npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(bench.REGISTRY, "lossy", lambda arg: lossy_codec())
+    out = tmp_path / "r.json"
+    res = invoke(npz, "--codecs", "png,lossy", "--json", out)
+    assert res.exit_code == 1
+    assert "not lossless: lossy on tiny" in res.output
+    results = {r["codec"]: r for r in json.loads(out.read_text())["datasets"][0]["results"]}
+    assert results["png"]["lossless"] is True
+    assert results["lossy"]["lossless"] is False and results["lossy"]["mismatched_images"] == 5
+
+
+def test_crashing_codec_is_a_result_not_a_crash(npz: Path) -> None:
+    def broken(data: bytes) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    report = run_bench([npz], [Codec("broken", lambda a: a.tobytes(), broken), "png"], limit=2)
+    broken_result, png = report["datasets"][0]["results"]
+    assert broken_result["lossless"] is False and "boom" in broken_result["error"]
+    assert broken_result["bpd"] == pytest.approx(8.0)  # raw bytes: the size is still known
+    assert png["lossless"] is True
+    assert bench.lossy_results(report) == ["broken on tiny"]
+
+
+def test_limit_takes_the_first_images(npz: Path, tmp_path: Path) -> None:
+    first_two = tmp_path / "two.npz"
+    np.savez(first_two, images=tiny_images(5)[:2])
+    limited = run_bench([npz], ["png"], limit=2)["datasets"][0]
+    exact = run_bench([first_two], ["png"])["datasets"][0]
+    assert limited["images"] == 2 and limited["dims"] == 2 * 8 * 8 * 3
+    assert limited["results"][0]["bytes"] == exact["results"][0]["bytes"]
+
+
+def test_folder_of_mixed_images(tmp_path: Path) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    imgs = tiny_images(2, 8, 8)
+    Image.fromarray(imgs[0]).save(folder / "a.png")
+    Image.fromarray(tiny_images(1, 5, 11, seed=1)[0]).save(folder / "b.webp", lossless=True)  # odd size
+    Image.fromarray(imgs[1][:, :, 0]).save(folder / "c.png")  # grayscale: benched as RGB
+    (folder / "notes.txt").write_text("not an image")
+    report = run_bench([folder], ["png"])
+    [ds] = report["datasets"]
+    assert ds["name"] == "pics" and ds["images"] == 3
+    assert ds["dims"] == (8 * 8 + 5 * 11 + 8 * 8) * 3
+    assert all(r["lossless"] for r in ds["results"])
+
+
+def test_unknown_and_uninstalled_codecs_are_skipped(npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # `import imagecodecs` now fails
+    out = tmp_path / "r.json"
+    res = invoke(npz, "--codecs", "png,nosuch,jpegxl", "--limit", "1", "--json", out)
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert [r["codec"] for r in report["datasets"][0]["results"]] == ["png"]
+    reasons = {s["codec"]: s["reason"] for s in report["skipped"]}
+    assert "unknown codec" in reasons["nosuch"] and "imagecodecs" in reasons["jpegxl"]
+    assert "skipped jpegxl" in res.output
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "no such file or folder"),
+        (lambda p: np.savez(p / "x.npz", pixels=np.zeros((1, 2, 2, 3), np.uint8)) or p / "x.npz", "'images'"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no images"),
+        (lambda p: Image.new("RGB", (2, 2)).save(p / "one.png") or p / "one.png", "not a folder of images or an .npz"),
+    ],
+)
+def test_bad_data_is_a_one_line_error(tmp_path: Path, make, message: str) -> None:
+    res = invoke(make(tmp_path), "--codecs", "png")
+    assert res.exit_code == 1
+    assert message in res.output and "Traceback" not in res.output
+    assert res.output.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_no_runnable_codec_is_an_error(npz: Path) -> None:
+    res = invoke(npz, "--codecs", "nosuch")
+    assert res.exit_code == 1 and "no codec can run" in res.output
+
+
+def test_plot(npz: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "r.png"
+    res = invoke(npz, "--codecs", "png", "--limit", "2", "--plot", plot)
+    assert res.exit_code == 0, res.output
+    assert Image.open(plot).size[0] > 100

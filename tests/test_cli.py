@@ -1,0 +1,99 @@
+"""The icnn command, run as a user would: real subprocesses, real files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_codec import ODD_IMAGES
+
+ICNN = [sys.executable, "-m", "icnn_codec.cli"]
+
+
+def icnn(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*ICNN, *args], cwd=cwd, input=stdin, capture_output=True, timeout=300)
+
+
+MODES = {"1x1": "RGB", "7x13": "RGB", "33x65": "RGB", "noise_64x48": "RGB", "flat": "RGB", "gray": "L", "gray_la": "LA", "rgba": "RGBA"}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory, cifar_images, photo) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    for name, mode in MODES.items():
+        Image.fromarray(ODD_IMAGES[name], mode).save(d / f"{name}.png")
+    Image.fromarray(cifar_images[7]).save(d / "cifar.png")
+    Image.fromarray(photo).save(d / "photo.png")
+    return d
+
+
+def test_compress_then_decompress_gives_identical_pixels_and_mode(image_dir, tmp_path):
+    names = sorted(p.name for p in image_dir.glob("*.png"))
+    r = icnn("compress", *[str(image_dir / n) for n in names], "-o", str(tmp_path / "streams"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    for n in names:
+        r = icnn("decompress", str(tmp_path / "streams" / f"{n}.icnn"), "-o", str(tmp_path / n), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr.decode()
+        a, b = Image.open(image_dir / n), Image.open(tmp_path / n)
+        assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), n
+
+
+def test_default_names_and_refusal_to_overwrite(image_dir, tmp_path):
+    src = tmp_path / "x.png"
+    src.write_bytes((image_dir / "cifar.png").read_bytes())
+    assert icnn("compress", "x.png", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "x.png.icnn").exists()
+    again = icnn("compress", "x.png", cwd=tmp_path)
+    assert again.returncode != 0 and b"exists" in again.stderr and b"Traceback" not in again.stderr
+    assert icnn("compress", "-f", "x.png", cwd=tmp_path).returncode == 0
+    src.rename(tmp_path / "orig.png")
+    assert icnn("decompress", "x.png.icnn", cwd=tmp_path).returncode == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), np.asarray(Image.open(tmp_path / "orig.png")))
+
+
+def test_stdin_to_stdout(image_dir, tmp_path):
+    png = (image_dir / "rgba.png").read_bytes()
+    stream = icnn("compress", "-", cwd=tmp_path, stdin=png)
+    assert stream.returncode == 0 and stream.stdout[:2] == b"IC"
+    out = icnn("decompress", "-", cwd=tmp_path, stdin=stream.stdout)
+    assert out.returncode == 0
+    (tmp_path / "o.png").write_bytes(out.stdout)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), np.asarray(Image.open(image_dir / "rgba.png")))
+
+
+def test_bad_inputs_fail_in_one_line_and_leave_no_output(image_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "good.png").write_bytes((image_dir / "cifar.png").read_bytes())
+    r = icnn("compress", "notes.txt", "good.png", "missing.png", "-o", "out", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.decode().strip().splitlines()
+    errors = [l for l in lines if l.startswith("icnn: ")]
+    assert len(errors) == 2 and "notes.txt" in errors[0] and "missing.png" in errors[1]
+    assert "Traceback" not in r.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png.icnn"]  # the good one completed
+
+    stream = (tmp_path / "out" / "good.png.icnn").read_bytes()
+    (tmp_path / "cut.icnn").write_bytes(stream[: len(stream) // 2])
+    r = icnn("decompress", "cut.icnn", "-o", "cut.png", cwd=tmp_path)
+    assert r.returncode == 1 and b"cut.icnn" in r.stderr and b"Traceback" not in r.stderr
+    assert not (tmp_path / "cut.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_info_reports_the_header(image_dir, tmp_path):
+    import json
+
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
+    r = icnn("info", "c.icnn", "--json", cwd=tmp_path)
+    fields = json.loads(r.stdout)
+    assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
+    assert fields["header_bytes"] == 11 and fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
+
+
+def test_help_teaches():
+    r = subprocess.run([*ICNN, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "icnn compress" in r.stdout and "decompress" in r.stdout

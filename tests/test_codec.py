@@ -1,0 +1,109 @@
+"""The codec gives back exactly the pixels it was given, for every kind of image, or an error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import icnn_codec as ic
+from icnn_codec import container
+
+rng = np.random.default_rng(1234)
+
+ODD_IMAGES = {
+    "1x1": rng.integers(0, 256, (1, 1, 3), dtype=np.uint8),
+    "7x13": rng.integers(0, 256, (7, 13, 3), dtype=np.uint8),
+    "33x65": rng.integers(0, 256, (33, 65, 3), dtype=np.uint8),
+    "noise_64x48": rng.integers(0, 256, (64, 48, 3), dtype=np.uint8),
+    "flat": np.full((40, 24, 3), 200, dtype=np.uint8),
+    "extremes": np.tile(np.array([0, 255], np.uint8)[:, None, None], (8, 9, 3)),
+    "gray": rng.integers(0, 256, (17, 23), dtype=np.uint8),
+    "gray_la": rng.integers(0, 256, (9, 10, 2), dtype=np.uint8),
+    "rgba": rng.integers(0, 256, (21, 11, 4), dtype=np.uint8),
+}
+
+
+def test_cifar_images_round_trip_exactly_in_a_batch(cifar_images):
+    images = list(cifar_images[:32])
+    streams = ic.compress_many(images, batch_size=16)
+    assert all(np.array_equal(a, b) for a, b in zip(ic.decompress_many(streams, batch_size=8), images))
+
+
+def test_batched_calls_agree_with_single_calls(cifar_images):
+    images = list(cifar_images[32:40]) + [ODD_IMAGES["7x13"], ODD_IMAGES["rgba"]]
+    streams = ic.compress_many(images)
+    assert streams == [ic.compress(im) for im in images]
+    assert all(np.array_equal(a, ic.decompress(s)) for a, s in zip(ic.decompress_many(streams), streams))
+
+
+@pytest.mark.parametrize("name", sorted(ODD_IMAGES))
+def test_any_size_and_mode_round_trips(name):
+    image = ODD_IMAGES[name]
+    expected = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    out = ic.decompress(ic.compress(image))
+    assert out.dtype == np.uint8 and out.shape == expected.shape
+    assert np.array_equal(out, expected)
+
+
+def test_full_size_photograph_round_trips(photo):
+    assert np.array_equal(ic.decompress(ic.compress(photo)), photo)
+
+
+def test_pil_images_are_accepted_and_palette_images_keep_their_pixels():
+    rgb = Image.fromarray(ODD_IMAGES["33x65"])
+    pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    assert np.array_equal(ic.decompress(ic.compress(rgb)), np.asarray(rgb))
+    assert np.array_equal(ic.decompress(ic.compress(pal)), np.asarray(pal.convert("RGB")))
+
+
+def test_unsupported_images_are_refused_clearly():
+    with pytest.raises(ic.UnsupportedImageError, match="8-bit"):
+        ic.compress(np.zeros((4, 4), dtype=np.uint16))
+    with pytest.raises(ic.UnsupportedImageError, match="mode"):
+        ic.compress(Image.new("I;16", (4, 4)))
+    with pytest.raises(ic.UnsupportedImageError):
+        ic.compress(np.zeros((4, 4, 5), dtype=np.uint8))
+
+
+def test_header_is_eleven_bytes_for_a_cifar_image(cifar_images):
+    data = ic.compress(cifar_images[0])
+    header = ic.read_header(data)
+    assert (header.width, header.height, header.mode) == (32, 32, "RGB")
+    assert len(header.to_bytes()) == 11
+    assert header.crc32 == container.pixel_checksum(cifar_images[0])
+
+
+def test_decode_error_is_a_value_error():
+    assert issubclass(ic.DecodeError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: b"",
+        lambda d: d[:5],
+        lambda d: d[:-4],
+        lambda d: d[:-1],
+        lambda d: b"\x89PNG\r\n\x1a\n" + d[8:],
+        lambda d: d[:2] + bytes([d[2] + 0x10]) + d[3:],  # a future format version
+        lambda d: d[:3] + bytes([d[3] ^ 0xFF]) + d[4:],  # a model that is not installed
+        lambda d: d[:-8] + bytes([d[-8] ^ 0x01]) + d[-7:],  # one bit flipped in the payload
+        lambda d: d + b"\0\0\0\0",  # trailing data
+    ],
+    ids=["empty", "header_only", "truncated_word", "truncated_byte", "png", "version", "model", "bitflip", "trailing"],
+)
+def test_corrupted_streams_raise_decode_error(cifar_images, mutate):
+    data = ic.compress(cifar_images[3])
+    with pytest.raises(ic.DecodeError):
+        ic.decompress(mutate(data))
+
+
+def test_every_single_bit_flip_in_the_header_is_caught(cifar_images):
+    data = ic.compress(cifar_images[5])
+    header_len = len(ic.read_header(data).to_bytes())
+    for byte in range(header_len):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[byte] ^= 1 << bit
+            with pytest.raises(ic.DecodeError):
+                ic.decompress(bytes(bad))
