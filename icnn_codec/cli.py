@@ -247,19 +247,22 @@ def train(data, run_dir, steps, batch_size, lr, crop, eval_data, device, threads
     except (ValueError, OSError) as exc:
         _fail(data, exc)
         sys.exit(1)
-    click.echo(json.dumps(metrics), err=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0's), not one per process
+        click.echo(json.dumps(metrics), err=True)
 
 
 @main.command()
 @click.argument("run_dir")
 @click.option("-o", "--output", required=True, help="Model file to write, e.g. models/cifar10.npz.")
 @click.option("--name", default=None, help="Model name stored in the file [default: the file's stem].")
-def export(run_dir, output, name) -> None:
-    """Export a training run's EMA weights as a model file (integers only, no pickle)."""
+@click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True,
+              help="The EMA of the weights, or the raw last weights (better early in a run, while the EMA lags).")
+def export(run_dir, output, name, weights) -> None:
+    """Export a training run as a model file (integers only, no pickle)."""
     from .train import export_run
 
     try:
-        path = export_run(Path(run_dir), Path(output), name)
+        path = export_run(Path(run_dir), Path(output), name, weights)
     except (IcnnError, OSError, KeyError) as exc:
         _fail(run_dir, exc)
         sys.exit(1)

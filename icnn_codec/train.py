@@ -92,14 +92,25 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """ValueError (one line for the CLI) for a config no training step can run with."""
+    block = FlowConfig.from_dict(cfg.flow).block
+    if cfg.crop <= 0 or cfg.crop % block:
+        raise ValueError(f"crop {cfg.crop} must be a positive multiple of {block} (2 ** levels)")
+    if cfg.batch_size <= 0:
+        raise ValueError(f"batch size {cfg.batch_size} must be positive")
+
+
 def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     """Create the run folder, or read back the config it was started with."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         saved = TrainConfig(**json.loads(cfg_path.read_text()))
         saved.steps = cfg.steps  # the one thing a resume may change
         cfg = saved
+    else:
+        check_config(cfg)  # before the folder exists: a bad start must not fix a run's config
+    run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "tables.npz").exists():
         from .zoo import save_tables_file
 
@@ -113,7 +124,16 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
 
 
-def model_from_run(run_dir: Path):
+def _run_flow(run_dir: Path, ckpt: dict, weights: str) -> IntegerFlow:
+    if weights not in ("ema", "model"):
+        raise ValueError("weights must be 'ema' or 'model'")
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    flow.load_state_dict(ckpt[weights])
+    return flow
+
+
+def model_from_run(run_dir: Path, weights: str = "ema"):
     """A run folder as a codec model: its EMA weights, frozen exactly as an export would be."""
     from .errors import ModelError
     from .zoo import flow_to_model, load_tables_file
@@ -121,21 +141,21 @@ def model_from_run(run_dir: Path):
     ckpt = load_checkpoint(Path(run_dir))
     if ckpt is None:
         raise ModelError(f"{run_dir} has no checkpoint")
-    cfg = TrainConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
-    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
-    flow.load_state_dict(ckpt["ema"])
+    flow = _run_flow(Path(run_dir), ckpt, weights)
     return flow_to_model(flow, load_tables_file(Path(run_dir) / "tables.npz"), Path(run_dir).name, str(run_dir))
 
 
-def export_run(run_dir: Path, out: Path, name: str | None = None) -> Path:
-    """Write a run's EMA weights as a model file."""
+def export_run(run_dir: Path, out: Path, name: str | None = None, weights: str = "ema") -> Path:
+    """Write a run's weights (EMA by default; "model" for the raw ones) as a model file."""
     from .zoo import load_tables_file, save_model
 
     ckpt = load_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint")
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
-    flow.load_state_dict(ckpt["ema"])
-    training = {"steps": ckpt["step"], "config": asdict(cfg), "history": ckpt.get("history", {})}
+    flow = _run_flow(run_dir, ckpt, weights)
+    training = {"steps": ckpt["step"], "weights": weights, "train_seconds": round(ckpt.get("seconds", 0.0)),
+                "config": asdict(cfg), "history": ckpt.get("history", {})}
     return save_model(flow, out, name or out.stem, load_tables_file(run_dir / "tables.npz"), training)
 
 
@@ -173,7 +193,8 @@ def train(
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics."""
     run_dir = Path(run_dir)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not dist.is_initialized():
+    own_group = distributed and not dist.is_initialized()
+    if own_group:
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
@@ -182,6 +203,7 @@ def train(
     if device == "cuda" and distributed:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     main = rank == 0
+    images = ImageSet.open(data)  # first: a bad DATA must not create the run (and fix its config)
     if main:
         cfg = init_run(run_dir, cfg)
     if distributed:
@@ -189,8 +211,9 @@ def train(
         if not main:
             cfg = init_run(run_dir, cfg)
 
-    images = ImageSet.open(data)
-    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
+        torch.manual_seed(cfg.seed)
+        flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     ckpt = load_checkpoint(run_dir)
     if ckpt is None and init_model:
         from .zoo import load_model
@@ -200,12 +223,14 @@ def train(
     flow.to(device)
     ema.to(device)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
-    step, history = 0, {}
+    step, history, seconds, running = 0, {}, 0.0, None
     if ckpt is not None:
         flow.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, history = ckpt["step"], ckpt.get("history", {})
+        step, history, seconds = ckpt["step"], ckpt.get("history", {}), ckpt.get("seconds", 0.0)
+        running = ckpt.get("running")  # the smoothed bpd, so a resumed log continues seamlessly
+    started = time.time()
     loss_module = NegLogLikelihood(flow)
     if distributed:
         loss_module = nn.parallel.DistributedDataParallel(loss_module)
@@ -214,11 +239,13 @@ def train(
     def save() -> None:
         if main:
             atomic_save({"model": flow.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                         "step": step, "history": history}, run_dir / CHECKPOINT)
+                         "step": step, "history": history, "seconds": seconds + time.time() - started,
+                         "running": running},
+                        run_dir / CHECKPOINT)
 
     progress = Progress(run_dir, cfg.steps, step, main)
     per_rank = max(1, cfg.batch_size // world)
-    running, metrics = None, {}
+    metrics = {}
     try:
         while step < cfg.steps:
             flow.train()
@@ -234,10 +261,11 @@ def train(
             torch.nn.utils.clip_grad_norm_(flow.parameters(), 100.0)
             opt.step()
             with torch.no_grad():
+                decay = min(cfg.ema, (1.0 + step) / (10.0 + step))  # warm-up: an early EMA must not lag
                 for pe, p in zip(ema.parameters(), flow.parameters()):
-                    pe.lerp_(p, 1.0 - cfg.ema)
+                    pe.lerp_(p, 1.0 - decay)
             step += 1
-            bpd = float(loss)
+            bpd = loss.item()
             running = bpd if running is None else 0.98 * running + 0.02 * bpd
             if step % cfg.log_every == 0 or step == cfg.steps:
                 progress.step(step, running, lr)
@@ -251,4 +279,7 @@ def train(
                 save()
     finally:
         save()
+    if own_group:
+        # Left to interpreter teardown, gloo's worker threads can abort the process (SIGABRT).
+        dist.destroy_process_group()
     return metrics or {"step": step, "train_bpd": running}

@@ -156,14 +156,16 @@ def load_model(model: "str | Path | Model | None" = None) -> Model:
     if isinstance(model, Model):
         return model
     key = str(model if model is not None else DEFAULT_MODEL)
-    if key in _cache:
-        return _cache[key]
     p = Path(key)
     if p.is_dir():
         from .train import model_from_run  # a run folder: its latest checkpoint, as exported
 
-        loaded = model_from_run(p)
-    elif p.is_file():
+        return model_from_run(p)  # not cached: the run may still be training
+    if p.is_file():
+        key = f"{p.resolve()}@{p.stat().st_mtime_ns}"  # a rewritten file is a new model
+    if key in _cache:
+        return _cache[key]
+    if p.is_file():
         loaded = read_model_file(p)
     else:
         names = available_models()

@@ -42,12 +42,14 @@ def test_streams_are_byte_identical_across_batching_threads_and_kernels(cifar_im
     assert subprocess.run([sys.executable, "-c", code], timeout=600).returncode == 0
 
 
-def test_training_path_simulates_the_exact_path(cifar_images, model):
-    """The float32 training graph and the exact path give the same latents and prior grids."""
-    x = exact_input(list(cifar_images[:16]))
+def test_exact_path_codes_within_two_hundredths_of_a_bit_of_the_trained_model(cifar_images, model):
+    """Training simulates the fixed-point network in float32, whose accumulators differ from the
+    exact ones in the last bits; a rounding near a boundary can then fall the other way. The
+    cost of coding with the exact path, ANS included, must stay under 0.02 bits per dimension."""
+    images = list(cifar_images[100:164])
+    streams = ic.compress_many(images)
+    payload_bits = 8 * sum(len(s) - len(ic.read_header(s).to_bytes()) for s in streams)
     with torch.no_grad():
-        exact = model.flow(x)
-        trained = model.flow(x.float())
-    for e, t in zip(exact, trained):
-        assert torch.equal(e.z, t.z.double())
-        assert torch.equal(e.mu, t.mu.double() * 16) and torch.equal(e.log_scale, t.log_scale.double() * 8)
+        nll_bits = float(model.flow.nll_bits(exact_input(images).float()).sum())
+    dims = 64 * 32 * 32 * 3
+    assert 0 <= (payload_bits - nll_bits) / dims < 0.02

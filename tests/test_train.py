@@ -1,0 +1,265 @@
+"""Training: a run folder resumes exactly, ``--steps`` is the run's total, a run exports to a
+codec model (or is one), torchrun trains data-parallel, and the CLI fails in one line.
+
+Everything runs on a tiny flow, 8x8 crops and a handful of steps: these tests specify the
+machinery, not the bpd a real run reaches.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import icnn_codec as ic
+from icnn_codec.flow import FlowConfig
+from icnn_codec.train import TrainConfig, export_run, init_run, load_checkpoint, train
+
+TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
+TINY_CLI_OPTIONS = ["--levels", "2", "--couplings", "1", "--hidden", "8", "--crop", "8", "--batch-size", "4",
+                    "--log-every", "1"]
+ICNN = [sys.executable, "-m", "icnn_codec.cli"]
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+MAX_MODEL_BYTES = 25 * 2**20
+
+
+def tiny_config(steps: int, **overrides: object) -> TrainConfig:
+    """The tiny run every test trains: batch 4 of 8x8 crops, a log record every step."""
+    return replace(TrainConfig(steps=steps, batch_size=4, crop=8, warmup=2, log_every=1, checkpoint_every=2,
+                               flow=TINY_FLOW.to_dict()), **overrides)
+
+
+def structured_images(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(n, height, width, 3) uint8: smooth gradients plus noise, so there is something to learn."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (yy[None, :, :, None] * rng.uniform(2, 8, (n, 1, 1, 3)) + xx[None, :, :, None] * rng.uniform(2, 8, (n, 1, 1, 3)))
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def icnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*ICNN, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def log_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Same step, and bit-identical weights, EMA weights and optimizer state."""
+    assert a["step"] == b["step"]
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert state_a.keys() == state_b.keys()
+    for i in state_a:
+        assert state_a[i].keys() == state_b[i].keys()
+        for key in state_a[i]:
+            assert torch.equal(state_a[i][key], state_b[i][key]), f"optimizer state {i}.{key} differs"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One thread: fast beside anything else on the machine, and one fixed summation order.
+    (Resume is exact anyway, as long as both runs use the same thread count.)"""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An .npz of 12 structured 16x16 RGB images."""
+    path = tmp_path_factory.mktemp("data") / "train.npz"
+    np.savez(path, images=structured_images(12, 16, 16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of PNGs of mixed sizes and modes, one smaller than the crop."""
+    folder = tmp_path_factory.mktemp("folder")
+    rgb, big, small = structured_images(1, 16, 16, 1)[0], structured_images(1, 12, 20, 2)[0], structured_images(1, 5, 7, 3)[0]
+    Image.fromarray(rgb).save(folder / "a.png")
+    Image.fromarray(big).convert("L").save(folder / "b.png")
+    Image.fromarray(small).convert("RGBA").save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_6(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained 6 steps in one go. Tests that would change it work on a copy."""
+    run_dir = tmp_path_factory.mktemp("runs") / "six"
+    train(str(dataset), run_dir, tiny_config(6))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(run_6: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_run(run_6, tmp_path_factory.mktemp("models") / "tiny.npz")
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def test_resuming_continues_exactly_as_if_the_run_had_never_stopped(dataset: Path, run_6: Path, tmp_path: Path) -> None:
+    train(str(dataset), tmp_path / "run", tiny_config(3))
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+    train(str(dataset), tmp_path / "run", tiny_config(6))
+    # Same data (a function of seed and step), same optimizer state, same thread count: the
+    # float arithmetic is the same, so the state is bit-identical, not merely close.
+    assert_same_training_state(load_checkpoint(tmp_path / "run"), load_checkpoint(run_6))
+    # The log continues seamlessly too (the smoothed bpd is part of the checkpoint).
+    resumed, straight = log_records(tmp_path / "run"), log_records(run_6)
+    assert [(r["step"], r["bpd"], r["lr"]) for r in resumed] == [(r["step"], r["bpd"], r["lr"]) for r in straight]
+
+
+@pytest.mark.parametrize("steps", [6, 4], ids=["same-total", "smaller-total"])
+def test_steps_is_the_runs_total_so_a_reached_total_trains_no_further(
+    dataset: Path, run_6: Path, tmp_path: Path, steps: int
+) -> None:
+    run_dir = shutil.copytree(run_6, tmp_path / "run")
+    lines_before = len(log_records(run_dir))
+    metrics = train(str(dataset), run_dir, tiny_config(steps))
+    assert metrics["step"] == 6
+    assert_same_training_state(load_checkpoint(run_dir), load_checkpoint(run_6))
+    assert len(log_records(run_dir)) == lines_before
+
+
+def test_a_run_keeps_the_options_it_was_started_with_only_steps_may_change(dataset: Path, run_6: Path, tmp_path: Path) -> None:
+    run_dir = shutil.copytree(run_6, tmp_path / "run")
+    started_with = json.loads((run_dir / "config.json").read_text())
+    wider = replace(TINY_FLOW, hidden=16).to_dict()
+    train(str(dataset), run_dir, tiny_config(7, lr=0.1, batch_size=8, crop=16, flow=wider))
+    assert json.loads((run_dir / "config.json").read_text()) == {**started_with, "steps": 7}
+    assert load_checkpoint(run_dir)["step"] == 7
+
+
+def test_a_new_runs_initial_weights_are_a_function_of_its_seed(dataset: Path, tmp_path: Path) -> None:
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        train(str(dataset), tmp_path / name, tiny_config(0, seed=seed))
+    a, b, c = (load_checkpoint(tmp_path / name)["model"] for name in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+# --- data and log -----------------------------------------------------------------------------
+
+
+def test_the_log_has_a_step_bpd_and_lr_record_per_interval(run_6: Path) -> None:
+    records = log_records(run_6)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(r["bpd"]) and 0 < r["bpd"] < 32 and r["lr"] > 0 for r in records)
+
+
+def test_a_folder_of_images_of_mixed_sizes_and_modes_is_training_data(image_folder: Path, tmp_path: Path) -> None:
+    metrics = train(str(image_folder), tmp_path / "run", tiny_config(2))
+    assert metrics["step"] == 2 and math.isfinite(metrics["train_bpd"])
+    assert load_checkpoint(tmp_path / "run")["step"] == 2
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def test_an_export_is_integer_arrays_only_readable_without_pickle(exported: Path) -> None:
+    with np.load(exported, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert arrays and all(np.issubdtype(a.dtype, np.integer) for a in arrays.values())
+    assert exported.stat().st_size < MAX_MODEL_BYTES
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    assert meta["training"]["steps"] == 6 and meta["config"] == TINY_FLOW.to_dict()
+
+
+@pytest.mark.parametrize("as_model", ["export", "run_folder"])
+def test_an_image_round_trips_exactly_through_a_trained_model(exported: Path, run_6: Path, as_model: str) -> None:
+    model = str(exported if as_model == "export" else run_6)
+    image = structured_images(1, 13, 10, seed=5)[0]  # not a multiple of the flow's block
+    data = ic.compress(image, model=model)
+    assert np.array_equal(ic.decompress(data, model=model), image)
+
+
+def test_a_run_folder_is_the_same_model_as_its_export(exported: Path, run_6: Path) -> None:
+    assert ic.load_model(str(run_6)).fingerprint == ic.load_model(str(exported)).fingerprint
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_cli_train_then_export_gives_a_model_under_25_mb_at_the_default_architecture(dataset: Path, tmp_path: Path) -> None:
+    """The CLI's default architecture (levels, couplings, width): one step, then export."""
+    trained = icnn("train", str(dataset), "-o", "run", "--steps", "1", "--batch-size", "1", "--crop", "8", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert [r["step"] for r in log_records(tmp_path / "run")] == [1]
+    exported = icnn("export", "run", "-o", "model.npz", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    size = (tmp_path / "model.npz").stat().st_size
+    assert size < MAX_MODEL_BYTES
+    assert ic.load_model(str(tmp_path / "model.npz")).fingerprint == ic.load_model(str(tmp_path / "run")).fingerprint
+
+
+def test_cli_train_runs_data_parallel_under_torchrun(dataset: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "icnn_codec.cli",
+           "train", str(dataset), "-o", "run", "--steps", "3", *TINY_CLI_OPTIONS]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+    assert [r["step"] for r in log_records(tmp_path / "run")] == [1, 2, 3]  # rank 0 alone logs ...
+    summaries = [line for line in done.stderr.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and json.loads(summaries[0])["step"] == 3  # ... and prints the summary
+
+
+def run_without_checkpoint(tmp_path: Path) -> Path:
+    """A run folder started but never saved (config and tables only)."""
+    init_run(tmp_path / "run", tiny_config(1))
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(lambda d, tmp: ["train", str(tmp / "missing.npz"), "-o", str(tmp / "run")], id="train-missing-data"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "12"], id="train-crop-not-multiple-of-block"),
+        pytest.param(lambda d, tmp: ["export", str(run_without_checkpoint(tmp)), "-o", str(tmp / "m.npz")],
+                     id="export-without-checkpoint"),
+    ],
+)
+def test_cli_failures_are_one_line_on_stderr_and_a_nonzero_exit(
+    command: Callable[[Path, Path], list[str]], dataset: Path, tmp_path: Path
+) -> None:
+    done = icnn(*command(dataset, tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("icnn: "), done.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "bad_config", "error"),
+    [("missing.npz", tiny_config(1, lr=0.5), OSError), ("train.npz", tiny_config(1, crop=6), ValueError)],
+    ids=["missing-data", "crop-not-multiple-of-block"],
+)
+def test_a_failed_start_leaves_no_run_behind_so_the_next_start_uses_its_own_options(
+    dataset: Path, tmp_path: Path, data: str, bad_config: TrainConfig, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        train(str(dataset.with_name(data)), tmp_path / "run", bad_config)
+    assert not (tmp_path / "run").exists()
+    train(str(dataset), tmp_path / "run", tiny_config(1))
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == asdict(tiny_config(1))
