@@ -124,36 +124,35 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
 
 
-def _run_flow(run_dir: Path, ckpt: dict, weights: str) -> IntegerFlow:
+def _run_flow(run_dir: Path, weights: str) -> tuple[IntegerFlow, dict, TrainConfig]:
+    """A run's flow with its EMA ("ema") or raw ("model") weights, its checkpoint and config."""
+    from .errors import ModelError
+
     if weights not in ("ema", "model"):
         raise ValueError("weights must be 'ema' or 'model'")
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is None:
+        raise ModelError(f"{run_dir} has no checkpoint")
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     flow.load_state_dict(ckpt[weights])
-    return flow
+    return flow, ckpt, cfg
 
 
 def model_from_run(run_dir: Path, weights: str = "ema"):
-    """A run folder as a codec model: its EMA weights, frozen exactly as an export would be."""
-    from .errors import ModelError
+    """A run folder as a codec model, frozen exactly as an export would be."""
     from .zoo import flow_to_model, load_tables_file
 
-    ckpt = load_checkpoint(Path(run_dir))
-    if ckpt is None:
-        raise ModelError(f"{run_dir} has no checkpoint")
-    flow = _run_flow(Path(run_dir), ckpt, weights)
-    return flow_to_model(flow, load_tables_file(Path(run_dir) / "tables.npz"), Path(run_dir).name, str(run_dir))
+    run_dir = Path(run_dir)
+    flow, _, _ = _run_flow(run_dir, weights)
+    return flow_to_model(flow, load_tables_file(run_dir / "tables.npz"), run_dir.name, str(run_dir))
 
 
 def export_run(run_dir: Path, out: Path, name: str | None = None, weights: str = "ema") -> Path:
     """Write a run's weights (EMA by default; "model" for the raw ones) as a model file."""
     from .zoo import load_tables_file, save_model
 
-    ckpt = load_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint")
-    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    flow = _run_flow(run_dir, ckpt, weights)
+    flow, ckpt, cfg = _run_flow(run_dir, weights)
     training = {"steps": ckpt["step"], "weights": weights, "train_seconds": round(ckpt.get("seconds", 0.0)),
                 "config": asdict(cfg), "history": ckpt.get("history", {})}
     return save_model(flow, out, name or out.stem, load_tables_file(run_dir / "tables.npz"), training)
