@@ -6,13 +6,10 @@ Reads ../shared/data/cifar10/test1k.npz next to the repository (or $ICNN_SHARED/
 Writes benchmarks/results/cifar10.{json,md,png}. All 1,000 images unless --limit; icnn codes about
 20 CIFAR images a second on a laptop CPU, so the full run takes a few minutes.
 """
-import os
 import sys
-from pathlib import Path
 
-from common import ROOT, bench_into_results
+from common import SHARED, bench_into_results
 
-SHARED = Path(os.environ.get("ICNN_SHARED", ROOT.parent / "shared"))  # as tests/conftest.py
 DATA = SHARED / "data" / "cifar10" / "test1k.npz"
 
 if __name__ == "__main__":

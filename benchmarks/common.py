@@ -5,11 +5,17 @@ command-line arguments (``--limit 50``, ``--model M``, ``--codecs icnn,jpegxl``)
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+SHARED = Path(os.environ.get("ICNN_SHARED", ROOT.parent / "shared"))  # as tests/conftest.py
 sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
 from icnn_codec.bench import bench_command  # noqa: E402
@@ -21,3 +27,21 @@ def bench_into_results(name: str, data: Path, argv: list[str]) -> None:
     args = [str(data), "--json", str(RESULTS / f"{name}.json"), "--markdown", str(RESULTS / f"{name}.md"),
             "--plot", str(RESULTS / f"{name}.png"), *argv]
     bench_command.main(args, prog_name=f"benchmarks/{name}.py", standalone_mode=True)
+
+
+PHOTO_CODECS = "icnn:photo,icnn:cifar10,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9"
+
+
+def bench_images_into_results(name: str, images: dict[str, np.ndarray], argv: list[str],
+                              codecs: str = PHOTO_CODECS) -> None:
+    """Write ``images`` as PNGs into a temporary folder called NAME and bench that folder.
+
+    ``codecs`` applies unless ``argv`` names its own ``--codecs``."""
+    if not any(a.startswith("--codecs") for a in argv):
+        argv = ["--codecs", codecs, *argv]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / name
+        folder.mkdir()
+        for stem, pixels in images.items():
+            Image.fromarray(pixels).save(folder / f"{stem}.png")
+        bench_into_results(name, folder, argv)

@@ -9,13 +9,10 @@ written as PNGs into a temporary folder named ``photos`` and that folder is benc
 benchmarks/results/photos.{json,md,png}. icnn takes seconds per photo.
 """
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from common import bench_into_results
+from common import bench_images_into_results
 
 NAMES = ("astronaut", "chelsea", "coffee", "motorcycle_left", "motorcycle_right")
 
@@ -38,9 +35,4 @@ def photos() -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "photos"
-        folder.mkdir()
-        for name, pixels in photos().items():
-            Image.fromarray(pixels).save(folder / f"{name}.png")
-        bench_into_results("photos", folder, sys.argv[1:])
+    bench_images_into_results("photos", photos(), sys.argv[1:])

@@ -17,10 +17,10 @@ import click
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import codec
+from . import codec, container
 from .bench import bench_command
 from .errors import IcnnError
-from .zoo import DEFAULT_MODEL, available_models, load_model
+from .zoo import DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, load_model
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -105,40 +105,49 @@ def main() -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder (several). '-' is stdout.")
-@click.option("-m", "--model", default=None, help=f"Model name in models/, a model file, or a training run folder. [default: {DEFAULT_MODEL}]")
+@click.option("-m", "--model", default=None, help=f"Model name in models/, a model file, or a training run folder. [default: '{PHOTO_MODEL}' for images "
+              f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} when installed, else '{DEFAULT_MODEL}']")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
-def compress(inputs, output, model, force, quiet) -> None:
+@click.option("--tile", type=int, default=codec.DEFAULT_TILE, show_default=True,
+              help="Tile side in pixels (multiple of 8, at most 1024): memory and parallelism grow with tiles.")
+@click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
+def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     """Compress images (PNG, WebP, ... anything Pillow reads; '-' is stdin) to .icnn streams.
 
     a.png becomes a.png.icnn unless -o says otherwise. Supported: 8-bit L, LA, RGB, RGBA and
     palette images (palette images are stored as their RGB/RGBA pixels).
     """
     try:
-        m = load_model(model)
-    except IcnnError as exc:
-        _fail(model or DEFAULT_MODEL, exc)
+        m = load_model(model) if model else None  # None: the default model for each image's size
+        container.check_tile_side(tile)
+    except (IcnnError, ValueError) as exc:
+        _fail(model or f"--tile {tile}", exc)
         sys.exit(2)
+    jobs = jobs or codec.default_jobs()
 
     def work(src: str, dst: str) -> None:
         raw = _read_input(src)
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
-            data = codec.compress(im, m)
+            data = codec.compress(im, m, tile=tile, jobs=jobs)
         if dst != "-" and Path(dst).exists() and not force:
             raise FileExistsError(f"{dst} exists (use -f to overwrite)")
         _write_output(dst, data, force)
         if not quiet:
             h = codec.read_header(data)
             dims = h.width * h.height * h.channels
+            used = m.name if m else codec.default_model_name(h.height, h.width)
             click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
-                       f"({h.width}x{h.height} {h.mode}, model {m.name})", err=True)
+                       f"({h.width}x{h.height} {h.mode}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})", err=True)
 
     _run_each(inputs, _outputs(inputs, output, lambda p: p + SUFFIX), work)
 
 
 def _decoded_name(path: str) -> str:
-    return path[: -len(SUFFIX)] if path.endswith(SUFFIX) and len(path) > len(SUFFIX) else path + ".png"
+    """a.png.icnn -> a.png; a.icnn -> a.png (a name without an image extension gets .png)."""
+    base = path[: -len(SUFFIX)] if path.endswith(SUFFIX) and len(path) > len(SUFFIX) else path
+    return base if base != path and Path(base).suffix.lower() in Image.registered_extensions() else base + ".png"
 
 
 def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
@@ -160,7 +169,8 @@ def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
 @click.option("-o", "--output", help="Output image (one input) or folder (several). '-' is stdout (PNG).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-m", "--model", default=None, help="Decode with this model (default: the installed model the stream names).")
-def decompress(inputs, output, force, model) -> None:
+@click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
+def decompress(inputs, output, force, model, jobs) -> None:
     """Decompress .icnn streams ('-' is stdin); a.png.icnn becomes a.png.
 
     The format follows the output's extension (PNG, WebP lossless, TIFF, BMP, ...).
@@ -169,7 +179,7 @@ def decompress(inputs, output, force, model) -> None:
     def work(src: str, dst: str) -> None:
         if dst != "-" and Path(dst).exists() and not force:
             raise FileExistsError(f"{dst} exists (use -f to overwrite)")
-        pixels = codec.decompress(_read_input(src), model)
+        pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs())
         _write_output(dst, _encode_image(pixels, dst), force)
 
     _run_each(inputs, _outputs(inputs, output, _decoded_name), work)
@@ -179,18 +189,19 @@ def decompress(inputs, output, force, model) -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(file, as_json) -> None:
-    """Show a stream's header: size, mode, model, checksum, bpd."""
+    """Show a stream's header: size, mode, model, tiling, bpd (checks the tile index, decodes nothing)."""
     try:
         data = _read_input(file)
         h = codec.read_header(data)
+        overhead = container.overhead_bytes(data)
     except USER_ERRORS as exc:
         _fail(file, exc)
         sys.exit(1)
     model = next((name for name in available_models() if _fingerprint_or_none(name) == h.model_fingerprint), None)
     fields = {
         "file": file, "format_version": h.version, "width": h.width, "height": h.height, "mode": h.mode,
-        "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "crc32": f"{h.crc32:08x}",
-        "bytes": len(data), "header_bytes": len(h.to_bytes()),
+        "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile, "tiles": h.n_tiles,
+        "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels), 4),
     }
     if as_json:
@@ -214,7 +225,11 @@ def _fingerprint_or_none(name: str) -> int | None:
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size (split across torchrun processes).")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
-@click.option("--eval", "eval_data", default=None, help="Evaluation images (npz of one size) for periodic test bpd.")
+@click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd.")
+@click.option("--holdout-every", type=int, default=0, show_default=True,
+              help="Hold out every n-th image of DATA (sorted order) from training; evaluate on them unless --eval.")
+@click.option("--eval-crop", type=int, default=0, show_default=True,
+              help="Evaluate on central crops of this size (needed when evaluation images differ in size).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads per process.")
 @click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run).")
@@ -224,7 +239,7 @@ def _fingerprint_or_none(name: str) -> int | None:
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
-def train(data, run_dir, steps, batch_size, lr, crop, eval_data, device, threads, init_model, levels, couplings, hidden,
+def train(data, run_dir, steps, batch_size, lr, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden,
           eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
@@ -237,7 +252,8 @@ def train(data, run_dir, steps, batch_size, lr, crop, eval_data, device, threads
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3])
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, crop=crop, eval_every=eval_every,
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, crop=crop, holdout_every=holdout_every,
+                      eval_crop=eval_crop, eval_every=eval_every,
                       checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())
     try:
         metrics = run_training(data, run_dir, cfg, eval_data=eval_data, device=device, threads=threads, init_model=init_model)

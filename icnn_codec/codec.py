@@ -1,29 +1,35 @@
 """The codec: images in, streams out, and back, bit for bit.
 
-An image is coded as one or two *planes* of three channels through the flow: the colour plane
-(RGB, or a grey level repeated three times) and, for LA/RGBA, the alpha plane (repeated three
-times). A plane is padded to a multiple of the flow's block by repeating edge pixels, then runs
-the exact integer path; its latents go onto one ANS stack per image, alpha plane first, so the
-decoder pops the colour plane first.
+An image is cut into square tiles (:mod:`icnn_codec.container`), each coded on its own. A tile
+is coded as one or two *planes* of three channels through the flow: the colour plane (RGB, or a
+grey level repeated three times) and, for LA/RGBA, the alpha plane (repeated three times). A
+plane is padded to a multiple of the flow's block by repeating edge pixels, then runs the exact
+integer path; its latents go onto one ANS stack per tile, alpha plane first, so the decoder
+pops the colour plane first. Tiles of one size share network evaluations (batches), and with
+``jobs > 1`` the tiles are shared out among worker threads.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from typing import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Sequence
 
 import constriction
 import numpy as np
 import torch
 
 from . import container, entropy
-from .container import Header
+from .container import MAX_PIXELS, Header, Tile, TileData
 from .errors import DecodeError, UnsupportedImageError
 from .priors import ExactParams
-from .zoo import Model, find_model_by_fingerprint, load_model
+from .zoo import Model, default_model_name, find_model_by_fingerprint, load_model
 
 ModelLike = "str | Model | None"
 PIL_MODES = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "1": "L", "P": None, "PA": "RGBA"}
 CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+DEFAULT_TILE = 256  # chosen from benchmarks/tiling.py: the bpd cost of tiling against speed and memory
+BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 im2col buffers)
 
 
 # -- images in and out ------------------------------------------------------------------------
@@ -85,43 +91,71 @@ def exact_input(planes: Sequence[np.ndarray]) -> torch.Tensor:
     return x - 128.0
 
 
+# -- tiles ------------------------------------------------------------------------------------
+def tile_pixels(pixels: np.ndarray, tile: Tile) -> np.ndarray:
+    return pixels[tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
+
+
+def _batches(n_items: int, pixels_each: int, batch_size: int) -> Iterable[slice]:
+    step = max(1, min(batch_size, BATCH_PIXELS // max(1, pixels_each)))
+    return (slice(i, i + step) for i in range(0, n_items, step))
+
+
 # -- encoding ---------------------------------------------------------------------------------
 def _encode_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
     """Push each plane's latents onto its coder (planes share one padded size)."""
-    for start in range(0, len(planes), batch_size):
+    for batch in _batches(len(planes), planes[0].shape[0] * planes[0].shape[1], batch_size):
         with torch.no_grad():
-            groups = model.flow(exact_input(planes[start : start + batch_size]))
-        for b in range(groups[0].z.shape[0]):
+            groups = model.flow(exact_input(planes[batch]))
+        for b, coder in enumerate(coders[batch]):
             for g in groups:
                 params = ExactParams.from_grid(g.mu[b].numpy().ravel(), g.log_scale[b].numpy().ravel())
-                entropy.encode_latents(coders[start + b], g.z[b].numpy().ravel().astype(np.int64), params, model.tables)
+                entropy.encode_latents(coder, g.z[b].numpy().ravel().astype(np.int64), params, model.tables)
 
 
-def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 64) -> list[bytes]:
-    """Compress images (numpy uint8 or PIL); the network runs in batches of same-size planes."""
-    m = load_model(model)
-    items = [as_pixels(im) for im in images]
-    coders = [constriction.stream.stack.AnsCoder() for _ in items]
+def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], batch_size: int = 64) -> list[TileData]:
+    """Code pixel blocks (H x W x C uint8, any sizes, each with its image's header) independently."""
+    coders = [constriction.stream.stack.AnsCoder() for _ in blocks]
     # Alpha planes are pushed first (popped last), so group the planes by (push round, size).
     rounds: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for i, (px, _) in enumerate(items):
+    for i, (px, _) in enumerate(blocks):
         planes = planes_of(px)
         for order, plane in enumerate(reversed(planes)):
-            padded = pad_plane(plane, m.block)
+            padded = pad_plane(plane, model.block)
             rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded))
     for key in sorted(rounds, key=lambda k: k[0]):
         idx, planes = zip(*rounds[key])
-        _encode_planes(m, list(planes), [coders[i] for i in idx], batch_size)
-    out = []
-    for (px, mode), coder in zip(items, coders):
-        header = Header(mode, px.shape[1], px.shape[0], m.fingerprint, container.pixel_checksum(px))
-        out.append(container.pack(header, coder.get_compressed()))
-    return out
+        _encode_planes(model, list(planes), [coders[i] for i in idx], batch_size)
+    return [TileData(container.pixel_checksum(px, h), c.get_compressed()) for (px, h), c in zip(blocks, coders)]
 
 
-def compress(image, model: ModelLike = None) -> bytes:
+def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 64,
+                  tile: int = DEFAULT_TILE, jobs: int = 1) -> list[bytes]:
+    """Compress images (numpy uint8 or PIL). Tiles of one size share network evaluations.
+
+    ``model=None`` picks the default model for each image's size (see :func:`default_model_name`);
+    ``jobs`` > 1 codes the tiles in that many threads.
+    """
+    container.check_tile_side(tile)
+    items = [as_pixels(im) for im in images]
+    models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1]))
+              for px, _ in items]
+    for m in {id(m): m for m in models}.values():
+        if tile % m.block:
+            raise ValueError(f"tile side {tile} is not a multiple of model {m.name}'s block ({m.block})")
+    headers = [Header(mode, px.shape[1], px.shape[0], m.fingerprint, tile) for (px, mode), m in zip(items, models)]
+    tiles = [h.tiles() for h in headers]
+    coded: dict[tuple[int, int], TileData] = {}
+    for m in {id(m): m for m in models}.values():
+        keys = [(i, t.index) for i, (h, ts) in enumerate(zip(headers, tiles)) if models[i] is m for t in ts]
+        blocks = [(tile_pixels(items[i][0], tiles[i][j]), headers[i]) for i, j in keys]
+        coded.update(zip(keys, _run_tiles(encode_blocks, m, blocks, batch_size, jobs)))
+    return [container.pack(h, [coded[(i, t.index)] for t in ts]) for i, (h, ts) in enumerate(zip(headers, tiles))]
+
+
+def compress(image, model: ModelLike = None, tile: int = DEFAULT_TILE, jobs: int = 1) -> bytes:
     """Compress one image (numpy uint8 H x W or H x W x C with C in 1..4, or a PIL image)."""
-    return compress_many([image], model)[0]
+    return compress_many([image], model, tile=tile, jobs=jobs)[0]
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -137,78 +171,140 @@ def model_for(header: Header, model: ModelLike = None) -> Model:
     return m
 
 
-def _decode_batch(model: Model, headers: list[Header], words: list[np.ndarray]) -> list[np.ndarray]:
-    """Decode streams that share a model, size and mode, in one batch of network evaluations."""
-    h0 = headers[0]
-    hp, wp = padded_size(h0.height, h0.width, model.block)
-    coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(w)) for w in words]
+def _decode_same_shape(model: Model, shape: tuple[int, int, str], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
+    """Decode tiles that share a size and mode, in one batch of network evaluations."""
+    height, width, mode = shape
+    hp, wp = padded_size(height, width, model.block)
+    coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)) for t, _ in tiles]
 
     def pop_latents(mu16: torch.Tensor, ls8: torch.Tensor) -> torch.Tensor:
         out = []
         for b, coder in enumerate(coders):
+            # Every symbol costs some bits, so a valid stream never runs dry before its last group;
+            # a forged one stops here rather than decoding a whole tile from nothing.
+            if coder.is_empty():
+                raise DecodeError("corrupt stream (tile data ran out)")
             params = ExactParams.from_grid(mu16[b].numpy().ravel(), ls8[b].numpy().ravel())
             out.append(torch.from_numpy(entropy.decode_latents(coder, params, model.tables).astype(np.float64)))
         return torch.stack(out).view(mu16.shape)
 
-    n_planes = 2 if h0.mode in ("LA", "RGBA") else 1
     planes = []
-    for _ in range(n_planes):
+    for _ in range(2 if mode in ("LA", "RGBA") else 1):
         x = model.flow.decode(len(coders), hp, wp, pop_latents) + 128.0
-        x = x[:, :, : h0.height, : h0.width]
+        x = x[:, :, :height, :width]
         if float(x.min()) < 0 or float(x.max()) > 255:
             raise DecodeError("corrupt stream (pixel values out of range)")
         planes.append(x.permute(0, 2, 3, 1).numpy().astype(np.uint8))
     results = []
-    for b, (header, coder) in enumerate(zip(headers, coders)):
+    for b, ((tile, header), coder) in enumerate(zip(tiles, coders)):
         if not coder.is_empty():
             raise DecodeError("corrupt stream (data left over after the last symbol)")
-        pixels = pixels_of([p[b] for p in planes], header.mode)
-        if container.pixel_checksum(pixels) != header.crc32:
+        pixels = pixels_of([p[b] for p in planes], mode)
+        if container.pixel_checksum(pixels, header) != tile.crc32:
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
         results.append(pixels)
     return results
 
 
-def _decode_guarded(model: Model, headers: list[Header], words: list[np.ndarray]) -> list[np.ndarray]:
+def _decode_guarded(model: Model, shape: tuple[int, int, str], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
     try:
-        return _decode_batch(model, headers, words)
+        return _decode_same_shape(model, shape, tiles)
     except DecodeError:
         raise
     except Exception as exc:  # the coder or the exact path met data no valid stream holds
         raise DecodeError(f"corrupt stream ({type(exc).__name__}: {exc})") from exc
 
 
-def decompress_many(datas: Iterable[bytes], batch_size: int = 64, model: ModelLike = None) -> list[np.ndarray]:
-    """Decompress streams; streams of one model, size and mode share network evaluations."""
-    parsed = []
-    for data in datas:
-        header, words = container.unpack(data)
-        parsed.append((header, words, model_for(header, model)))
+def decode_blocks(model: Model, blocks: Sequence[tuple[tuple[int, int, str], tuple[TileData, Header]]],
+                  batch_size: int = 64) -> list[np.ndarray]:
+    """Decode ((height, width, mode), (tile data, header)) blocks; one shape shares evaluations."""
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, (h, _, m) in enumerate(parsed):
-        groups[(m.fingerprint, h.width, h.height, h.mode)].append(i)
-    results: list = [None] * len(parsed)
-    for idx in groups.values():
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start : start + batch_size]
-            m = parsed[chunk[0]][2]
+    for i, (shape, _) in enumerate(blocks):
+        groups[shape].append(i)
+    results: list = [None] * len(blocks)
+    for shape, idx in groups.items():
+        for batch in _batches(len(idx), shape[0] * shape[1], batch_size):
+            chunk = idx[batch]
             try:
-                decoded = _decode_guarded(m, [parsed[i][0] for i in chunk], [parsed[i][1] for i in chunk])
+                decoded = _decode_guarded(model, shape, [blocks[i][1] for i in chunk])
             except DecodeError:
                 if len(chunk) == 1:
                     raise
-                # Find the bad stream(s) one by one so the error names the right one.
-                decoded = [_decode_guarded(m, [parsed[i][0]], [parsed[i][1]])[0] for i in chunk]
+                # Find the bad block(s) one by one so the error is the right one's.
+                decoded = [_decode_guarded(model, shape, [blocks[i][1]])[0] for i in chunk]
             for i, px in zip(chunk, decoded):
                 results[i] = px
     return results
 
 
-def decompress(data: bytes, model: ModelLike = None) -> np.ndarray:
+def _parse(data: bytes, model: ModelLike, max_pixels: int | None) -> tuple[Header, list[TileData], Model]:
+    header, tiles = container.unpack(data, max_pixels)
+    return header, tiles, model_for(header, model)
+
+
+def _shape(header: Header, tile: Tile) -> tuple[int, int, str]:
+    return tile.height, tile.width, header.mode
+
+
+def decompress_many(datas: Iterable[bytes], batch_size: int = 64, model: ModelLike = None, jobs: int = 1,
+                    max_pixels: int | None = MAX_PIXELS) -> list[np.ndarray]:
+    """Decompress streams; tiles of one model, size and mode share network evaluations.
+
+    Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded.
+    """
+    parsed = [_parse(d, model, max_pixels) for d in datas]
+    images = [np.empty((h.height, h.width, h.channels), np.uint8) for h, _, _ in parsed]
+    for m in {p[2].fingerprint: p[2] for p in parsed}.values():
+        keys = [(i, t) for i, (h, _, pm) in enumerate(parsed) if pm is m for t in h.tiles()]
+        blocks = [(_shape(parsed[i][0], t), (parsed[i][1][t.index], parsed[i][0])) for i, t in keys]
+        for (i, t), px in zip(keys, _run_tiles(decode_blocks, m, blocks, batch_size, jobs)):
+            images[i][t.top : t.top + t.height, t.left : t.left + t.width] = px.reshape(t.height, t.width, -1)
+    return [im[:, :, 0] if h.mode == "L" else im for im, (h, _, _) in zip(images, parsed)]
+
+
+def decompress(data: bytes, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decompress one stream to a uint8 array: H x W for L images, H x W x C otherwise."""
-    return decompress_many([data], model=model)[0]
+    return decompress_many([data], model=model, jobs=jobs, max_pixels=max_pixels)[0]
+
+
+def decompress_tile(data: bytes, index: int, model: ModelLike = None) -> np.ndarray:
+    """Decode one tile only (see :meth:`Header.tiles` for where it lies); the rest is not decoded."""
+    header, tiles, m = _parse(data, model, None)
+    if not 0 <= index < header.n_tiles:
+        raise IndexError(f"tile {index} of {header.n_tiles}")
+    tile = header.tiles()[index]
+    px = decode_blocks(m, [(_shape(header, tile), (tiles[index], header))])[0]
+    return px[:, :, 0] if header.mode == "L" and px.ndim == 3 else px
 
 
 def read_header(data: bytes) -> Header:
     """The header fields of a stream (no decoding)."""
-    return container.unpack(data)[0]
+    return container.read_header(data)[0]
+
+
+# -- parallel tiles ---------------------------------------------------------------------------
+CHUNK_TILES = 4  # tiles per task: small, so no thread holds much more than its working set
+
+
+def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int) -> list:
+    """``work(model, items, batch_size)``, over ``jobs`` threads when there is more than one tile.
+
+    Threads, not processes: they share the model and the interpreter, so each job costs only its
+    working set (one batch of tiles), and the network's float64 convolutions release the GIL.
+    Results do not depend on ``jobs``: every tile is coded on its own, by exact arithmetic.
+    """
+    jobs = min(max(1, jobs), len(items))
+    if jobs == 1:
+        return work(model, items, batch_size)
+    chunks = [items[i : i + CHUNK_TILES] for i in range(0, len(items), CHUNK_TILES)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // jobs))  # the jobs are the parallelism: don't oversubscribe
+    try:
+        with ThreadPoolExecutor(jobs, thread_name_prefix="icnn-tiles") as pool:
+            return [r for part in pool.map(lambda chunk: work(model, chunk, batch_size), chunks) for r in part]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -53,6 +53,33 @@ class ImageSet:
         sel = self.images[: n if n else len(self.images)]
         return np.stack(list(sel)) if isinstance(sel, list) else sel
 
+    def split_holdout(self, every: int) -> tuple["ImageSet", "ImageSet"]:
+        """(training part, held-out part): every ``every``-th image (the 10th, 20th, ... for 10) is held out.
+
+        A fixed rule on the sorted order, so training, evaluation and the benchmarks agree on it.
+        """
+        if every < 2:
+            raise ValueError(f"hold-out rule 'every {every}' keeps nothing to train on")
+        held = [i for i in range(len(self)) if (i + 1) % every == 0]
+        kept = [i for i in range(len(self)) if (i + 1) % every != 0]
+        return self._take(kept), self._take(held)
+
+    def _take(self, idx: list[int]) -> "ImageSet":
+        imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
+        return ImageSet(imgs, [self.names[i] for i in idx])
+
+    def center_crops(self, size: int, n: int | None = None) -> np.ndarray:
+        """The central size×size crop of each of the first n images (edge-padded if smaller), stacked."""
+        out = []
+        for img in list(self.images[: n if n else len(self.images)]):
+            h, w = img.shape[:2]
+            if h < size or w < size:
+                img = np.pad(img, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="edge")
+                h, w = img.shape[:2]
+            top, left = (h - size) // 2, (w - size) // 2
+            out.append(img[top : top + size, left : left + size])
+        return np.stack(out)
+
     def subset(self, n: int | None) -> "ImageSet":
         return ImageSet(self.images[:n] if n else self.images, self.names[:n] if n else self.names)
 

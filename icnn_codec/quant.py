@@ -144,13 +144,32 @@ class QConv2d(nn.Module):
         """Integer in, integer out (on the output grid), every step exact in float64."""
         if self.w_int is None:
             raise RuntimeError("QConv2d.freeze() must run before the exact path")
-        acc = F.conv2d(a, self.w_int, self.b_int, padding=self.conv.padding)
+        acc = exact_conv2d(a, self.w_int, self.b_int)
         # Bound check: |acc| <= sum|a||W| + |b|; one cheap reduction guards exactness.
         if acc.numel() and float(acc.abs().max()) >= EXACT_LIMIT:
             raise ArithmeticError("fixed-point accumulator out of the exact range")
         shift = (self.out_frac - self.in_frac - self.w_exp).double().view(1, -1, 1, 1)
         y = torch.floor(acc * torch.pow(2.0, shift) + 0.5)
         return torch.clamp(y, self.out_lo.view(1, -1, 1, 1), self.out_hi.view(1, -1, 1, 1))
+
+
+def exact_conv2d(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A 'same' convolution of integer-valued float64 tensors as one matrix product per kernel tap.
+
+    The sum is the one F.conv2d computes, in another order (exact either way, all partial sums
+    being integers below 2**53), but without float64 convolution's im2col buffer, which is
+    kernel-area times the input: that buffer set the codec's memory per tile.
+    """
+    n, c, h, wd = a.shape
+    k = w.shape[-1]
+    pad = k // 2
+    padded = F.pad(a, (pad, pad, pad, pad)) if pad else a
+    out = b.view(1, -1, 1).repeat(n, 1, h * wd)
+    for i in range(k):
+        for j in range(k):
+            tap = padded[:, :, i : i + h, j : j + wd].reshape(n, c, h * wd)
+            out.add_(torch.matmul(w[:, :, i, j], tap))
+    return out.view(n, -1, h, wd)
 
 
 def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int) -> QConv2d:

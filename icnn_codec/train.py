@@ -44,6 +44,8 @@ class TrainConfig:
     lr_halflife: int = 20000  # lr halves every this many steps after warm-up
     ema: float = 0.999
     crop: int = 32
+    holdout_every: int = 0  # >1: every n-th image of DATA is held out of training and evaluated on
+    eval_crop: int = 0  # >0: evaluate on central crops of this size (for data of mixed sizes)
     seed: int = 0
     eval_every: int = 500
     eval_images: int = 500
@@ -99,6 +101,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"crop {cfg.crop} must be a positive multiple of {block} (2 ** levels)")
     if cfg.batch_size <= 0:
         raise ValueError(f"batch size {cfg.batch_size} must be positive")
+    if cfg.holdout_every == 1 or cfg.holdout_every < 0:
+        raise ValueError(f"hold-out every {cfg.holdout_every}: use 0 (none) or 2 and more")
+    if cfg.eval_crop < 0 or cfg.eval_crop % block:
+        raise ValueError(f"eval crop {cfg.eval_crop} must be 0 or a multiple of {block}")
 
 
 def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
@@ -209,6 +215,9 @@ def train(
         dist.barrier()
         if not main:
             cfg = init_run(run_dir, cfg)
+    held_out = None
+    if cfg.holdout_every:  # after init_run: a resumed run splits as its saved config says
+        images, held_out = images.split_holdout(cfg.holdout_every)
 
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
@@ -233,7 +242,10 @@ def train(
     loss_module = NegLogLikelihood(flow)
     if distributed:
         loss_module = nn.parallel.DistributedDataParallel(loss_module)
-    eval_images = ImageSet.open(eval_data).first(cfg.eval_images) if (eval_data and main) else None
+    eval_images = None
+    if main and (eval_data or held_out is not None):
+        eval_set = ImageSet.open(eval_data) if eval_data else held_out
+        eval_images = eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)
 
     def save() -> None:
         if main:

@@ -29,7 +29,9 @@ from .priors import LogisticTables
 MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_SUFFIX = ".npz"
-DEFAULT_MODEL = "cifar10"
+DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
+PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
+THUMBNAIL_SIDE = 64  # images with both sides at most this are thumbnails
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"  # installed wheel: package data
 SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source checkout / editable
 
@@ -175,6 +177,13 @@ def load_model(model: "str | Path | Model | None" = None) -> Model:
         loaded = read_model_file(names[key])
     _cache[key] = loaded
     return loaded
+
+
+def default_model_name(height: int, width: int) -> str:
+    """The model ``compress`` uses when none is named: the photo model unless the image is a thumbnail."""
+    if max(height, width) > THUMBNAIL_SIDE and PHOTO_MODEL in available_models():
+        return PHOTO_MODEL
+    return DEFAULT_MODEL
 
 
 def find_model_by_fingerprint(fp: int) -> Model | None:

@@ -91,9 +91,57 @@ def test_info_reports_the_header(image_dir, tmp_path):
     r = icnn("info", "c.icnn", "--json", cwd=tmp_path)
     fields = json.loads(r.stdout)
     assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
-    assert fields["header_bytes"] == 11 and fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
+    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 12
+    assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
 
 
 def test_help_teaches():
     r = subprocess.run([*ICNN, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "icnn compress" in r.stdout and "decompress" in r.stdout
+
+
+def test_tiled_parallel_compression_round_trips(image_dir, tmp_path):
+    r = icnn("compress", str(image_dir / "photo.png"), "-o", "p.icnn", "--tile", "64", "--jobs", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"tiles" in r.stderr
+    assert icnn("decompress", "p.icnn", "-o", "p.png", "-j", "2", cwd=tmp_path).returncode == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), np.asarray(Image.open(image_dir / "photo.png")))
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda d: Image.fromarray(np.zeros((8, 8), np.uint16)).save(d / "deep.png"), "unsupported"),
+        (lambda d: (d / "empty.png").write_bytes(b""), "not an image"),
+        (lambda d: (d / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0"), "cut.png"),
+    ],
+    ids=["16-bit", "empty", "truncated-png"],
+)
+def test_images_the_codec_cannot_take_are_refused_in_one_line(tmp_path, make, problem):
+    make(tmp_path)
+    name = next(p.name for p in tmp_path.iterdir())
+    r = icnn("compress", name, cwd=tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and problem in err and name in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+
+def test_decompress_reports_each_bad_stream_and_finishes_the_good_ones(image_dir, tmp_path):
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "good.icnn", cwd=tmp_path).returncode == 0
+    good = (tmp_path / "good.icnn").read_bytes()
+    (tmp_path / "flipped.icnn").write_bytes(good[:20] + bytes([good[20] ^ 4]) + good[21:])
+    (tmp_path / "image.icnn").write_bytes((image_dir / "cifar.png").read_bytes())  # a PNG, misnamed
+    r = icnn("decompress", "flipped.icnn", "good.icnn", "image.icnn", "-o", "out", cwd=tmp_path)
+    errors = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 1 and len(errors) == 2
+    assert "flipped.icnn" in errors[0] and "corrupt" in errors[0] and "image.icnn" in errors[1] and "not an icnn" in errors[1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+def test_existing_outputs_are_kept_without_force(image_dir, tmp_path):
+    (tmp_path / "c.icnn").write_bytes(b"precious")
+    r = icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path)
+    assert r.returncode == 1 and b"exists" in r.stderr and (tmp_path / "c.icnn").read_bytes() == b"precious"
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", "-f", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "c.icnn").read_bytes()[:2] == b"IC"

@@ -23,7 +23,8 @@ from PIL import Image
 
 import icnn_codec as ic
 from icnn_codec.flow import FlowConfig
-from icnn_codec.train import TrainConfig, export_run, init_run, load_checkpoint, train
+from icnn_codec.data import ImageSet
+from icnn_codec.train import TrainConfig, _run_flow, evaluate_bpd, export_run, init_run, load_checkpoint, train
 
 TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
 TINY_CLI_OPTIONS = ["--levels", "2", "--couplings", "1", "--hidden", "8", "--crop", "8", "--batch-size", "4",
@@ -172,6 +173,19 @@ def test_a_folder_of_images_of_mixed_sizes_and_modes_is_training_data(image_fold
     metrics = train(str(image_folder), tmp_path / "run", tiny_config(2))
     assert metrics["step"] == 2 and math.isfinite(metrics["train_bpd"])
     assert load_checkpoint(tmp_path / "run")["step"] == 2
+
+
+def test_a_held_out_split_is_every_nth_image_and_never_trained_on(tmp_path: Path) -> None:
+    images = structured_images(20, 8, 8, 4)
+    images[[4, 9, 14, 19]] = 255  # the held-out images are the only white ones
+    np.savez(tmp_path / "d.npz", images=images)
+    kept, held = ImageSet.open(tmp_path / "d.npz").split_holdout(5)
+    assert len(kept) == 16 and len(held) == 4 and (held.first(None) == 255).all()
+    seen = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[0]
+    assert not any((seen.batch(0, step, 4, 8) == 255).all(axis=(1, 2, 3)).any() for step in range(40))
+    metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8))
+    ema_flow = _run_flow(tmp_path / "run", "ema")[0]
+    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema_flow, held.center_crops(8)))
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Anything that is not a valid stream is a DecodeError, quickly, and never wrong pixels."""
+from __future__ import annotations
+
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import icnn_codec as ic
+from icnn_codec import container
+from icnn_codec.fuzz import MUTATIONS, fuzz
+
+
+@pytest.fixture(scope="module")
+def corpus(cifar_images, photo):
+    rng = np.random.default_rng(7)
+    images = [cifar_images[i] for i in range(4)] + [
+        rng.integers(0, 256, (9, 10, 2), dtype=np.uint8),
+        np.ascontiguousarray(photo[:40, :48, 0]),
+        np.dstack([photo[:20, :30], np.full((20, 30), 200, np.uint8)]),
+    ]
+    streams = [ic.compress(im) for im in images] + [ic.compress(photo[:40, :72], tile=16)]  # 3 x 5 tiles
+    images.append(photo[:40, :72])
+    return streams, images
+
+
+def test_hundreds_of_mutated_streams_decode_exactly_or_fail_cleanly(corpus):
+    report = fuzz(*corpus, n=400, seed=2026)
+    assert report.failed == 0, report.failures
+    assert report.outcomes["clean_error"] > 300
+    assert set(report.by_mutation) == set(MUTATIONS)  # every kind of damage was tried
+
+
+def forged(width: int, height: int, tile: int = 256, tail: bytes = b"\0" * 16) -> bytes:
+    h = container.Header("RGB", width, height, ic.load_model().fingerprint, tile)
+    return h.to_bytes() + tail
+
+
+@pytest.mark.parametrize("size", [(2**20, 2**20), (60000, 60000), (2**20, 1), (5000, 4000)])
+def test_absurd_declared_sizes_are_refused_before_any_allocation(size):
+    tracemalloc.start()
+    with pytest.raises(ic.DecodeError, match="too large|truncated"):
+        ic.decompress(forged(*size))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_a_stream_that_runs_dry_stops_at_once():
+    """One word for a whole 1024 x 1024 tile: refused after the first few symbols, not decoded."""
+    with pytest.raises(ic.DecodeError):
+        ic.decompress(forged(1024, 1024, tile=1024, tail=struct.pack("<II", 0, 12345)))
+
+
+def test_a_large_image_can_be_allowed_explicitly(cifar_images):
+    data = ic.compress(cifar_images[0])
+    with pytest.raises(ic.DecodeError, match="too large"):
+        ic.decompress(data, max_pixels=1000)
+    assert np.array_equal(ic.decompress(data, max_pixels=None), cifar_images[0])
+
+
+def test_a_stream_for_a_model_that_is_not_installed_names_it(cifar_images):
+    data = bytearray(ic.compress(cifar_images[0]))
+    data[3:5] = struct.pack("<H", ic.read_header(bytes(data)).model_fingerprint ^ 0x5A5A)
+    with pytest.raises(ic.DecodeError, match="not installed"):
+        ic.decompress(bytes(data))

@@ -1,0 +1,69 @@
+"""Large images are cut into tiles coded on their own: exact, parallel, seekable, bounded."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import icnn_codec as ic
+from icnn_codec import container
+from icnn_codec.codec import decompress_tile
+
+
+@pytest.fixture(scope="module")
+def crop(photo) -> np.ndarray:
+    return np.ascontiguousarray(photo[:70, :100])  # 3 x 4 tiles of 32, the last row and column partial
+
+
+def test_tiles_cover_the_image_row_by_row_with_partial_edges():
+    header = container.Header("RGB", width=100, height=70, model_fingerprint=0, tile=32)
+    tiles = header.tiles()
+    assert header.grid == (3, 4) and len(tiles) == 12
+    assert (tiles[3].left, tiles[3].width, tiles[11].top, tiles[11].height) == (96, 4, 64, 6)
+    covered = np.zeros((70, 100), int)
+    for t in tiles:
+        covered[t.top : t.top + t.height, t.left : t.left + t.width] += 1
+    assert (covered == 1).all()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_tiled_images_of_every_mode_round_trip_exactly(crop, channels):
+    image = crop[:, :, 0] if channels == 1 else np.dstack([crop, crop[:, :, :1]])[:, :, :channels] if channels != 3 else crop
+    if channels == 2:
+        image = np.dstack([crop[:, :, 0], crop[:, :, 1]])
+    data = ic.compress(image, tile=32)
+    assert ic.read_header(data).n_tiles == 12
+    assert np.array_equal(ic.decompress(data), image)
+
+
+def test_worker_processes_write_the_same_bytes_and_decode_exactly(crop):
+    one = ic.compress(crop, tile=32)
+    assert ic.compress(crop, tile=32, jobs=2) == one
+    assert np.array_equal(ic.decompress(one, jobs=2), crop)
+
+
+def test_a_decoder_can_seek_to_one_tile(crop):
+    data = ic.compress(crop, tile=32)
+    for index in (0, 7, 11):
+        t = ic.read_header(data).tiles()[index]
+        assert np.array_equal(decompress_tile(data, index), crop[t.top : t.top + t.height, t.left : t.left + t.width])
+
+
+def test_a_damaged_tile_is_an_error_not_a_wrong_picture(crop):
+    data = bytearray(ic.compress(crop, tile=32))
+    data[-5] ^= 0x10  # inside the last tile's words
+    with pytest.raises(ic.DecodeError):
+        ic.decompress(bytes(data))
+
+
+def test_tile_sizes_outside_the_format_are_refused(crop):
+    for tile in (0, 12, 2048):
+        with pytest.raises(ValueError, match="tile"):
+            ic.compress(crop, tile=tile)
+
+
+def test_tiling_costs_little_against_one_tile(photo):
+    """Tiles lose context at their borders; at the default size that must stay a small cost."""
+    whole = len(ic.compress(photo, tile=512))
+    tiled = len(ic.compress(photo))
+    assert ic.read_header(ic.compress(photo)).n_tiles > 1
+    assert tiled / whole < 1.02
