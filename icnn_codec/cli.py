@@ -224,6 +224,8 @@ def _fingerprint_or_none(name: str) -> int | None:
 @click.option("--steps", type=int, default=1000, show_default=True, help="Total steps of the run (a larger value continues it).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size (split across torchrun processes).")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup", type=int, default=200, show_default=True, help="Steps of linear learning-rate warm-up.")
+@click.option("--lr-halflife", type=int, default=20000, show_default=True, help="The learning rate halves every this many steps after warm-up.")
 @click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
 @click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd.")
 @click.option("--holdout-every", type=int, default=0, show_default=True,
@@ -236,10 +238,12 @@ def _fingerprint_or_none(name: str) -> int | None:
 @click.option("--levels", type=int, default=3, show_default=True)
 @click.option("--couplings", type=int, default=4, show_default=True, help="Couplings per level.")
 @click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks.")
+@click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="2: code each level's factored-out half as two channel groups, the second given the first.")
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
-def train(data, run_dir, steps, batch_size, lr, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden,
+def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
           eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
@@ -251,8 +255,10 @@ def train(data, run_dir, steps, batch_size, lr, crop, eval_data, holdout_every, 
     from .train import TrainConfig, train as run_training
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3])
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, crop=crop, holdout_every=holdout_every,
+    flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3],
+                      prior_groups=int(prior_groups))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
+                      holdout_every=holdout_every,
                       eval_crop=eval_crop, eval_every=eval_every,
                       checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())
     try:

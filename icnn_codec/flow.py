@@ -32,6 +32,9 @@ class FlowConfig:
     kernels: list[int] = field(default_factory=lambda: [3, 1])  # hidden layers of a coupling net
     prior_hidden: int = 96
     prior_kernels: list[int] = field(default_factory=lambda: [3, 1])
+    # 2: a level's factored-out half is coded as two channel groups, the second conditioned on
+    # the first as well (a context decoded in one more parallel pass); 1: one group.
+    prior_groups: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +135,55 @@ class Level(nn.Module):
             steps += [ChannelFlip(), AdditiveCoupling(c, cfg.hidden, cfg.kernels)]
         self.transform = Sequential(steps)
         self.keep = c // 2
-        self.prior = ConditionalPrior(self.keep, c - self.keep, cfg.prior_hidden, cfg.prior_kernels)
+        c_z = c - self.keep
+        if cfg.prior_groups not in (1, 2):
+            raise ValueError(f"prior_groups must be 1 or 2, not {cfg.prior_groups}")
+        # z = [z1, z2]: p(z1 | h) p(z2 | h, z1), or p(z | h) in one group.
+        self.split = c_z // 2 if cfg.prior_groups == 2 else c_z
+        self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels)
+        self.context_prior = (ConditionalPrior(self.keep + self.split, c_z - self.split, cfg.prior_hidden, cfg.prior_kernels)
+                              if cfg.prior_groups == 2 else None)
+
+    def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
+        """The factored-out latents z given h, in encoding order (the group decoded last first)."""
+        z1 = z[:, : self.split]
+        first = LatentGroup(z1, *self.prior(h))
+        if self.context_prior is None:
+            return [first]
+        z2 = z[:, self.split :]
+        return [LatentGroup(z2, *self.context_prior(torch.cat([h, z1], dim=1))), first]
+
+    def decode_factored(self, h: torch.Tensor, decode_latents: Callable) -> torch.Tensor:
+        z1 = decode_latents(*self.prior(h))
+        if self.context_prior is None:
+            return z1
+        return torch.cat([z1, decode_latents(*self.context_prior(torch.cat([h, z1], dim=1)))], dim=1)
+
+
+def load_with_context_priors(flow: "IntegerFlow", source: "IntegerFlow") -> None:
+    """Load a one-group flow's weights into a two-group flow so that both give the same code.
+
+    The first group's prior keeps the source prior's rows for z1; the context prior gets the
+    source prior's network with zero weights on its new inputs (z1) and the rows for z2. It
+    starts as the source's prior exactly, and training can only add what the context tells.
+    """
+    state = flow.state_dict()
+    state.update({k: v for k, v in source.state_dict().items() if ".prior." not in k})
+    flow.load_state_dict(state)
+    for level, src in zip(flow.levels, source.levels):
+        c_z, s = src.prior.c_z, level.split
+        rows = {"prior": list(range(s)) + list(range(c_z, c_z + s)),
+                "context_prior": list(range(s, c_z)) + list(range(c_z + s, 2 * c_z))}
+        for name, idx in rows.items():
+            net = getattr(level, name).net
+            with torch.no_grad():
+                for conv, src_conv in zip(net.qconvs(), src.prior.net.qconvs()):
+                    w, bias = src_conv.conv.weight, src_conv.conv.bias
+                    if conv is net.head:
+                        w, bias = w[idx], bias[idx]
+                    conv.conv.weight.zero_()
+                    conv.conv.weight[:, : w.shape[1]] = w  # the first layer's extra inputs (z1) stay 0
+                    conv.conv.bias.copy_(bias)
 
 
 class IntegerFlow(nn.Module):
@@ -164,8 +215,7 @@ class IntegerFlow(nn.Module):
         for level in self.levels:
             y = level.transform(h)
             h, z = y[:, : level.keep], y[:, level.keep :]
-            mu, ls = level.prior(h)
-            groups.append(LatentGroup(z, mu, ls))
+            groups += level.latent_groups(h, z)
         mu, ls = self.top(h)
         groups.append(LatentGroup(h, mu, ls))
         return groups
@@ -192,7 +242,6 @@ class IntegerFlow(nn.Module):
         like = torch.zeros(batch, c, height // scale, width // scale, dtype=torch.float64)
         h = decode_latents(*self.top(like))
         for level in reversed(self.levels):
-            mu, ls = level.prior(h)
-            z = decode_latents(mu, ls)
+            z = level.decode_factored(h, decode_latents)
             h = level.transform.inverse(torch.cat([h, z], dim=1))
         return h

@@ -182,7 +182,7 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else float("inf")
         self.record({"step": step, "bpd": round(bpd, 5), "lr": lr, "steps_per_s": round(rate, 3), "time": time.time()})
         if self.enabled:
-            eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+            eta_s = f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}" if math.isfinite(eta) else "?"
             print(f"step {step}/{self.total}  {rate:.2f} steps/s  bpd {bpd:.4f}  lr {lr:.2e}  ETA {eta_s}", file=sys.stderr, flush=True)
 
 
@@ -224,9 +224,14 @@ def train(
         flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     ckpt = load_checkpoint(run_dir)
     if ckpt is None and init_model:
+        from .flow import load_with_context_priors
         from .zoo import load_model
 
-        flow.load_state_dict(load_model(init_model).flow.state_dict())
+        source = load_model(init_model).flow
+        if source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2:
+            load_with_context_priors(flow, source)  # the same code to start with, plus a context
+        else:
+            flow.load_state_dict(source.state_dict())
     ema = copy.deepcopy(flow)
     flow.to(device)
     ema.to(device)
