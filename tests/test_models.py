@@ -2,24 +2,36 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import icnn_codec as ic
-from icnn_codec.zoo import model_arrays, fingerprint
+from icnn_codec.zoo import available_models, model_arrays, fingerprint
+
+SHIPPED = ["cifar10", "photo"]
 
 
-def test_shipped_model_is_plain_integer_arrays(model):
-    with np.load(model.path, allow_pickle=False) as z:  # would raise if anything were pickled
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_are_plain_integer_arrays_under_25_mb(name):
+    path = available_models()[name]
+    assert path.stat().st_size < 25 * 2**20
+    with np.load(path, allow_pickle=False) as z:  # would raise if anything were pickled
         kinds = {k: z[k].dtype.kind for k in z.files}
     assert set(kinds.values()) <= {"i", "u"}, kinds
     assert any(k.startswith("tables.") for k in kinds)
 
 
-def test_fingerprint_is_reproducible_from_the_loaded_model(model):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_fingerprint_is_reproducible_from_the_loaded_model(name):
+    model = ic.load_model(name)
     assert fingerprint(model_arrays(model.flow, model.tables, {})) == model.fingerprint
 
 
-def test_unknown_model_name_is_a_clear_error():
-    import pytest
+def test_photographs_get_the_photo_model_and_thumbnails_the_cifar_model(photo, cifar_images):
+    assert ic.read_header(ic.compress(photo[:80, :80])).model_fingerprint == ic.load_model("photo").fingerprint
+    assert ic.read_header(ic.compress(cifar_images[0])).model_fingerprint == ic.load_model("cifar10").fingerprint
+    assert ic.read_header(ic.compress(photo[:80, :80], "cifar10")).model_fingerprint == ic.load_model("cifar10").fingerprint
 
+
+def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ic.ModelError, match="unknown model"):
         ic.load_model("no-such-model")
