@@ -240,11 +240,14 @@ def _fingerprint_or_none(name: str) -> int | None:
 @click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks.")
 @click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="2: code each level's factored-out half as two channel groups, the second given the first.")
+@click.option("--top-context/--no-top-context", default=False, show_default=True,
+              help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
+                   "(a spatial context; images are padded to multiples of 2**(levels+1)).")
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
 def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
-          eval_every, checkpoint_every, log_every) -> None:
+          top_context, eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
     Checkpoints go to the run folder; running the same command again resumes where it
@@ -256,7 +259,7 @@ def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3],
-                      prior_groups=int(prior_groups))
+                      prior_groups=int(prior_groups), top_context=top_context)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
                       holdout_every=holdout_every,
                       eval_crop=eval_crop, eval_every=eval_every,

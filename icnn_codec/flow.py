@@ -2,7 +2,8 @@
 
 Level l: squeeze -> K x [channel flip -> additive coupling] -> factor out half the channels,
 whose prior (a discretised logistic) is conditioned on the half that stays. What remains after
-the last level gets a learned per-channel prior.
+the last level gets a learned per-channel prior, optionally with a spatial context (its 2x2
+sub-lattices coded one after another, each given those before).
 
 ``forward`` returns the latent groups in *encoding* order (level 1 first, the top last); the
 ANS stack hands them back in the opposite order, which is the order ``decode`` needs them in:
@@ -35,6 +36,9 @@ class FlowConfig:
     # 2: a level's factored-out half is coded as two channel groups, the second conditioned on
     # the first as well (a context decoded in one more parallel pass); 1: one group.
     prior_groups: int = 1
+    # True: the top latents are coded as the four sub-lattices of their 2x2 blocks, each with a
+    # prior network of the sub-lattices before it (a spatial context; three more parallel passes).
+    top_context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +50,7 @@ class FlowConfig:
     @property
     def block(self) -> int:
         """Height and width must be multiples of this."""
-        return 2**self.levels
+        return 2 ** (self.levels + int(self.top_context))
 
 
 class LatentGroup(NamedTuple):
@@ -126,6 +130,57 @@ class TopPrior(nn.Module):
         return mu.expand_as(like), ls.expand_as(like)
 
 
+SUBLATTICES = 4  # positions in a 2x2 block, in raster order
+
+
+class SublatticeContext(nn.Module):
+    """A spatial context for the top latents: the four sub-lattices of their 2x2 blocks are coded
+    in turn, the first under the per-channel top prior, each next one under a conditional prior of
+    the sub-lattices before it, so most top latents see decoded neighbours on every side.
+
+    The top latents are a coarse image (1/8 of the resolution for 3 levels) whose neighbours
+    predict each other well; the per-channel prior alone cannot use that.
+    """
+
+    def __init__(self, channels: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(ConditionalPrior(k * channels, channels, hidden, kernels) for k in range(1, SUBLATTICES))
+
+    @staticmethod
+    def split(h: torch.Tensor) -> list[torch.Tensor]:
+        b, c, height, width = h.shape
+        parts = Squeeze()(h).view(b, c, SUBLATTICES, height // 2, width // 2)
+        return [parts[:, :, k] for k in range(SUBLATTICES)]
+
+    @staticmethod
+    def merge(parts: list[torch.Tensor]) -> torch.Tensor:
+        b, c, height, width = parts[0].shape
+        return Squeeze().inverse(torch.stack(parts, dim=2).view(b, c * SUBLATTICES, height, width))
+
+    def latent_groups(self, h: torch.Tensor, top: "TopPrior") -> list[LatentGroup]:
+        """The top latents in encoding order (the sub-lattice decoded last first)."""
+        parts = self.split(h)
+        groups = [LatentGroup(parts[0], *top(parts[0]))]
+        for k, net in enumerate(self.nets, start=1):
+            groups.append(LatentGroup(parts[k], *net(torch.cat(parts[:k], dim=1))))
+        return groups[::-1]
+
+    def decode(self, like: torch.Tensor, top: "TopPrior", decode_latents: Callable) -> torch.Tensor:
+        parts = [decode_latents(*top(self.split(like)[0]))]
+        for net in self.nets:
+            parts.append(decode_latents(*net(torch.cat(parts, dim=1))))
+        return self.merge(parts)
+
+    def start_from(self, top: "TopPrior") -> None:
+        """Make every sub-lattice's prior the top prior exactly (zero head weights, the top's mean
+        and scale as the head's biases), so a flow grown with this context starts with its code."""
+        mu16, ls8 = top.integer_parameters()
+        with torch.no_grad():
+            for prior in self.nets:
+                prior.net.head.conv.weight.zero_()
+                prior.net.head.conv.bias.copy_(torch.cat([mu16 / 2**priors.MU_FRAC, ls8 / 2**priors.LS_FRAC]))
+
+
 class Level(nn.Module):
     def __init__(self, channels_in: int, cfg: FlowConfig) -> None:
         super().__init__()
@@ -160,16 +215,28 @@ class Level(nn.Module):
         return torch.cat([z1, decode_latents(*self.context_prior(torch.cat([h, z1], dim=1)))], dim=1)
 
 
-def load_with_context_priors(flow: "IntegerFlow", source: "IntegerFlow") -> None:
-    """Load a one-group flow's weights into a two-group flow so that both give the same code.
-
-    The first group's prior keeps the source prior's rows for z1; the context prior gets the
-    source prior's network with zero weights on its new inputs (z1) and the rows for z2. It
-    starts as the source's prior exactly, and training can only add what the context tells.
+def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
+    """Start ``flow`` from ``source``'s weights, adding the contexts that ``flow`` has and
+    ``source`` lacks (two prior groups, a top context) so that both give the same code at first;
+    training can then only add what the contexts tell. Other differences are an error.
     """
+    regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
+    new_top = flow.top_context is not None and source.top_context is None
     state = flow.state_dict()
-    state.update({k: v for k, v in source.state_dict().items() if ".prior." not in k})
+    loaded = {k: v for k, v in source.state_dict().items() if not (regroup and ".prior." in k)}
+    if set(loaded) - set(state):
+        raise ValueError("cannot start this architecture from that model: it has parts this one lacks")
+    state.update(loaded)
     flow.load_state_dict(state)
+    if regroup:
+        _split_priors_into_groups(flow, source)
+    if new_top:
+        flow.top_context.start_from(flow.top)
+
+
+def _split_priors_into_groups(flow: "IntegerFlow", source: "IntegerFlow") -> None:
+    """The first group's prior keeps the source prior's rows for z1; the context prior gets the
+    source prior's network with zero weights on its new inputs (z1) and the rows for z2."""
     for level, src in zip(flow.levels, source.levels):
         c_z, s = src.prior.c_z, level.split
         rows = {"prior": list(range(s)) + list(range(c_z, c_z + s)),
@@ -199,6 +266,7 @@ class IntegerFlow(nn.Module):
             c = level.keep
         self.levels = nn.ModuleList(levels)
         self.top = TopPrior(c)
+        self.top_context = SublatticeContext(c, cfg.prior_hidden, cfg.prior_kernels) if cfg.top_context else None
 
     def qconvs(self) -> list[QConv2d]:
         return [m for m in self.modules() if isinstance(m, QConv2d)]
@@ -216,9 +284,9 @@ class IntegerFlow(nn.Module):
             y = level.transform(h)
             h, z = y[:, : level.keep], y[:, level.keep :]
             groups += level.latent_groups(h, z)
-        mu, ls = self.top(h)
-        groups.append(LatentGroup(h, mu, ls))
-        return groups
+        if self.top_context is not None:
+            return groups + self.top_context.latent_groups(h, self.top)
+        return groups + [LatentGroup(h, *self.top(h))]
 
     def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
         """-log2 p(x) per image (training path)."""
@@ -240,7 +308,8 @@ class IntegerFlow(nn.Module):
         c = self.top.mu.numel()
         scale = 2**self.cfg.levels
         like = torch.zeros(batch, c, height // scale, width // scale, dtype=torch.float64)
-        h = decode_latents(*self.top(like))
+        h = (decode_latents(*self.top(like)) if self.top_context is None
+             else self.top_context.decode(like, self.top, decode_latents))
         for level in reversed(self.levels):
             z = level.decode_factored(h, decode_latents)
             h = level.transform.inverse(torch.cat([h, z], dim=1))

@@ -224,14 +224,10 @@ def train(
         flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     ckpt = load_checkpoint(run_dir)
     if ckpt is None and init_model:
-        from .flow import load_with_context_priors
+        from .flow import grow_from
         from .zoo import load_model
 
-        source = load_model(init_model).flow
-        if source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2:
-            load_with_context_priors(flow, source)  # the same code to start with, plus a context
-        else:
-            flow.load_state_dict(source.state_dict())
+        grow_from(flow, load_model(init_model).flow)  # the same code to start with, plus any new context
     ema = copy.deepcopy(flow)
     flow.to(device)
     ema.to(device)

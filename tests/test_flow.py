@@ -1,5 +1,8 @@
-"""The flow's optional parts keep the codec's promise: exact round trips, the same bits as trained."""
+"""The flow's optional contexts keep the codec's promise: they start as the model they grow from,
+and once they use their context they still round-trip exactly."""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -7,33 +10,56 @@ import torch
 
 import icnn_codec as ic
 from icnn_codec.codec import exact_input
-from icnn_codec.flow import FlowConfig, IntegerFlow, load_with_context_priors
+from icnn_codec.flow import FlowConfig, IntegerFlow, grow_from
+from icnn_codec.quant import QConv2d
 from icnn_codec.zoo import flow_to_model
 
+CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True}}
 
-@pytest.fixture(scope="module")
-def context_flow(model) -> IntegerFlow:
-    flow = IntegerFlow(FlowConfig.from_dict({**model.flow.cfg.to_dict(), "prior_groups": 2}))
-    load_with_context_priors(flow, model.flow)
+
+def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
+    flow = IntegerFlow(FlowConfig.from_dict({**source.cfg.to_dict(), **changes}))
+    grow_from(flow, source)
     return flow
 
 
-def test_a_context_prior_loaded_from_a_one_group_model_starts_with_the_same_code(model, context_flow, cifar_images):
+@pytest.fixture(scope="module", params=list(CONTEXTS))
+def grown(request, model) -> IntegerFlow:
+    """The shipped CIFAR-10 model (one prior group, no top context) grown with one context."""
+    return grown_flow(model.flow, **CONTEXTS[request.param])
+
+
+def context_networks(flow: IntegerFlow) -> list[torch.nn.Module]:
+    nets = [level.context_prior for level in flow.levels if level.context_prior is not None]
+    return nets + ([flow.top_context] if flow.top_context is not None else [])
+
+
+def test_a_flow_grown_with_a_context_starts_with_the_same_code(model, grown, cifar_images):
     images = list(cifar_images[:16])
     with torch.no_grad():
         x = exact_input(images).float()
-        assert torch.allclose(context_flow.nll_bits(x), model.flow.nll_bits(x), rtol=1e-6)  # float32 sums
-    contextual = flow_to_model(context_flow, model.tables, "context")
+        assert torch.allclose(grown.nll_bits(x), model.flow.nll_bits(x), rtol=1e-6)  # float32 sums
+    contextual = flow_to_model(grown, model.tables, "context")
     assert [len(s) for s in ic.compress_many(images, contextual)] == [len(s) for s in ic.compress_many(images, model)]
 
 
-def test_a_context_prior_that_uses_its_context_round_trips_exactly(model, context_flow, cifar_images, photo):
+def test_a_context_in_use_round_trips_exactly(model, grown, cifar_images, photo):
+    flow = copy.deepcopy(grown)
     torch.manual_seed(0)
-    with torch.no_grad():  # make the second group's prior depend on the first group for real
-        for level in context_flow.levels:
-            first = level.context_prior.net.body[0].conv.weight
-            first[:, level.keep :] = torch.randn_like(first[:, level.keep :]) * 0.05
-    contextual = flow_to_model(context_flow, model.tables, "context")
+    with torch.no_grad():  # make the new priors depend on their context for real
+        for net in context_networks(flow):
+            for conv in (m for m in net.modules() if isinstance(m, QConv2d)):
+                conv.conv.weight.add_(torch.randn_like(conv.conv.weight) * 0.05)
+    contextual = flow_to_model(flow, model.tables, "context")
     images = [cifar_images[20], np.ascontiguousarray(photo[:48, :80])]
+    with torch.no_grad():
+        x = exact_input(images[:1]).float()
+        assert not torch.allclose(flow.nll_bits(x), model.flow.nll_bits(x), rtol=1e-4)  # the context changed the code
     streams = [ic.compress(im, contextual, tile=32) for im in images]
     assert all(np.array_equal(ic.decompress(s, contextual), im) for s, im in zip(streams, images))
+
+
+def test_a_model_cannot_be_grown_into_one_with_fewer_parts(model):
+    richer = grown_flow(model.flow, prior_groups=2, top_context=True)
+    with pytest.raises(ValueError, match="parts this one lacks"):
+        grown_flow(richer, top_context=False)

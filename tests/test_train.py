@@ -227,6 +227,25 @@ def test_cli_train_then_export_gives_a_model_under_25_mb_at_the_default_architec
     assert ic.load_model(str(tmp_path / "model.npz")).fingerprint == ic.load_model(str(tmp_path / "run")).fingerprint
 
 
+def test_a_run_started_from_a_model_grows_the_contexts_its_config_asks_for(dataset: Path, exported: Path, tmp_path: Path) -> None:
+    source = ic.load_model(str(exported))
+    cfg = tiny_config(0, flow={**TINY_FLOW.to_dict(), "prior_groups": 2, "top_context": True})
+    train(str(dataset), tmp_path / "grown", cfg, init_model=str(exported))
+    grown = ic.load_model(str(tmp_path / "grown"))
+    assert grown.flow.cfg.prior_groups == 2 and grown.flow.top_context is not None
+    images = structured_images(4, 8, 8, seed=3)
+    assert [len(s) for s in ic.compress_many(images, grown)] == [len(s) for s in ic.compress_many(images, source)]
+
+
+def test_cli_train_top_context_makes_a_model_that_codes_exactly(dataset: Path, tmp_path: Path) -> None:
+    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--top-context", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    model = ic.load_model(str(tmp_path / "run"))
+    assert model.flow.cfg.top_context and model.block == 8  # 2 levels and the sub-lattices
+    image = structured_images(1, 20, 36)[0]
+    assert np.array_equal(ic.decompress(ic.compress(image, model), model), image)
+
+
 def test_cli_train_runs_data_parallel_under_torchrun(dataset: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "icnn_codec.cli",
