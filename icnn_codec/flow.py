@@ -288,6 +288,15 @@ class IntegerFlow(nn.Module):
             return groups + self.top_context.latent_groups(h, self.top)
         return groups + [LatentGroup(h, *self.top(h))]
 
+    def group_names(self) -> list[str]:
+        """A name for each latent group of ``forward``, in the same (encoding) order."""
+        names = []
+        for i, level in enumerate(self.levels, start=1):
+            names += [f"level {i} z2|z1", f"level {i} z1"] if level.context_prior is not None else [f"level {i} z"]
+        if self.top_context is None:
+            return names + ["top"]
+        return names + [f"top sub-lattice {k}" for k in reversed(range(SUBLATTICES))]
+
     def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
         """-log2 p(x) per image (training path)."""
         total = x.new_zeros(x.shape[0])

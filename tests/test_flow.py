@@ -63,3 +63,12 @@ def test_a_model_cannot_be_grown_into_one_with_fewer_parts(model):
     richer = grown_flow(model.flow, prior_groups=2, top_context=True)
     with pytest.raises(ValueError, match="parts this one lacks"):
         grown_flow(richer, top_context=False)
+
+
+def test_every_latent_group_has_its_own_name_in_coding_order(model, grown, cifar_images):
+    x = exact_input(list(cifar_images[:1])).float()
+    for flow in (model.flow, grown):
+        names = flow.group_names()
+        with torch.no_grad():
+            assert len(names) == len(set(names)) == len(flow(x))
+        assert names[-1] in ("top", "top sub-lattice 0")  # decoded first
