@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from . import codec, container
 from .bench import bench_command
 from .errors import IcnnError
-from .zoo import DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, load_model
+from .zoo import DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -197,7 +197,7 @@ def info(file, as_json) -> None:
     except USER_ERRORS as exc:
         _fail(file, exc)
         sys.exit(1)
-    model = next((name for name in available_models() if _fingerprint_or_none(name) == h.model_fingerprint), None)
+    model = installed_model_name(h.model_fingerprint)
     fields = {
         "file": file, "format_version": h.version, "width": h.width, "height": h.height, "mode": h.mode,
         "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile, "tiles": h.n_tiles,
@@ -209,13 +209,6 @@ def info(file, as_json) -> None:
     else:
         for k, v in fields.items():
             click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
-
-
-def _fingerprint_or_none(name: str) -> int | None:
-    try:
-        return load_model(name).fingerprint
-    except IcnnError:
-        return None
 
 
 @main.command()

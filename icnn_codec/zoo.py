@@ -186,15 +186,28 @@ def default_model_name(height: int, width: int) -> str:
     return DEFAULT_MODEL
 
 
-def find_model_by_fingerprint(fp: int) -> Model | None:
-    """The installed model whose fingerprint a stream names."""
-    for name in available_models():
+def installed_model_name(fp: int) -> str | None:
+    """The name of the installed model whose fingerprint a stream names, if any.
+
+    A model replaced under its name stays installed as ``NAME-ffff`` (its fingerprint in hex) so
+    that its streams still decode; names with the wanted suffix are tried first, so such a stream
+    does not load every other model on the way.
+    """
+    suffix = f"-{fp:04x}"
+    for name in sorted(available_models(), key=lambda n: not n.endswith(suffix)):
         try:
-            m = load_model(name)
+            if load_model(name).fingerprint == fp:
+                return name
         except ModelError:
             continue
-        if m.fingerprint == fp:
-            return m
+    return None
+
+
+def find_model_by_fingerprint(fp: int) -> Model | None:
+    """The installed (or already loaded) model whose fingerprint a stream names."""
+    name = installed_model_name(fp)
+    if name is not None:
+        return load_model(name)
     for m in list(_cache.values()):
         if m.fingerprint == fp:
             return m

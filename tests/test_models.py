@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import icnn_codec as ic
-from icnn_codec.zoo import available_models, model_arrays, fingerprint
+from icnn_codec.zoo import available_models, fingerprint, installed_model_name, model_arrays
 
 SHIPPED = ["cifar10", "photo"]
 
@@ -35,3 +35,12 @@ def test_photographs_get_the_photo_model_and_thumbnails_the_cifar_model(photo, c
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ic.ModelError, match="unknown model"):
         ic.load_model("no-such-model")
+
+
+def test_a_replaced_model_kept_as_name_dash_fingerprint_is_found_first_for_its_streams(tmp_path, monkeypatch):
+    import shutil
+
+    fp = ic.load_model("cifar10").fingerprint
+    shutil.copy(available_models()["cifar10"], tmp_path / f"cifar10-{fp:04x}.npz")
+    monkeypatch.setenv("ICNN_MODELS", str(tmp_path))
+    assert installed_model_name(fp) == f"cifar10-{fp:04x}"  # found without loading the others
