@@ -170,7 +170,9 @@ def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-m", "--model", default=None, help="Decode with this model (default: the installed model the stream names).")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
-def decompress(inputs, output, force, model, jobs) -> None:
+@click.option("--max-pixels", type=click.IntRange(min=0), default=container.MAX_PIXELS, show_default=True,
+              help="Refuse streams declaring more pixels than this (a guard against forged sizes); 0: no limit.")
+def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     """Decompress .icnn streams ('-' is stdin); a.png.icnn becomes a.png.
 
     The format follows the output's extension (PNG, WebP lossless, TIFF, BMP, ...).
@@ -179,7 +181,7 @@ def decompress(inputs, output, force, model, jobs) -> None:
     def work(src: str, dst: str) -> None:
         if dst != "-" and Path(dst).exists() and not force:
             raise FileExistsError(f"{dst} exists (use -f to overwrite)")
-        pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs())
+        pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs(), max_pixels=max_pixels or None)
         _write_output(dst, _encode_image(pixels, dst), force)
 
     _run_each(inputs, _outputs(inputs, output, _decoded_name), work)

@@ -145,3 +145,12 @@ def test_existing_outputs_are_kept_without_force(image_dir, tmp_path):
     assert r.returncode == 1 and b"exists" in r.stderr and (tmp_path / "c.icnn").read_bytes() == b"precious"
     assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", "-f", cwd=tmp_path).returncode == 0
     assert (tmp_path / "c.icnn").read_bytes()[:2] == b"IC"
+
+
+def test_max_pixels_refuses_larger_streams_and_zero_lifts_the_limit(image_dir, tmp_path):
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "s.icnn", cwd=tmp_path).returncode == 0  # 1024 pixels
+    refused = icnn("decompress", "s.icnn", "--max-pixels", "1000", cwd=tmp_path)
+    assert refused.returncode == 1 and b"too large" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert not (tmp_path / "s.png").exists()
+    assert icnn("decompress", "s.icnn", "--max-pixels", "0", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "s.png").exists()
