@@ -222,6 +222,9 @@ def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
     """
     regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
     new_top = flow.top_context is not None and source.top_context is None
+    contexts = {"prior_groups": 0, "top_context": False}
+    if {**flow.cfg.to_dict(), **contexts} != {**source.cfg.to_dict(), **contexts}:
+        raise ValueError("cannot start this architecture from that model: only contexts can be added")
     state = flow.state_dict()
     loaded = {k: v for k, v in source.state_dict().items() if not (regroup and ".prior." in k)}
     if set(loaded) - set(state):

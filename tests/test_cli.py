@@ -148,9 +148,17 @@ def test_existing_outputs_are_kept_without_force(image_dir, tmp_path):
 
 
 def test_max_pixels_refuses_larger_streams_and_zero_lifts_the_limit(image_dir, tmp_path):
+    from icnn_codec import container
+
     assert icnn("compress", str(image_dir / "cifar.png"), "-o", "s.icnn", cwd=tmp_path).returncode == 0  # 1024 pixels
     refused = icnn("decompress", "s.icnn", "--max-pixels", "1000", cwd=tmp_path)
     assert refused.returncode == 1 and b"too large" in refused.stderr and len(refused.stderr.splitlines()) == 1
     assert not (tmp_path / "s.png").exists()
     assert icnn("decompress", "s.icnn", "--max-pixels", "0", cwd=tmp_path).returncode == 0
     assert (tmp_path / "s.png").exists()
+    # Above the default limit: refused for its size by default, and for its missing data with no limit.
+    huge = container.Header("RGB", 20000, 20000, 0, 256).to_bytes() + bytes(16)
+    (tmp_path / "huge.icnn").write_bytes(huge)
+    assert b"too large" in icnn("decompress", "huge.icnn", cwd=tmp_path).stderr
+    unlimited = icnn("decompress", "huge.icnn", "--max-pixels", "0", cwd=tmp_path)
+    assert unlimited.returncode == 1 and b"too large" not in unlimited.stderr and b"Traceback" not in unlimited.stderr

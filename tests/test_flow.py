@@ -59,10 +59,13 @@ def test_a_context_in_use_round_trips_exactly(model, grown, cifar_images, photo)
     assert all(np.array_equal(ic.decompress(s, contextual), im) for s, im in zip(streams, images))
 
 
-def test_a_model_cannot_be_grown_into_one_with_fewer_parts(model):
+def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(model):
     richer = grown_flow(model.flow, prior_groups=2, top_context=True)
     with pytest.raises(ValueError, match="parts this one lacks"):
         grown_flow(richer, top_context=False)
+    for other in ({"couplings": model.flow.cfg.couplings + 1}, {"prior_kernels": [3, 1]}):
+        with pytest.raises(ValueError, match="only contexts can be added"):
+            grown_flow(model.flow, **other)
 
 
 def test_every_latent_group_has_its_own_name_in_coding_order(model, grown, cifar_images):

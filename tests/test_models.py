@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import icnn_codec as ic
-from icnn_codec.zoo import available_models, fingerprint, installed_model_name, model_arrays
+from icnn_codec.zoo import available_models, fingerprint, model_arrays
 
 SHIPPED = ["cifar10", "photo"]
 
@@ -40,7 +40,13 @@ def test_unknown_model_name_is_a_clear_error():
 def test_a_replaced_model_kept_as_name_dash_fingerprint_is_found_first_for_its_streams(tmp_path, monkeypatch):
     import shutil
 
+    from icnn_codec import zoo
+
     fp = ic.load_model("cifar10").fingerprint
+    shutil.copy(available_models()["photo"], tmp_path / "a-decoy.npz")  # listed before the others
     shutil.copy(available_models()["cifar10"], tmp_path / f"cifar10-{fp:04x}.npz")
     monkeypatch.setenv("ICNN_MODELS", str(tmp_path))
-    assert installed_model_name(fp) == f"cifar10-{fp:04x}"  # found without loading the others
+    loaded = []
+    monkeypatch.setattr(zoo, "load_model", lambda name: loaded.append(name) or ic.load_model(name))
+    assert zoo.installed_model_name(fp) == f"cifar10-{fp:04x}"
+    assert loaded == [f"cifar10-{fp:04x}"]  # found without loading any other model
