@@ -3,8 +3,8 @@
     python benchmarks/fuzz.py [--streams 10000] [--seed 0]
 
 The valid streams come from CIFAR-10 test images (../shared/data/cifar10/test1k.npz), scikit-image's
-'chelsea' cut to L, LA and RGBA images, and a tiled image (15 tiles); see icnn_codec/fuzz.py for
-the kinds of damage. Writes benchmarks/results/fuzz.{json,md}; exits 1 on any crash, hang or
+'chelsea' cut to L, LA and RGBA images, a noise image (a stored tile), a tiled image (15 tiles)
+and a golden stream of format version 2; see icnn_codec/fuzz.py for the kinds of damage. Writes benchmarks/results/fuzz.{json,md}; exits 1 on any crash, hang or
 wrong decode.
 """
 import argparse
@@ -13,8 +13,9 @@ import sys
 import time
 
 import numpy as np
+from PIL import Image
 
-from common import RESULTS, SHARED
+from common import RESULTS, ROOT, SHARED
 
 import icnn_codec as ic  # noqa: E402
 from icnn_codec.fuzz import fuzz  # noqa: E402
@@ -28,9 +29,13 @@ def corpus() -> tuple[list[bytes], list[np.ndarray]]:
     photo = chelsea()
     images += [np.ascontiguousarray(photo[:40, :48, 0]), np.dstack([photo[:24, :16, 0], photo[:24, :16, 1]]),
                np.dstack([photo[:20, :30], np.full((20, 30), 200, np.uint8)])]
+    images.append(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8))  # a stored tile
     streams = [ic.compress(im) for im in images]
     images.append(np.ascontiguousarray(photo[100:140, 100:172]))
     streams.append(ic.compress(images[-1], tile=16))
+    golden = ROOT / "tests" / "data" / "golden"  # and a stream of format version 2
+    streams.append((golden / "sample.2a8b.icnn").read_bytes())
+    images.append(np.asarray(Image.open(golden.parent / "sample.png")))
     return streams, images
 
 

@@ -132,8 +132,11 @@ def _single_threaded(fn: Callable) -> Callable:
     return functools.partial(fn, numthreads=1) if takes else fn
 
 
-def _imagecodecs(name: str, kind: str, **options) -> CodecFactory:
-    """A factory for ``imagecodecs.<kind>_encode(image, **options)`` / ``<kind>_decode``."""
+def _imagecodecs(name: str, kind: str, grey_as_rgb: bool = False, **options) -> CodecFactory:
+    """A factory for ``imagecodecs.<kind>_encode(image, **options)`` / ``<kind>_decode``.
+
+    ``grey_as_rgb``: the format has no grey mode (WebP), so a grey image is given as RGB with
+    three equal channels, as its own command-line encoder does, and decoded back to grey."""
 
     def factory(arg: str | None) -> Codec:
         _no_argument(name, arg)
@@ -145,15 +148,24 @@ def _imagecodecs(name: str, kind: str, **options) -> CodecFactory:
             raise CodecUnavailable(f"{name}: this imagecodecs build has no {kind}")
         enc = _single_threaded(getattr(imagecodecs, f"{kind}_encode"))
         dec = _single_threaded(getattr(imagecodecs, f"{kind}_decode"))
+        if grey_as_rgb:
+            return Codec(name, lambda a: bytes(enc(np.dstack([a] * 3) if a.ndim == 2 else a, **options)),
+                         lambda d: _grey_if_equal(dec(d)))
         return Codec(name, lambda a: bytes(enc(a, **options)), dec)
 
     return factory
 
 
+def _grey_if_equal(a: np.ndarray) -> np.ndarray:
+    """An RGB decode whose three channels are equal is the grey image it was made from."""
+    grey = a.ndim == 3 and a.shape[2] == 3 and np.array_equal(a[:, :, 0], a[:, :, 1]) and np.array_equal(a[:, :, 0], a[:, :, 2])
+    return a[:, :, 0] if grey else a
+
+
 REGISTRY: dict[str, CodecFactory] = {
     "icnn": _icnn,
     "png": _png,
-    "webp": _imagecodecs("webp", "webp", lossless=True, method=6),
+    "webp": _imagecodecs("webp", "webp", grey_as_rgb=True, lossless=True, method=6),
     # reversible = the 5/3 integer wavelet and the reversible colour transform: lossless
     "jpeg2000": _imagecodecs("jpeg2000", "jpeg2k", reversible=True),
     "jpegls": _imagecodecs("jpegls", "jpegls"),
@@ -185,19 +197,21 @@ def make_codec(spec: str, model: str | None = None) -> Codec:
 
 # -- measurements ---------------------------------------------------------------------------------
 def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
-    """The model's own -log2 p (float training path) summed over RGB images, padding included.
+    """The model's own -log2 p (float training path) summed over images, padding included, of the
+    planes the codec gives the model (a grey image's plane packs three neighbours per position).
 
     Same-size images share batches. Divided by the real pixel count this is the bpd an ideal
     coder would reach with no header, so ``bpd - nll_bpd`` is the coder's plus the header's cost.
     """
     import torch
 
-    from .codec import exact_input, pad_plane
+    from .codec import exact_input, pad_plane, planes_of
 
     by_shape: dict[tuple, list[np.ndarray]] = {}
     for a in images:
-        plane = pad_plane(a, model.block)
-        by_shape.setdefault(plane.shape, []).append(plane)
+        for plane in planes_of(a if a.ndim == 3 else a[:, :, None]):
+            padded = pad_plane(plane, model.block)
+            by_shape.setdefault(padded.shape, []).append(padded)
     total = 0.0
     with torch.no_grad():
         for planes in by_shape.values():
@@ -320,15 +334,19 @@ def bench_codec(codec: Codec, images: list[np.ndarray], progress: Step | None = 
 
 
 # -- datasets -------------------------------------------------------------------------------------
-def to_rgb(a: np.ndarray) -> np.ndarray:
-    """(H, W, C) uint8 with C in 1..4 -> (H, W, 3), as Pillow's convert('RGB') does (alpha dropped)."""
+def bench_image(a: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 -> what is benched: (H, W) for grey (C = 1), else (H, W, 3) as Pillow's
+    convert('RGB') makes it (alpha dropped)."""
     c = a.shape[2]
+    if c == 1:
+        return np.ascontiguousarray(a[:, :, 0])
     rgb = a[:, :, :3] if c >= 3 else np.repeat(a[:, :, :1], 3, axis=2)
     return np.ascontiguousarray(rgb)
 
 
 def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[np.ndarray]]:
-    """A folder of images or an ``.npz`` with ``images`` -> (name, first ``limit`` images as RGB).
+    """A folder of images or an ``.npz`` with ``images`` -> (name, first ``limit`` images, grey
+    ones as H x W, the rest as RGB).
 
     Raises ``ValueError`` with a one-line reason for anything that is not such a dataset."""
     path = Path(path)
@@ -337,14 +355,14 @@ def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[
     if path.is_file() and not zipfile.is_zipfile(path):  # an .npz is a zip; a lone image is not DATA
         raise ValueError(f"{path}: not a folder of images or an .npz file")
     try:
-        images = ImageSet.open(path).subset(limit).images
+        images = ImageSet.open(path, mode=None).subset(limit).images
     except Exception as exc:  # not an npz, a broken image file, ...: say which path, in one line
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(reason if reason.startswith(str(path)) else f"{path}: cannot read images ({reason})") from None
     if len(images) == 0:
         raise ValueError(f"{path}: no images")
     name = path.name if path.is_dir() else path.stem
-    return name, [to_rgb(np.asarray(a)) for a in images]
+    return name, [bench_image(np.asarray(a)) for a in images]
 
 
 # -- the whole bench ------------------------------------------------------------------------------
@@ -416,7 +434,7 @@ def run_bench(
             "speed": "raw pixel MB (H*W*C / 1e6) per wall-clock second inside the codec calls",
             "icnn": ICNN_NOTE,
             "memory": peak_memory_method(),
-            "images": "converted to RGB",
+            "images": "grey images as grey (bpd per grey value), the rest converted to RGB",
         },
     }
     steps = 2 * len(ready) * sum(len(images) for _, images in loaded)

@@ -109,8 +109,9 @@ def main() -> None:
               f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} when installed, else '{DEFAULT_MODEL}']")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
-@click.option("--tile", type=int, default=codec.DEFAULT_TILE, show_default=True,
-              help="Tile side in pixels (multiple of 8, at most 1024): memory and parallelism grow with tiles.")
+@click.option("--tile", type=int, default=None,
+              help="Tile side in pixels (multiple of 8, at most 1024): memory and parallelism grow with tiles. "
+                   f"[default: {codec.DEFAULT_TILE}; {codec.GREY_DEFAULT_TILE} for grey images]")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
 def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     """Compress images (PNG, WebP, ... anything Pillow reads; '-' is stdin) to .icnn streams.
@@ -120,7 +121,8 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     """
     try:
         m = load_model(model) if model else None  # None: the default model for each image's size
-        container.check_tile_side(tile)
+        if tile is not None:
+            container.check_tile_side(tile)
     except (IcnnError, ValueError) as exc:
         _fail(model or f"--tile {tile}", exc)
         sys.exit(2)

@@ -1,12 +1,17 @@
 """The codec: images in, streams out, and back, bit for bit.
 
 An image is cut into square tiles (:mod:`icnn_codec.container`), each coded on its own. A tile
-is coded as one or two *planes* of three channels through the flow: the colour plane (RGB, or a
-grey level repeated three times) and, for LA/RGBA, the alpha plane (repeated three times). A
-plane is padded to a multiple of the flow's block by repeating edge pixels, then runs the exact
-integer path; its latents go onto one ANS stack per tile, alpha plane first, so the decoder
-pops the colour plane first. Tiles of one size share network evaluations (batches), and with
-``jobs > 1`` the tiles are shared out among worker threads.
+is coded as one or two *planes* of three channels through the flow: the colour plane (RGB, or
+the grey channel) and, for LA/RGBA, the alpha plane. A grey or alpha channel becomes a plane by
+taking three horizontally adjacent pixels as its three channels (neighbours are as alike as the
+colours of one pixel, so the colour model codes them well; format version 2 repeated the grey
+level three times, which cost about twice as much). A plane is padded to a multiple of the
+flow's block by repeating edge pixels, then runs the exact integer path; its latents go onto one
+ANS stack per tile, alpha plane first, so the decoder pops the colour plane first. Last comes
+the tile's kind: when the model's code is longer than the tile's raw bytes, the tile is stored
+as those bytes instead, so no image costs much more than its size. Tiles of one size share
+network evaluations (batches), and with ``jobs > 1`` the tiles are shared out among worker
+threads.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 
 from . import container, entropy
-from .container import MAX_PIXELS, Header, Tile, TileData
+from .container import FORMAT_VERSION, MAX_PIXELS, Header, Tile, TileData
 from .errors import DecodeError, UnsupportedImageError
 from .priors import ExactParams
 from .zoo import Model, default_model_name, find_model_by_fingerprint, load_model
@@ -29,6 +34,9 @@ ModelLike = "str | Model | None"
 PIL_MODES = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "1": "L", "P": None, "PA": "RGBA"}
 CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 DEFAULT_TILE = 256  # chosen from benchmarks/tiling.py: the bpd cost of tiling against speed and memory
+# Grey images (L, LA): a tile of 384 is a plane 128 positions wide, which needs no padding to the
+# flow's block (256 would be 86, padded to 96), and holds fewer values than a colour tile of 256.
+GREY_DEFAULT_TILE = 384
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 im2col buffers)
 
 
@@ -58,19 +66,44 @@ def as_pixels(image) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(arr), CHANNEL_MODES[arr.shape[2]]
 
 
-def planes_of(pixels: np.ndarray) -> list[np.ndarray]:
-    """H x W x C -> [colour plane, (alpha plane)], each H x W x 3."""
+GREY_GROUP = 3  # horizontally adjacent grey (or alpha) pixels coded as one position's channels
+
+
+def grey_plane(channel: np.ndarray, version: int = FORMAT_VERSION) -> np.ndarray:
+    """H x W grey or alpha channel -> H x W' x 3 plane for the colour model."""
+    if version < 3:
+        return np.repeat(channel[:, :, None], 3, axis=2)
+    h, w = channel.shape
+    padded = np.pad(channel, ((0, 0), (0, -w % GREY_GROUP)), mode="edge")
+    return padded.reshape(h, -1, GREY_GROUP)
+
+
+def grey_channel(plane: np.ndarray, width: int, version: int = FORMAT_VERSION) -> np.ndarray:
+    """Inverse of :func:`grey_plane`: H x W' x 3 -> H x width x 1."""
+    if version < 3:
+        return plane[:, :, :1]
+    return plane.reshape(plane.shape[0], -1)[:, :width, None]
+
+
+def planes_of(pixels: np.ndarray, version: int = FORMAT_VERSION) -> list[np.ndarray]:
+    """H x W x C -> [colour plane, (alpha plane)], each H x W' x 3."""
     c = pixels.shape[2]
-    colour = pixels[:, :, :3] if c >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
-    planes = [colour]
+    planes = [pixels[:, :, :3] if c >= 3 else grey_plane(pixels[:, :, 0], version)]
     if c in (2, 4):
-        planes.append(np.repeat(pixels[:, :, -1:], 3, axis=2))
+        planes.append(grey_plane(pixels[:, :, -1], version))
     return planes
 
 
-def pixels_of(planes: list[np.ndarray], mode: str) -> np.ndarray:
-    colour = planes[0] if mode in ("RGB", "RGBA") else planes[0][:, :, :1]
-    parts = [colour] + ([planes[1][:, :, :1]] if mode in ("LA", "RGBA") else [])
+def plane_shapes(height: int, width: int, mode: str, version: int = FORMAT_VERSION) -> list[tuple[int, int]]:
+    """(height, width) of each plane that :func:`planes_of` makes of an image of this size and mode."""
+    grey = (height, width if version < 3 else -(-width // GREY_GROUP))
+    colour = (height, width) if mode in ("RGB", "RGBA") else grey
+    return [colour, grey] if mode in ("LA", "RGBA") else [colour]
+
+
+def pixels_of(planes: list[np.ndarray], mode: str, width: int, version: int = FORMAT_VERSION) -> np.ndarray:
+    colour = planes[0] if mode in ("RGB", "RGBA") else grey_channel(planes[0], width, version)
+    parts = [colour] + ([grey_channel(planes[1], width, version)] if mode in ("LA", "RGBA") else [])
     out = np.concatenate(parts, axis=2)
     return out[:, :, 0] if mode == "L" else out
 
@@ -118,32 +151,54 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], bat
     coders = [constriction.stream.stack.AnsCoder() for _ in blocks]
     # Alpha planes are pushed first (popped last), so group the planes by (push round, size).
     rounds: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for i, (px, _) in enumerate(blocks):
-        planes = planes_of(px)
+    for i, (px, header) in enumerate(blocks):
+        planes = planes_of(px, header.version)
         for order, plane in enumerate(reversed(planes)):
             padded = pad_plane(plane, model.block)
             rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded))
     for key in sorted(rounds, key=lambda k: k[0]):
         idx, planes = zip(*rounds[key])
         _encode_planes(model, list(planes), [coders[i] for i in idx], batch_size)
-    return [TileData(container.pixel_checksum(px, h), c.get_compressed()) for (px, h), c in zip(blocks, coders)]
+    return [TileData(container.pixel_checksum(px, h), _tile_words(px, h, c)) for (px, h), c in zip(blocks, coders)]
+
+
+def _tile_words(pixels: np.ndarray, header: Header, coder) -> np.ndarray:
+    """The tile's words: the model's code, or (version 3) its stored bytes where those are shorter."""
+    if header.version < 3:
+        return coder.get_compressed()
+    entropy.encode_tile_kind(coder, entropy.TILE_MODEL)
+    words = coder.get_compressed()
+    if 4 * len(words) > pixels.size:  # only then can storing be shorter
+        stored = entropy.stored_tile_words(pixels)
+        if len(stored) < len(words):
+            return stored
+    return words
+
+
+def default_tile(mode: str) -> int:
+    """The tile side used for an image of this mode unless one is asked for."""
+    return GREY_DEFAULT_TILE if mode in ("L", "LA") else DEFAULT_TILE
 
 
 def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 64,
-                  tile: int = DEFAULT_TILE, jobs: int = 1) -> list[bytes]:
+                  tile: int | None = None, jobs: int = 1) -> list[bytes]:
     """Compress images (numpy uint8 or PIL). Tiles of one size share network evaluations.
 
     ``model=None`` picks the default model for each image's size (see :func:`default_model_name`);
+    ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
     ``jobs`` > 1 codes the tiles in that many threads.
     """
-    container.check_tile_side(tile)
+    if tile is not None:
+        container.check_tile_side(tile)
     items = [as_pixels(im) for im in images]
     models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1]))
               for px, _ in items]
-    for m in {id(m): m for m in models}.values():
-        if tile % m.block:
-            raise ValueError(f"tile side {tile} is not a multiple of model {m.name}'s block ({m.block})")
-    headers = [Header(mode, px.shape[1], px.shape[0], m.fingerprint, tile) for (px, mode), m in zip(items, models)]
+    tile_sides = [tile or default_tile(mode) for _, mode in items]
+    for side, m in {(side, id(m)): (side, m) for side, m in zip(tile_sides, models)}.values():
+        if side % m.block:
+            raise ValueError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
+    headers = [Header(mode, px.shape[1], px.shape[0], m.fingerprint, side)
+               for (px, mode), m, side in zip(items, models, tile_sides)]
     tiles = [h.tiles() for h in headers]
     coded: dict[tuple[int, int], TileData] = {}
     for m in {id(m): m for m in models}.values():
@@ -153,7 +208,7 @@ def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 6
     return [container.pack(h, [coded[(i, t.index)] for t in ts]) for i, (h, ts) in enumerate(zip(headers, tiles))]
 
 
-def compress(image, model: ModelLike = None, tile: int = DEFAULT_TILE, jobs: int = 1) -> bytes:
+def compress(image, model: ModelLike = None, tile: int | None = None, jobs: int = 1) -> bytes:
     """Compress one image (numpy uint8 H x W or H x W x C with C in 1..4, or a PIL image)."""
     return compress_many([image], model, tile=tile, jobs=jobs)[0]
 
@@ -171,11 +226,30 @@ def model_for(header: Header, model: ModelLike = None) -> Model:
     return m
 
 
-def _decode_same_shape(model: Model, shape: tuple[int, int, str], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
-    """Decode tiles that share a size and mode, in one batch of network evaluations."""
-    height, width, mode = shape
-    hp, wp = padded_size(height, width, model.block)
+def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
+    """Decode tiles that share a size, mode and format version, in one batch of network evaluations."""
+    height, width, mode, version = shape
     coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)) for t, _ in tiles]
+    kinds = [entropy.decode_tile_kind(c) if version >= 3 else entropy.TILE_MODEL for c in coders]
+    coded = [b for b, kind in enumerate(kinds) if kind == entropy.TILE_MODEL]
+    pixels: list = [None] * len(tiles)
+    for b, kind in enumerate(kinds):
+        if kind == entropy.TILE_STORED:
+            pixels[b] = entropy.decode_stored(coders[b], height * width * container.CHANNELS[mode]).reshape(height, width, -1)
+    if coded:
+        planes = _decode_planes(model, [coders[b] for b in coded], plane_shapes(height, width, mode, version))
+        for i, b in enumerate(coded):
+            pixels[b] = pixels_of([p[i] for p in planes], mode, width, version)
+    for b, ((tile, header), coder) in enumerate(zip(tiles, coders)):
+        if not coder.is_empty():
+            raise DecodeError("corrupt stream (data left over after the last symbol)")
+        if container.pixel_checksum(pixels[b], header) != tile.crc32:
+            raise DecodeError("corrupt stream (pixel checksum mismatch)")
+    return pixels
+
+
+def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Run the flow backwards for each plane (colour first) of every coder's tile: H x W' x 3 uint8 each."""
 
     def pop_latents(mu16: torch.Tensor, ls8: torch.Tensor) -> torch.Tensor:
         out = []
@@ -189,24 +263,17 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str], tiles: list[tu
         return torch.stack(out).view(mu16.shape)
 
     planes = []
-    for _ in range(2 if mode in ("LA", "RGBA") else 1):
+    for height, width in shapes:
+        hp, wp = padded_size(height, width, model.block)
         x = model.flow.decode(len(coders), hp, wp, pop_latents) + 128.0
         x = x[:, :, :height, :width]
         if float(x.min()) < 0 or float(x.max()) > 255:
             raise DecodeError("corrupt stream (pixel values out of range)")
         planes.append(x.permute(0, 2, 3, 1).numpy().astype(np.uint8))
-    results = []
-    for b, ((tile, header), coder) in enumerate(zip(tiles, coders)):
-        if not coder.is_empty():
-            raise DecodeError("corrupt stream (data left over after the last symbol)")
-        pixels = pixels_of([p[b] for p in planes], mode)
-        if container.pixel_checksum(pixels, header) != tile.crc32:
-            raise DecodeError("corrupt stream (pixel checksum mismatch)")
-        results.append(pixels)
-    return results
+    return planes
 
 
-def _decode_guarded(model: Model, shape: tuple[int, int, str], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
+def _decode_guarded(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
     try:
         return _decode_same_shape(model, shape, tiles)
     except DecodeError:
@@ -215,9 +282,9 @@ def _decode_guarded(model: Model, shape: tuple[int, int, str], tiles: list[tuple
         raise DecodeError(f"corrupt stream ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_blocks(model: Model, blocks: Sequence[tuple[tuple[int, int, str], tuple[TileData, Header]]],
+def decode_blocks(model: Model, blocks: Sequence[tuple[tuple[int, int, str, int], tuple[TileData, Header]]],
                   batch_size: int = 64) -> list[np.ndarray]:
-    """Decode ((height, width, mode), (tile data, header)) blocks; one shape shares evaluations."""
+    """Decode ((height, width, mode, version), (tile data, header)) blocks; one shape shares evaluations."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (shape, _) in enumerate(blocks):
         groups[shape].append(i)
@@ -242,8 +309,9 @@ def _parse(data: bytes, model: ModelLike, max_pixels: int | None) -> tuple[Heade
     return header, tiles, model_for(header, model)
 
 
-def _shape(header: Header, tile: Tile) -> tuple[int, int, str]:
-    return tile.height, tile.width, header.mode
+def _shape(header: Header, tile: Tile) -> tuple[int, int, str, int]:
+    """What tiles must share to be decoded in one batch."""
+    return tile.height, tile.width, header.mode, header.version
 
 
 def decompress_many(datas: Iterable[bytes], batch_size: int = 64, model: ModelLike = None, jobs: int = 1,
@@ -280,6 +348,16 @@ def decompress_tile(data: bytes, index: int, model: ModelLike = None) -> np.ndar
 def read_header(data: bytes) -> Header:
     """The header fields of a stream (no decoding)."""
     return container.read_header(data)[0]
+
+
+def tile_kinds(data: bytes) -> list[str]:
+    """How each tile was coded: "model", or "stored" (its raw bytes, where the model's code was
+    longer). Reads one symbol per tile; DecodeError for a malformed stream."""
+    header, tiles = container.unpack(data, None)
+    if header.version < 3:
+        return ["model"] * len(tiles)
+    kinds = [entropy.decode_tile_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words))) for t in tiles]
+    return ["stored" if k == entropy.TILE_STORED else "model" for k in kinds]
 
 
 # -- parallel tiles ---------------------------------------------------------------------------

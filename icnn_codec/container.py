@@ -2,12 +2,13 @@
 
 An image is cut into square tiles of ``tile`` pixels (the last row and column of tiles are
 smaller), row-major. Each tile is coded on its own, so memory stays bounded, tiles can be coded
-in parallel, and a decoder can seek to one tile. Byte layout (format version 2), integers
-little-endian, varints unsigned LEB128 (canonical: no trailing zero bytes)::
+in parallel, and a decoder can seek to one tile. Byte layout (format version 3; version 2
+has the same bytes), integers little-endian, varints unsigned LEB128 (canonical: no trailing
+zero bytes)::
 
     offset  size  field
     0       2     magic b"IC"
-    2       1     high nibble: format version (2); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
+    2       1     high nibble: format version (3); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
     3       2     model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     5       1-3   width, varint
     .       1-3   height, varint
@@ -18,6 +19,12 @@ little-endian, varints unsigned LEB128 (canonical: no trailing zero bytes)::
             4     CRC-32 (zlib) of the header bytes above followed by the tile's pixels
                   (h x w x C uint8, row-major): a changed header field fails every tile
             4n    the tile's ANS compressed words (uint32), as constriction's AnsCoder emits them
+
+What the ANS words of a tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in.
+Version 3: the first symbol popped is the tile's kind (model-coded, or stored as raw bytes when
+the model would cost more), and grey and alpha planes go through the model as three horizontally
+adjacent pixels per position. Version 2 (still read): no kind symbol, and grey and alpha planes
+went through the model as a grey level repeated three times.
 
 A 32x32 image is one tile: a 12-byte header (the tile's CRC included). Nothing is allocated
 for an image before its stream has been checked to hold every tile's data, and the declared
@@ -34,7 +41,8 @@ import numpy as np
 from .errors import DecodeError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the version written
+READABLE_VERSIONS = (2, 3)
 MODES = ("L", "LA", "RGB", "RGBA")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 2**20
@@ -161,8 +169,9 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if len(data) < 3 or bytes(data[:2]) != MAGIC:
         raise DecodeError("not an icnn stream (bad magic)")
     version, mode_code = data[2] >> 4, data[2] & 0x0F
-    if version != FORMAT_VERSION:
-        raise DecodeError(f"unsupported format version {version} (this codec reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise DecodeError(f"unsupported format version {version} (this codec reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     if mode_code >= len(MODES):
         raise DecodeError(f"invalid image mode code {mode_code}")
     if len(data) < 5:

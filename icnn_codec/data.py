@@ -18,6 +18,14 @@ def list_image_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _read_image(path: Path, mode: str | None) -> np.ndarray:
+    with Image.open(path) as im:
+        if mode is None:
+            mode = "L" if im.mode in ("L", "1") else "RGB"
+        a = np.asarray(im.convert(mode))
+    return a[:, :, None] if a.ndim == 2 else a
+
+
 class ImageSet:
     """A sequence of uint8 images (H, W, C); the same size (an npz) or not (a folder)."""
 
@@ -26,13 +34,15 @@ class ImageSet:
         self.names = names
 
     @staticmethod
-    def open(path: str | Path, mode: str = "RGB") -> "ImageSet":
+    def open(path: str | Path, mode: str | None = "RGB") -> "ImageSet":
+        """Images of a folder (converted to ``mode``; None: grey ones to L, as H x W x 1, the
+        rest to RGB) or an .npz's ``images``."""
         path = Path(path)
         if path.is_dir():
             files = list_image_files(path)
             if not files:
                 raise ValueError(f"{path}: no images")
-            imgs = [np.asarray(Image.open(f).convert(mode)) for f in files]
+            imgs = [_read_image(f, mode) for f in files]
             return ImageSet(imgs, [f.name for f in files])
         with np.load(path, allow_pickle=False) as z:
             if "images" not in z.files:

@@ -71,3 +71,33 @@ def decode_latents(coder, params: ExactParams, tables: LogisticTables) -> np.nda
         halves = coder.decode(_half_word, 2 * count).astype(np.int64).reshape(count, 2)
         k[escaped] = _unzigzag((halves[:, 0] << 16) | halves[:, 1])
     return params.mu_floor + k
+
+
+# -- tile kinds (format version 3) --------------------------------------------------------------
+# A tile's first symbol (pushed last) says how the rest was coded: through the model, or stored as
+# its bytes when the model would spend more than 8 bits a value (noise, synthetic data), so no
+# tile ever costs much more than its raw size.
+TILE_MODEL, TILE_STORED = 0, 1
+_tile_kind = constriction.stream.model.Uniform(2)
+_byte = constriction.stream.model.Uniform(256)
+
+
+def encode_tile_kind(coder, kind: int) -> None:
+    coder.encode_reverse(np.array([kind], dtype=np.int32), _tile_kind)
+
+
+def decode_tile_kind(coder) -> int:
+    return int(coder.decode(_tile_kind, 1)[0])
+
+
+def stored_tile_words(pixels: np.ndarray) -> np.ndarray:
+    """A whole stored tile's ANS words: its bytes (row-major), each a uniform 8-bit symbol."""
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(np.ascontiguousarray(pixels, dtype=np.uint8).ravel().astype(np.int32), _byte)
+    encode_tile_kind(coder, TILE_STORED)
+    return coder.get_compressed()
+
+
+def decode_stored(coder, count: int) -> np.ndarray:
+    """The bytes of a stored tile (after its kind was popped), flat uint8."""
+    return coder.decode(_byte, count).astype(np.uint8)

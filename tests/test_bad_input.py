@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import icnn_codec as ic
 from icnn_codec import container
 from icnn_codec.fuzz import MUTATIONS, fuzz
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +26,9 @@ def corpus(cifar_images, photo):
     ]
     streams = [ic.compress(im) for im in images] + [ic.compress(photo[:40, :72], tile=16)]  # 3 x 5 tiles
     images.append(photo[:40, :72])
+    # the old format's decoder too: a version 2 stream (and the noise above is a stored tile)
+    streams.append((GOLDEN / "sample.2a8b.icnn").read_bytes())
+    images.append(np.asarray(Image.open(GOLDEN.parent / "sample.png")))
     return streams, images
 
 

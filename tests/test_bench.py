@@ -16,11 +16,12 @@ from icnn_codec.bench import Codec, bench_command, run_bench
 RESULT_KEYS = {"codec": str, "bpd": float, "encode_MBps": float, "decode_MBps": float, "lossless": bool}
 
 
-def tiny_images(n: int, h: int = 8, w: int = 8, seed: int = 0) -> np.ndarray:
-    """Smooth-ish small RGB images (a gradient plus noise): cheap for icnn, compressible for PNG."""
+def tiny_images(n: int, h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
+    """Smooth-ish small RGB images (a gradient plus a little noise): the model codes them in
+    fewer bits than raw (they are not stored), and PNG compresses them."""
     rng = np.random.default_rng(seed)
     ramp = np.add.outer(np.arange(h), np.arange(w))[None, :, :, None] * 8
-    return np.clip(ramp + rng.integers(0, 32, (n, h, w, 3)), 0, 255).astype(np.uint8)
+    return np.clip(ramp + rng.integers(0, 8, (n, h, w, 3)), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_json_shape_and_markdown(npz: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     [ds] = report["datasets"]
-    assert (ds["name"], ds["images"], ds["dims"]) == ("tiny", 3, 3 * 8 * 8 * 3)
+    assert (ds["name"], ds["images"], ds["dims"]) == ("tiny", 3, 3 * 16 * 16 * 3)
     assert [r["codec"] for r in ds["results"]] == ["icnn:cifar10", "png"]  # a bare icnn names its model
     for r in ds["results"]:
         for key, kind in RESULT_KEYS.items():
@@ -95,7 +96,7 @@ def test_limit_takes_the_first_images(npz: Path, tmp_path: Path) -> None:
     np.savez(first_two, images=tiny_images(5)[:2])
     limited = run_bench([npz], ["png"], limit=2)["datasets"][0]
     exact = run_bench([first_two], ["png"])["datasets"][0]
-    assert limited["images"] == 2 and limited["dims"] == 2 * 8 * 8 * 3
+    assert limited["images"] == 2 and limited["dims"] == 2 * 16 * 16 * 3
     assert limited["results"][0]["bytes"] == exact["results"][0]["bytes"]
 
 
@@ -105,13 +106,24 @@ def test_folder_of_mixed_images(tmp_path: Path) -> None:
     imgs = tiny_images(2, 8, 8)
     Image.fromarray(imgs[0]).save(folder / "a.png")
     Image.fromarray(tiny_images(1, 5, 11, seed=1)[0]).save(folder / "b.webp", lossless=True)  # odd size
-    Image.fromarray(imgs[1][:, :, 0]).save(folder / "c.png")  # grayscale: benched as RGB
+    Image.fromarray(imgs[1][:, :, 0]).save(folder / "c.png")  # grey: benched as grey
     (folder / "notes.txt").write_text("not an image")
     report = run_bench([folder], ["png"])
     [ds] = report["datasets"]
     assert ds["name"] == "pics" and ds["images"] == 3
-    assert ds["dims"] == (8 * 8 + 5 * 11 + 8 * 8) * 3
+    assert ds["dims"] == (8 * 8 + 5 * 11) * 3 + 8 * 8
     assert all(r["lossless"] for r in ds["results"])
+
+
+def test_grey_images_are_benched_as_grey_by_every_codec_webp_included(tmp_path: Path) -> None:
+    pytest.importorskip("imagecodecs")
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    for i, im in enumerate(tiny_images(2)):
+        Image.fromarray(im[:, :, 1]).save(folder / f"{i}.png")
+    [ds] = run_bench([folder], ["icnn", "png", "webp"])["datasets"]
+    assert ds["dims"] == 2 * 16 * 16
+    assert all(r["lossless"] for r in ds["results"]), ds["results"]
 
 
 def test_unknown_and_uninstalled_codecs_are_skipped(npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,6 +49,27 @@ def test_full_size_photograph_round_trips(photo):
     assert np.array_equal(ic.decompress(ic.compress(photo)), photo)
 
 
+@pytest.mark.parametrize("shape", [(64, 48, 3), (33, 47), (300, 20, 4)], ids=["rgb", "grey", "rgba_two_tiles"])
+def test_noise_costs_no_more_than_its_raw_bytes_plus_a_few_per_tile(shape):
+    noise = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    data = ic.compress(noise)
+    assert set(ic.tile_kinds(data)) == {"stored"}
+    # the header (and tile index), then per tile its checksum and at most two words of ANS rounding
+    assert len(data) <= noise.size + 16 + 12 * ic.read_header(data).n_tiles
+    assert np.array_equal(ic.decompress(data), noise)
+
+
+def test_a_photograph_is_coded_by_the_model_in_every_tile(photo):
+    assert set(ic.tile_kinds(ic.compress(photo[:300, :300]))) == {"model"}
+
+
+def test_a_grey_image_costs_far_less_than_the_same_grey_repeated_as_rgb(photo):
+    grey = np.asarray(Image.fromarray(photo[:128, :192]).convert("L"))
+    grey_bytes = len(ic.compress(grey))
+    assert grey_bytes < 0.75 * len(ic.compress(np.repeat(grey[:, :, None], 3, axis=2)))
+    assert grey_bytes < 0.75 * grey.size  # under 6 bits a pixel
+
+
 def test_pil_images_are_accepted_and_palette_images_keep_their_pixels():
     rgb = Image.fromarray(ODD_IMAGES["33x65"])
     pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)

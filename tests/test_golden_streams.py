@@ -2,21 +2,26 @@
 size still give the very same bytes: neither the stream format, nor the integer networks, nor
 the coder (constriction's quantisation included) may drift.
 
-Each golden stream in tests/data/golden is named SOURCE.FINGERPRINT.icnn: SOURCE says which image
-it holds (see SOURCES), FINGERPRINT which model wrote it. A shipped model that is replaced stays
-installed as ``models/NAME-FINGERPRINT.npz`` so that these streams (and users' files) keep
-decoding. Goldens are only ever added, never rewritten: ``python tests/test_golden_streams.py``
-writes the ones missing for the default models installed now.
+Each golden stream in tests/data/golden is named SOURCE.FINGERPRINT[.vN].icnn: SOURCE says which
+image it holds (see SOURCES), FINGERPRINT which model wrote it, N the format version (no suffix:
+version 2). A shipped model that is replaced stays installed as ``models/NAME-FINGERPRINT.npz``
+so that these streams (and users' files) keep decoding; streams of an older format version
+must decode, and those of the current one must also be written again byte for byte. Goldens
+are only ever added, never rewritten: ``python tests/test_golden_streams.py`` writes the ones
+missing for the default models installed now.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import hashlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import icnn_codec as ic
+from icnn_codec.container import FORMAT_VERSION
 from icnn_codec.zoo import default_model_name, find_model_by_fingerprint
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,43 +38,70 @@ def rgba_tiles() -> np.ndarray:
     return np.dstack([rgb("chelsea-80x96.png"), alpha])
 
 
+def grey() -> np.ndarray:
+    return np.asarray(Image.open(DATA / "chelsea-80x96.png").convert("L"))
+
+
+def noise_quadrant() -> np.ndarray:
+    """A 64x64 photo crop whose bottom-right 32x32 tile is noise (from SHA-256, not an RNG whose
+    stream could change): coded as tiles of 32, that tile is stored and the others are not."""
+    image = rgb("chelsea-80x96.png")[:64, :64].copy()
+    noise = np.frombuffer(b"".join(hashlib.sha256(bytes([i])).digest() for i in range(96)), np.uint8)
+    image[32:, 32:] = noise.reshape(32, 32, 3)
+    return image
+
+
 # source -> (image, tile side): each golden is re-encoded from its source at its tile side
 SOURCES = {
     "sample": (lambda: rgb("sample.png"), 256),  # 32x32 RGB, one tile, the thumbnail model
     "chelsea-80x96": (lambda: rgb("chelsea-80x96.png"), 256),  # a photo crop, the photo model
     "chelsea-80x96-rgba-tile32": (rgba_tiles, 32),  # the tile index and the alpha plane
+    "chelsea-80x96-grey": (grey, 256),  # a grey image (format 3: three neighbours per position)
+    "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a stored tile among coded ones (format 3)
 }
+
+
+def golden_name(source: str, fingerprint: int, version: int) -> str:
+    return f"{source}.{fingerprint:04x}" + (f".v{version}" if version != 2 else "") + ".icnn"
 
 
 def golden_streams() -> list[Path]:
     return sorted(GOLDEN.glob("*.icnn"))
 
 
-def test_there_is_a_golden_stream_of_every_source_for_each_default_model():
-    present = {tuple(p.name.split(".")[:2]) for p in golden_streams()}
+def test_there_is_a_golden_stream_of_every_source_for_each_default_model_in_the_current_format():
+    present = {p.name for p in golden_streams()}
     for source, (image, tile) in SOURCES.items():
         pixels = image()
         fp = ic.load_model(default_model_name(*pixels.shape[:2])).fingerprint
-        assert (source, f"{fp:04x}") in present, f"run python tests/test_golden_streams.py to add {source}"
+        assert golden_name(source, fp, FORMAT_VERSION) in present, f"run python tests/test_golden_streams.py to add {source}"
 
 
 @pytest.mark.parametrize("path", golden_streams(), ids=lambda p: p.name)
-def test_a_golden_stream_decodes_exactly_and_is_written_again_byte_for_byte(path: Path):
+def test_a_golden_stream_decodes_exactly_and_in_the_current_format_is_written_again_byte_for_byte(path: Path):
     source, fp = path.name.split(".")[:2]
     image, tile = SOURCES[source]
     stream, pixels = path.read_bytes(), image()
     model = find_model_by_fingerprint(int(fp, 16))
     assert model is not None, f"model {fp} is no longer installed: its streams cannot be decoded"
-    assert ic.read_header(stream).tile == tile
+    header = ic.read_header(stream)
+    assert header.tile == tile and path.name == golden_name(source, header.model_fingerprint, header.version)
     assert np.array_equal(ic.decompress(stream), pixels)
-    assert ic.compress(pixels, model, tile=tile) == stream
+    if header.version == FORMAT_VERSION:
+        assert ic.compress(pixels, model, tile=tile) == stream
+
+
+def test_the_noise_tile_of_its_golden_stream_is_stored_and_the_photo_tiles_are_not():
+    stream = (GOLDEN / golden_name("noise-quadrant-64x64-tile32", ic.load_model("cifar10").fingerprint, 3)).read_bytes()
+    assert ic.tile_kinds(stream) == ["model", "model", "model", "stored"]
 
 
 if __name__ == "__main__":
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for source, (image, tile) in SOURCES.items():
         stream = ic.compress(image(), tile=tile)  # the default model for its size
-        path = GOLDEN / f"{source}.{ic.read_header(stream).model_fingerprint:04x}.icnn"
+        header = ic.read_header(stream)
+        path = GOLDEN / golden_name(source, header.model_fingerprint, header.version)
         if not path.exists():
             path.write_bytes(stream)
             print(f"wrote {path}")
