@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from . import codec, container
 from .bench import bench_command
 from .errors import IcnnError
-from .zoo import DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model
+from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -106,7 +106,7 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder (several). '-' is stdout.")
 @click.option("-m", "--model", default=None, help=f"Model name in models/, a model file, or a training run folder. [default: '{PHOTO_MODEL}' for images "
-              f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} when installed, else '{DEFAULT_MODEL}']")
+              f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} ('{GREY_MODEL}' for grey ones) when installed, else '{DEFAULT_MODEL}']")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
 @click.option("--tile", type=int, default=None,
@@ -139,7 +139,7 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
         if not quiet:
             h = codec.read_header(data)
             dims = h.width * h.height * h.channels
-            used = m.name if m else codec.default_model_name(h.height, h.width)
+            used = m.name if m else codec.default_model_name(h.height, h.width, h.mode)
             click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
                        f"({h.width}x{h.height} {h.mode}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})", err=True)
 
@@ -240,11 +240,13 @@ def info(file, as_json) -> None:
 @click.option("--top-context/--no-top-context", default=False, show_default=True,
               help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
                    "(a spatial context; images are padded to multiples of 2**(levels+1)).")
+@click.option("--grey", is_flag=True, help="Train a grey model: every image (training and evaluation) converted to grey "
+              "and given to the model as the codec gives it grey images (three horizontal neighbours per position).")
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
 def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
-          top_context, eval_every, checkpoint_every, log_every) -> None:
+          top_context, grey, eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
     Checkpoints go to the run folder; running the same command again resumes where it
@@ -258,7 +260,7 @@ def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_
     flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3],
                       prior_groups=int(prior_groups), top_context=top_context)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
-                      holdout_every=holdout_every,
+                      holdout_every=holdout_every, grey=grey,
                       eval_crop=eval_crop, eval_every=eval_every,
                       checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())
     try:

@@ -184,15 +184,15 @@ def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 6
                   tile: int | None = None, jobs: int = 1) -> list[bytes]:
     """Compress images (numpy uint8 or PIL). Tiles of one size share network evaluations.
 
-    ``model=None`` picks the default model for each image's size (see :func:`default_model_name`);
+    ``model=None`` picks the default model for each image's size and mode (see :func:`default_model_name`);
     ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
     ``jobs`` > 1 codes the tiles in that many threads.
     """
     if tile is not None:
         container.check_tile_side(tile)
     items = [as_pixels(im) for im in images]
-    models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1]))
-              for px, _ in items]
+    models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1], mode))
+              for px, mode in items]
     tile_sides = [tile or default_tile(mode) for _, mode in items]
     for side, m in {(side, id(m)): (side, m) for side, m in zip(tile_sides, models)}.values():
         if side % m.block:

@@ -29,9 +29,20 @@ def _read_image(path: Path, mode: str | None) -> np.ndarray:
 class ImageSet:
     """A sequence of uint8 images (H, W, C); the same size (an npz) or not (a folder)."""
 
-    def __init__(self, images: "np.ndarray | list[np.ndarray]", names: list[str]) -> None:
+    def __init__(self, images: "np.ndarray | list[np.ndarray]", names: list[str], grey_planes: bool = False) -> None:
         self.images = images
         self.names = names
+        # The images are grey planes (three horizontal neighbours per position, as the codec codes
+        # grey): a mirror image must then reverse each position's channels too.
+        self.grey_planes = grey_planes
+
+    def as_grey_planes(self) -> "ImageSet":
+        """The same images in grey (Pillow's L), as the planes the codec gives the model."""
+        from .codec import grey_plane
+
+        grey = [grey_plane(np.asarray(Image.fromarray(np.asarray(a)).convert("L")) if a.shape[2] != 1 else a[:, :, 0])
+                for a in self.images]
+        return ImageSet(grey, self.names, grey_planes=True)
 
     @staticmethod
     def open(path: str | Path, mode: str | None = "RGB") -> "ImageSet":
@@ -76,7 +87,7 @@ class ImageSet:
 
     def _take(self, idx: list[int]) -> "ImageSet":
         imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
-        return ImageSet(imgs, [self.names[i] for i in idx])
+        return ImageSet(imgs, [self.names[i] for i in idx], self.grey_planes)
 
     def center_crops(self, size: int, n: int | None = None) -> np.ndarray:
         """The central size×size crop of each of the first n images (edge-padded if smaller), stacked."""
@@ -91,7 +102,7 @@ class ImageSet:
         return np.stack(out)
 
     def subset(self, n: int | None) -> "ImageSet":
-        return ImageSet(self.images[:n] if n else self.images, self.names[:n] if n else self.names)
+        return ImageSet(self.images[:n] if n else self.images, self.names[:n] if n else self.names, self.grey_planes)
 
     @lru_cache(maxsize=4)
     def _order(self, seed: int, epoch: int) -> np.ndarray:
@@ -110,5 +121,6 @@ class ImageSet:
                 h, w = img.shape[:2]
             top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
             patch = img[top : top + crop, left : left + crop]
-            out[i] = patch[:, ::-1] if rng.integers(2) else patch
+            mirror = patch[:, ::-1, ::-1] if self.grey_planes else patch[:, ::-1]
+            out[i] = mirror if rng.integers(2) else patch
         return out

@@ -46,6 +46,7 @@ class TrainConfig:
     crop: int = 32
     holdout_every: int = 0  # >1: every n-th image of DATA is held out of training and evaluated on
     eval_crop: int = 0  # >0: evaluate on central crops of this size (for data of mixed sizes)
+    grey: bool = False  # train on the grey planes the codec makes of grey images (a grey model)
     seed: int = 0
     eval_every: int = 500
     eval_images: int = 500
@@ -218,6 +219,8 @@ def train(
     held_out = None
     if cfg.holdout_every:  # after init_run: a resumed run splits as its saved config says
         images, held_out = images.split_holdout(cfg.holdout_every)
+    if cfg.grey:
+        images = images.as_grey_planes()
 
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
@@ -246,6 +249,8 @@ def train(
     eval_images = None
     if main and (eval_data or held_out is not None):
         eval_set = ImageSet.open(eval_data) if eval_data else held_out
+        if cfg.grey:
+            eval_set = eval_set.as_grey_planes()
         eval_images = eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)
 
     def save() -> None:

@@ -31,6 +31,7 @@ MODEL_FORMAT_VERSION = 1
 MODEL_SUFFIX = ".npz"
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
 PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
+GREY_MODEL = "photo-grey"  # trained on the grey planes of photographs: the default for grey ones
 THUMBNAIL_SIDE = 64  # images with both sides at most this are thumbnails
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"  # installed wheel: package data
 SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source checkout / editable
@@ -179,11 +180,15 @@ def load_model(model: "str | Path | Model | None" = None) -> Model:
     return loaded
 
 
-def default_model_name(height: int, width: int) -> str:
-    """The model ``compress`` uses when none is named: the photo model unless the image is a thumbnail."""
-    if max(height, width) > THUMBNAIL_SIDE and PHOTO_MODEL in available_models():
-        return PHOTO_MODEL
-    return DEFAULT_MODEL
+def default_model_name(height: int, width: int, mode: str = "RGB") -> str:
+    """The model ``compress`` uses when none is named: the photo model (its grey version for L
+    and LA images, when installed) unless the image is a thumbnail."""
+    if max(height, width) <= THUMBNAIL_SIDE:
+        return DEFAULT_MODEL
+    installed = available_models()
+    if mode in ("L", "LA") and GREY_MODEL in installed:
+        return GREY_MODEL
+    return PHOTO_MODEL if PHOTO_MODEL in installed else DEFAULT_MODEL
 
 
 def installed_model_name(fp: int) -> str | None:

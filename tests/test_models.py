@@ -32,6 +32,23 @@ def test_photographs_get_the_photo_model_and_thumbnails_the_cifar_model(photo, c
     assert ic.read_header(ic.compress(photo[:80, :80], "cifar10")).model_fingerprint == ic.load_model("cifar10").fingerprint
 
 
+def test_grey_photographs_get_the_grey_photo_model_when_one_is_installed(photo, tmp_path, monkeypatch):
+    import shutil
+
+    from icnn_codec import zoo
+
+    grey = np.ascontiguousarray(photo[:80, :80, 1])
+    if zoo.GREY_MODEL not in available_models():  # stand in for it with the cifar10 file
+        shutil.copy(available_models()["cifar10"], tmp_path / f"{zoo.GREY_MODEL}.npz")
+        monkeypatch.setenv("ICNN_MODELS", str(tmp_path))
+        monkeypatch.setattr(zoo, "_cache", {})
+    expected = ic.load_model(zoo.GREY_MODEL).fingerprint
+    assert expected != ic.load_model("photo").fingerprint
+    assert ic.read_header(ic.compress(grey)).model_fingerprint == expected
+    assert ic.read_header(ic.compress(np.dstack([grey, grey]))).model_fingerprint == expected  # LA too
+    assert ic.read_header(ic.compress(photo[:80, :80])).model_fingerprint == ic.load_model("photo").fingerprint
+
+
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ic.ModelError, match="unknown model"):
         ic.load_model("no-such-model")

@@ -188,6 +188,34 @@ def test_a_held_out_split_is_every_nth_image_and_never_trained_on(tmp_path: Path
     assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema_flow, held.center_crops(8)))
 
 
+def test_grey_training_data_is_what_the_codec_gives_the_model_and_mirrors_as_grey_images_do(tmp_path: Path) -> None:
+    from icnn_codec.codec import grey_plane, planes_of
+
+    rgb = structured_images(3, 16, 48, 5)
+    np.savez(tmp_path / "d.npz", images=rgb)
+    grey = ImageSet.open(tmp_path / "d.npz").as_grey_planes()
+    for image, plane in zip(rgb, grey.images):
+        as_l = np.asarray(Image.fromarray(image).convert("L"))
+        assert np.array_equal(plane, planes_of(as_l[:, :, None])[0])
+    crops = grey.batch(0, 0, 32, 8)  # 8 x 8 positions: 8 x 24 grey pixels
+    planes = {grey_plane(np.ascontiguousarray(g)).tobytes() for p in grey.images for g in _grey_crops(p, 8, 24)}
+    assert all(c.tobytes() in planes for c in crops)  # mirrored crops too: each is a grey crop's plane
+
+
+def _grey_crops(plane: np.ndarray, h: int, w: int) -> list[np.ndarray]:
+    """Every aligned h x w crop of the grey image behind ``plane``, and its mirror image."""
+    grey = plane.reshape(plane.shape[0], -1)
+    crops = [grey[t : t + h, 3 * c : 3 * c + w] for t in range(grey.shape[0] - h + 1) for c in range((grey.shape[1] - w) // 3 + 1)]
+    return crops + [c[:, ::-1] for c in crops]
+
+
+def test_a_grey_run_trains_and_evaluates_on_grey_planes(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", images=structured_images(10, 16, 48, 6))
+    metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8, grey=True))
+    held = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[1].as_grey_planes()
+    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(_run_flow(tmp_path / "run", "ema")[0], held.center_crops(8)))
+
+
 # --- export -----------------------------------------------------------------------------------
 
 
