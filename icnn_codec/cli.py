@@ -193,11 +193,13 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(file, as_json) -> None:
-    """Show a stream's header: size, mode, model, tiling, bpd (checks the tile index, decodes nothing)."""
+    """Show a stream's header: size, mode, model, tiling, bpd, and how many tiles are stored raw
+    (checks the tile index; decodes nothing but each tile's first bit)."""
     try:
         data = _read_input(file)
         h = codec.read_header(data)
         overhead = container.overhead_bytes(data)
+        stored = codec.tile_kinds(data).count("stored")
     except USER_ERRORS as exc:
         _fail(file, exc)
         sys.exit(1)
@@ -205,6 +207,7 @@ def info(file, as_json) -> None:
     fields = {
         "file": file, "format_version": h.version, "width": h.width, "height": h.height, "mode": h.mode,
         "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile, "tiles": h.n_tiles,
+        "stored_tiles": stored,
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels), 4),
     }

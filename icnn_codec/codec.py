@@ -356,7 +356,10 @@ def tile_kinds(data: bytes) -> list[str]:
     header, tiles = container.unpack(data, None)
     if header.version < 3:
         return ["model"] * len(tiles)
-    kinds = [entropy.decode_tile_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words))) for t in tiles]
+    try:
+        kinds = [entropy.decode_tile_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words))) for t in tiles]
+    except ValueError as exc:  # the coder refuses words no valid stream holds (e.g. a final zero word)
+        raise DecodeError(f"corrupt stream ({exc})") from None
     return ["stored" if k == entropy.TILE_STORED else "model" for k in kinds]
 
 

@@ -91,8 +91,22 @@ def test_info_reports_the_header(image_dir, tmp_path):
     r = icnn("info", "c.icnn", "--json", cwd=tmp_path)
     fields = json.loads(r.stdout)
     assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
-    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 12
+    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 12 and fields["stored_tiles"] == 0
     assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
+
+
+def test_info_counts_the_tiles_stored_raw(tmp_path):
+    import json
+
+    noise = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    assert icnn("compress", "noise.png", "--tile", "32", cwd=tmp_path).returncode == 0
+    fields = json.loads(icnn("info", "noise.png.icnn", "--json", cwd=tmp_path).stdout)
+    assert (fields["tiles"], fields["stored_tiles"]) == (4, 4)
+    zero_last_word = (tmp_path / "noise.png.icnn").read_bytes()[:-4] + bytes(4)
+    (tmp_path / "bad.icnn").write_bytes(zero_last_word)
+    r = icnn("info", "bad.icnn", cwd=tmp_path)
+    assert r.returncode == 1 and b"bad.icnn" in r.stderr and b"Traceback" not in r.stderr
 
 
 def test_help_teaches():
