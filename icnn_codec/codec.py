@@ -175,9 +175,9 @@ def _tile_words(pixels: np.ndarray, header: Header, coder) -> np.ndarray:
     return words
 
 
-def default_tile(mode: str) -> int:
-    """The tile side used for an image of this mode unless one is asked for."""
-    return GREY_DEFAULT_TILE if mode in ("L", "LA") else DEFAULT_TILE
+def default_tile(mode: str, block: int = 16) -> int:
+    """The tile side used for an image of this mode (and a model of this block) unless one is asked for."""
+    return GREY_DEFAULT_TILE if mode in ("L", "LA") and GREY_DEFAULT_TILE % block == 0 else DEFAULT_TILE
 
 
 def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 64,
@@ -193,7 +193,7 @@ def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 6
     items = [as_pixels(im) for im in images]
     models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1], mode))
               for px, mode in items]
-    tile_sides = [tile or default_tile(mode) for _, mode in items]
+    tile_sides = [tile or default_tile(mode, m.block) for (_, mode), m in zip(items, models)]
     for side, m in {(side, id(m)): (side, m) for side, m in zip(tile_sides, models)}.values():
         if side % m.block:
             raise ValueError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")

@@ -115,6 +115,14 @@ def test_folder_of_mixed_images(tmp_path: Path) -> None:
     assert all(r["lossless"] for r in ds["results"])
 
 
+def test_an_rgb_image_with_equal_channels_stays_rgb_for_webp(tmp_path: Path) -> None:
+    pytest.importorskip("imagecodecs")
+    grey_looking = np.repeat(tiny_images(1)[0][:, :, :1], 3, axis=2)
+    np.savez(tmp_path / "equal.npz", images=grey_looking[None])
+    [ds] = run_bench([tmp_path / "equal.npz"], ["webp"])["datasets"]
+    assert ds["dims"] == 16 * 16 * 3 and ds["results"][0]["lossless"]
+
+
 def test_grey_images_are_benched_as_grey_by_every_codec_webp_included(tmp_path: Path) -> None:
     pytest.importorskip("imagecodecs")
     folder = tmp_path / "grey"

@@ -56,7 +56,8 @@ SOURCES = {
     "sample": (lambda: rgb("sample.png"), 256),  # 32x32 RGB, one tile, the thumbnail model
     "chelsea-80x96": (lambda: rgb("chelsea-80x96.png"), 256),  # a photo crop, the photo model
     "chelsea-80x96-rgba-tile32": (rgba_tiles, 32),  # the tile index and the alpha plane
-    "chelsea-80x96-grey": (grey, 256),  # a grey image (format 3: three neighbours per position)
+    "chelsea-80x96-grey": (grey, 256),  # a grey image (format 3: three neighbours per position; the
+    # version 2 golden, grey repeated three times, was written by the code of commit d850d65)
     "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a stored tile among coded ones (format 3)
 }
 
