@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class TrainConfig:
     holdout_every: int = 0  # >1: every n-th image of DATA is held out of training and evaluated on
     eval_crop: int = 0  # >0: evaluate on central crops of this size (for data of mixed sizes)
     grey: bool = False  # train on the grey planes the codec makes of grey images (a grey model)
+    eval_data: str | None = None  # evaluation images (--eval), kept so that a resumed run goes on evaluating
     seed: int = 0
     eval_every: int = 500
     eval_images: int = 500
@@ -113,7 +114,8 @@ def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         saved = TrainConfig(**json.loads(cfg_path.read_text()))
-        saved.steps = cfg.steps  # the one thing a resume may change
+        saved.steps = cfg.steps  # what a resume may change: the total, and where to evaluate
+        saved.eval_data = cfg.eval_data or saved.eval_data
         cfg = saved
     else:
         check_config(cfg)  # before the folder exists: a bad start must not fix a run's config
@@ -196,8 +198,12 @@ def train(
     threads: int | None = None,
     init_model: str | None = None,
 ) -> dict:
-    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics."""
+    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics.
+
+    ``eval_data`` (else the run's saved one) is evaluated on every ``cfg.eval_every`` steps."""
     run_dir = Path(run_dir)
+    if eval_data:
+        cfg = replace(cfg, eval_data=eval_data)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     own_group = distributed and not dist.is_initialized()
     if own_group:
@@ -247,8 +253,8 @@ def train(
     if distributed:
         loss_module = nn.parallel.DistributedDataParallel(loss_module)
     eval_images = None
-    if main and (eval_data or held_out is not None):
-        eval_set = ImageSet.open(eval_data) if eval_data else held_out
+    if main and (cfg.eval_data or held_out is not None):
+        eval_set = ImageSet.open(cfg.eval_data) if cfg.eval_data else held_out
         if cfg.grey:
             eval_set = eval_set.as_grey_planes()
         eval_images = eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)

@@ -131,6 +131,13 @@ def test_resuming_continues_exactly_as_if_the_run_had_never_stopped(dataset: Pat
     assert [(r["step"], r["bpd"], r["lr"]) for r in resumed] == [(r["step"], r["bpd"], r["lr"]) for r in straight]
 
 
+def test_a_resumed_run_goes_on_evaluating_on_the_data_it_was_started_with(dataset: Path, tmp_path: Path) -> None:
+    train(str(dataset), tmp_path / "run", tiny_config(2, eval_every=2), eval_data=str(dataset))
+    metrics = train(str(dataset), tmp_path / "run", tiny_config(4, eval_every=2))  # no eval_data this time
+    assert metrics["step"] == 4 and "test_bpd" in metrics
+    assert [r["eval"]["step"] for r in log_records(tmp_path / "run") if "eval" in r] == [2, 4]
+
+
 @pytest.mark.parametrize("steps", [6, 4], ids=["same-total", "smaller-total"])
 def test_steps_is_the_runs_total_so_a_reached_total_trains_no_further(
     dataset: Path, run_6: Path, tmp_path: Path, steps: int
