@@ -73,6 +73,31 @@ def _outputs(inputs: tuple[str, ...], out: str | None, default_name) -> list[str
     return [str(folder / Path(default_name("stdin" if i == "-" else i)).name) for i in inputs]
 
 
+class TileProgress:
+    """A progress bar of tiles on the terminal, for an image of several tiles (long work); nothing
+    when stderr is not a terminal or ``quiet``. Pass it as the codec's ``progress``."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label, self.enabled = label, not quiet and sys.stderr.isatty()
+        self.bar, self.shown = None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total < 2:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def __enter__(self) -> "TileProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def _run_each(inputs, outputs, work) -> None:
     """Run ``work(input, output)`` for each pair; report failures, keep going, exit 1 if any."""
     failed = 0
@@ -132,7 +157,8 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
         raw = _read_input(src)
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
-            data = codec.compress(im, m, tile=tile, jobs=jobs)
+            with TileProgress(f"{src}: tiles", quiet) as progress:
+                data = codec.compress(im, m, tile=tile, jobs=jobs, progress=progress)
         if dst != "-" and Path(dst).exists() and not force:
             raise FileExistsError(f"{dst} exists (use -f to overwrite)")
         _write_output(dst, data, force)
@@ -183,7 +209,9 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     def work(src: str, dst: str) -> None:
         if dst != "-" and Path(dst).exists() and not force:
             raise FileExistsError(f"{dst} exists (use -f to overwrite)")
-        pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs(), max_pixels=max_pixels or None)
+        with TileProgress(f"{src}: tiles") as progress:
+            pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs(),
+                                      max_pixels=max_pixels or None, progress=progress)
         _write_output(dst, _encode_image(pixels, dst), force)
 
     _run_each(inputs, _outputs(inputs, output, _decoded_name), work)

@@ -37,6 +37,7 @@ DEFAULT_TILE = 256  # chosen from benchmarks/tiling.py: the bpd cost of tiling a
 # Grey images (L, LA): a tile of 384 is a plane 128 positions wide, which needs no padding to the
 # flow's block (256 would be 86, padded to 96), and holds fewer values than a colour tile of 256.
 GREY_DEFAULT_TILE = 384
+Progress = Callable[[int, int], None]  # (tiles done, tiles in all), called as tiles finish
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 im2col buffers)
 
 
@@ -181,12 +182,13 @@ def default_tile(mode: str, block: int = 16) -> int:
 
 
 def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 64,
-                  tile: int | None = None, jobs: int = 1) -> list[bytes]:
+                  tile: int | None = None, jobs: int = 1, progress: Progress | None = None) -> list[bytes]:
     """Compress images (numpy uint8 or PIL). Tiles of one size share network evaluations.
 
     ``model=None`` picks the default model for each image's size and mode (see :func:`default_model_name`);
     ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
-    ``jobs`` > 1 codes the tiles in that many threads.
+    ``jobs`` > 1 codes the tiles in that many threads; ``progress(done, total)`` hears of every
+    few tiles coded.
     """
     if tile is not None:
         container.check_tile_side(tile)
@@ -201,16 +203,18 @@ def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 6
                for (px, mode), m, side in zip(items, models, tile_sides)]
     tiles = [h.tiles() for h in headers]
     coded: dict[tuple[int, int], TileData] = {}
+    total = sum(map(len, tiles))
     for m in {id(m): m for m in models}.values():
         keys = [(i, t.index) for i, (h, ts) in enumerate(zip(headers, tiles)) if models[i] is m for t in ts]
         blocks = [(tile_pixels(items[i][0], tiles[i][j]), headers[i]) for i, j in keys]
-        coded.update(zip(keys, _run_tiles(encode_blocks, m, blocks, batch_size, jobs)))
+        coded.update(zip(keys, _run_tiles(encode_blocks, m, blocks, batch_size, jobs, _offset(progress, len(coded), total))))
     return [container.pack(h, [coded[(i, t.index)] for t in ts]) for i, (h, ts) in enumerate(zip(headers, tiles))]
 
 
-def compress(image, model: ModelLike = None, tile: int | None = None, jobs: int = 1) -> bytes:
+def compress(image, model: ModelLike = None, tile: int | None = None, jobs: int = 1,
+             progress: Progress | None = None) -> bytes:
     """Compress one image (numpy uint8 H x W or H x W x C with C in 1..4, or a PIL image)."""
-    return compress_many([image], model, tile=tile, jobs=jobs)[0]
+    return compress_many([image], model, tile=tile, jobs=jobs, progress=progress)[0]
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -315,24 +319,29 @@ def _shape(header: Header, tile: Tile) -> tuple[int, int, str, int]:
 
 
 def decompress_many(datas: Iterable[bytes], batch_size: int = 64, model: ModelLike = None, jobs: int = 1,
-                    max_pixels: int | None = MAX_PIXELS) -> list[np.ndarray]:
+                    max_pixels: int | None = MAX_PIXELS, progress: Progress | None = None) -> list[np.ndarray]:
     """Decompress streams; tiles of one model, size and mode share network evaluations.
 
-    Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded.
+    Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded;
+    ``progress(done, total)`` hears of every few tiles decoded.
     """
     parsed = [_parse(d, model, max_pixels) for d in datas]
     images = [np.empty((h.height, h.width, h.channels), np.uint8) for h, _, _ in parsed]
+    total, before = sum(h.n_tiles for h, _, _ in parsed), 0
     for m in {p[2].fingerprint: p[2] for p in parsed}.values():
         keys = [(i, t) for i, (h, _, pm) in enumerate(parsed) if pm is m for t in h.tiles()]
         blocks = [(_shape(parsed[i][0], t), (parsed[i][1][t.index], parsed[i][0])) for i, t in keys]
-        for (i, t), px in zip(keys, _run_tiles(decode_blocks, m, blocks, batch_size, jobs)):
+        decoded = _run_tiles(decode_blocks, m, blocks, batch_size, jobs, _offset(progress, before, total))
+        before += len(keys)
+        for (i, t), px in zip(keys, decoded):
             images[i][t.top : t.top + t.height, t.left : t.left + t.width] = px.reshape(t.height, t.width, -1)
     return [im[:, :, 0] if h.mode == "L" else im for im, (h, _, _) in zip(images, parsed)]
 
 
-def decompress(data: bytes, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+def decompress(data: bytes, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS,
+               progress: Progress | None = None) -> np.ndarray:
     """Decompress one stream to a uint8 array: H x W for L images, H x W x C otherwise."""
-    return decompress_many([data], model=model, jobs=jobs, max_pixels=max_pixels)[0]
+    return decompress_many([data], model=model, jobs=jobs, max_pixels=max_pixels, progress=progress)[0]
 
 
 def decompress_tile(data: bytes, index: int, model: ModelLike = None) -> np.ndarray:
@@ -367,24 +376,44 @@ def tile_kinds(data: bytes) -> list[str]:
 CHUNK_TILES = 4  # tiles per task: small, so no thread holds much more than its working set
 
 
-def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int) -> list:
-    """``work(model, items, batch_size)``, over ``jobs`` threads when there is more than one tile.
+def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int,
+               progress: Progress | None = None) -> list:
+    """``work(model, items, batch_size)``, over ``jobs`` threads when there is more than one tile;
+    ``progress(done, len(items))`` after each chunk of tiles.
 
     Threads, not processes: they share the model and the interpreter, so each job costs only its
     working set (one batch of tiles), and the network's float64 convolutions release the GIL.
     Results do not depend on ``jobs``: every tile is coded on its own, by exact arithmetic.
     """
     jobs = min(max(1, jobs), len(items))
-    if jobs == 1:
+    if jobs == 1 and progress is None:
         return work(model, items, batch_size)
-    chunks = [items[i : i + CHUNK_TILES] for i in range(0, len(items), CHUNK_TILES)]
+    size = CHUNK_TILES if jobs > 1 else max(CHUNK_TILES, batch_size)  # one job: keep whole batches
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    done = 0
+
+    def finished(part: list) -> list:
+        nonlocal done
+        done += len(part)
+        if progress is not None:
+            progress(done, len(items))
+        return part
+
+    if jobs == 1:
+        return [r for chunk in chunks for r in finished(work(model, chunk, batch_size))]
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // jobs))  # the jobs are the parallelism: don't oversubscribe
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="icnn-tiles") as pool:
-            return [r for part in pool.map(lambda chunk: work(model, chunk, batch_size), chunks) for r in part]
+            futures = [pool.submit(work, model, chunk, batch_size) for chunk in chunks]
+            return [r for f in futures for r in finished(f.result())]
     finally:
         torch.set_num_threads(threads)
+
+
+def _offset(progress: Progress | None, before: int, total: int) -> Progress | None:
+    """A model's share of a call's tiles, reported as progress through all of them."""
+    return None if progress is None else (lambda done, _: progress(before + done, total))
 
 
 def default_jobs() -> int:
