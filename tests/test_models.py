@@ -7,7 +7,7 @@ import pytest
 import icnn_codec as ic
 from icnn_codec.zoo import available_models, fingerprint, model_arrays
 
-SHIPPED = ["cifar10", "photo"]
+SHIPPED = ["cifar10", "photo", "photo-grey"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
