@@ -234,7 +234,7 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: li
     """Decode tiles that share a size, mode and format version, in one batch of network evaluations."""
     height, width, mode, version = shape
     coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)) for t, _ in tiles]
-    kinds = [entropy.decode_tile_kind(c) if version >= 3 else entropy.TILE_MODEL for c in coders]
+    kinds = [_pop_tile_kind(c, version) for c in coders]
     coded = [b for b, kind in enumerate(kinds) if kind == entropy.TILE_MODEL]
     pixels: list = [None] * len(tiles)
     for b, kind in enumerate(kinds):
@@ -250,6 +250,11 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: li
         if container.pixel_checksum(pixels[b], header) != tile.crc32:
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
     return pixels
+
+
+def _pop_tile_kind(coder, version: int) -> int:
+    """A tile's kind, popped off its coder (format 3); format 2 tiles are all model-coded."""
+    return entropy.decode_tile_kind(coder) if version >= 3 else entropy.TILE_MODEL
 
 
 def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -363,10 +368,9 @@ def tile_kinds(data: bytes) -> list[str]:
     """How each tile was coded: "model", or "stored" (its raw bytes, where the model's code was
     longer). Reads one symbol per tile; DecodeError for a malformed stream."""
     header, tiles = container.unpack(data, None)
-    if header.version < 3:
-        return ["model"] * len(tiles)
     try:
-        kinds = [entropy.decode_tile_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words))) for t in tiles]
+        kinds = [_pop_tile_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)), header.version)
+                 for t in tiles]
     except ValueError as exc:  # the coder refuses words no valid stream holds (e.g. a final zero word)
         raise DecodeError(f"corrupt stream ({exc})") from None
     return ["stored" if k == entropy.TILE_STORED else "model" for k in kinds]
