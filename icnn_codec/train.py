@@ -15,6 +15,7 @@ per dimension of the fixed-point model the codec runs (see :mod:`icnn_codec.quan
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import os
@@ -303,6 +304,11 @@ def train(
     finally:
         save()
     if own_group:
-        # Left to interpreter teardown, gloo's worker threads can abort the process (SIGABRT).
+        # Left to interpreter teardown, gloo's worker threads can abort the process (SIGABRT). DDP's
+        # reducer holds the group too, so it goes first; the barrier keeps a rank from tearing gloo
+        # down while its peer still talks to it.
+        del loss_module
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     return metrics or {"step": step, "train_bpd": running}
