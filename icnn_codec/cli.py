@@ -271,13 +271,16 @@ def info(file, as_json) -> None:
 @click.option("--top-context/--no-top-context", default=False, show_default=True,
               help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
                    "(a spatial context; images are padded to multiples of 2**(levels+1)).")
+@click.option("--checkerboard/--no-checkerboard", default=False, show_default=True,
+              help="Code each prior group of every level in two passes over a checkerboard, the second half of the "
+                   "positions given the first (a spatial context inside levels; padding as --top-context).")
 @click.option("--grey", is_flag=True, help="Train a grey model: every image (training and evaluation) converted to grey "
               "and given to the model as the codec gives it grey images (three horizontal neighbours per position).")
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
 def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
-          top_context, grey, eval_every, checkpoint_every, log_every) -> None:
+          top_context, checkerboard, grey, eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
     Checkpoints go to the run folder; running the same command again resumes where it
@@ -289,7 +292,8 @@ def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3],
-                      prior_groups=int(prior_groups), top_context=top_context)
+                      prior_groups=int(prior_groups), top_context=top_context,
+                      checkerboard=checkerboard)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
                       holdout_every=holdout_every, grey=grey,
                       eval_crop=eval_crop, eval_every=eval_every,

@@ -3,7 +3,9 @@
 Level l: squeeze -> K x [channel flip -> additive coupling] -> factor out half the channels,
 whose prior (a discretised logistic) is conditioned on the half that stays. What remains after
 the last level gets a learned per-channel prior, optionally with a spatial context (its 2x2
-sub-lattices coded one after another, each given those before).
+sub-lattices coded one after another, each given those before). A level's factored-out latents
+can have contexts too: channel groups (the second given the first) and a checkerboard (the
+"white" positions given the "black" ones).
 
 ``forward`` returns the latent groups in *encoding* order (level 1 first, the top last); the
 ANS stack hands them back in the opposite order, which is the order ``decode`` needs them in:
@@ -39,6 +41,9 @@ class FlowConfig:
     # True: the top latents are coded as the four sub-lattices of their 2x2 blocks, each with a
     # prior network of the sub-lattices before it (a spatial context; three more parallel passes).
     top_context: bool = False
+    # True: each prior group of every level is coded in two passes over a checkerboard, the second
+    # half of the positions given the first (a spatial context inside a level; one more pass each).
+    checkerboard: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +55,7 @@ class FlowConfig:
     @property
     def block(self) -> int:
         """Height and width must be multiples of this."""
-        return 2 ** (self.levels + int(self.top_context))
+        return 2 ** (self.levels + int(self.top_context or self.checkerboard))
 
 
 class LatentGroup(NamedTuple):
@@ -88,6 +93,61 @@ class ConditionalPrior(nn.Module):
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(h)
         return out[:, : self.c_z], out[:, self.c_z :]
+
+
+def checkerboard_half(t: torch.Tensor, colour: int) -> torch.Tensor:
+    """The positions of (B, C, H, W) whose row + column is even (colour 0) or odd (colour 1), as a
+    (B, C, H, W/2) tensor: row r keeps columns r + colour, r + colour + 2, ... (mod 2)."""
+    b, c, height, width = t.shape
+    pairs = t.reshape(b, c, height, width // 2, 2)
+    pick = ((torch.arange(height) + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, width // 2, 1)
+    return torch.gather(pairs, 4, pick).squeeze(4)
+
+
+def checkerboard_merge(black: torch.Tensor, white: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``checkerboard_half``: colour 0's and colour 1's halves back into one tensor."""
+    b, c, height, half = black.shape
+    pairs = black.new_zeros(b, c, height, half, 2)
+    for colour, part in enumerate((black, white)):
+        pick = ((torch.arange(height) + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, half, 1)
+        pairs.scatter_(4, pick, part.unsqueeze(4))
+    return pairs.view(b, c, height, 2 * half)
+
+
+class CheckerboardTwin(nn.Module):
+    """The prior of a group's white positions, given what its black positions' prior sees plus the
+    black latents (white ones zeroed): each white latent has decoded neighbours on four sides.
+    Positions of both colours see the same pattern of known neighbours, so a convolution serves."""
+
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.prior = ConditionalPrior(c_cond + c_z, c_z, hidden, kernels)
+
+    def forward(self, cond: torch.Tensor, black_in_place: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.prior(torch.cat([cond, black_in_place], dim=1))
+
+
+def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
+    """One prior group's latents in encoding order: without a twin p(z | cond); with one, the
+    white half given the black half, then the black half (decoded first)."""
+    mu, ls = prior(cond)
+    if twin is None:
+        return [LatentGroup(z, mu, ls)]
+    black = LatentGroup(*(checkerboard_half(t, 0) for t in (z, mu, ls)))
+    mu_w, ls_w = twin(cond, checkerboard_merge(black.z, torch.zeros_like(black.z)))
+    white = LatentGroup(*(checkerboard_half(t, 1) for t in (z, mu_w, ls_w)))
+    return [white, black]
+
+
+def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, decode_latents: Callable) -> torch.Tensor:
+    """The inverse of ``code_group``: the group's latents from ``decode_latents``."""
+    mu, ls = prior(cond)
+    if twin is None:
+        return decode_latents(mu, ls)
+    black = decode_latents(checkerboard_half(mu, 0), checkerboard_half(ls, 0))
+    mu_w, ls_w = twin(cond, checkerboard_merge(black, torch.zeros_like(black)))
+    white = decode_latents(checkerboard_half(mu_w, 1), checkerboard_half(ls_w, 1))
+    return checkerboard_merge(black, white)
 
 
 class TopPrior(nn.Module):
@@ -198,21 +258,32 @@ class Level(nn.Module):
         self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels)
         self.context_prior = (ConditionalPrior(self.keep + self.split, c_z - self.split, cfg.prior_hidden, cfg.prior_kernels)
                               if cfg.prior_groups == 2 else None)
+        # The checkerboard twins of the two priors (their names keep older models' weights loadable).
+        twin = (lambda c_cond, c_group: CheckerboardTwin(c_cond, c_group, cfg.prior_hidden, cfg.prior_kernels)
+                if cfg.checkerboard else None)
+        self.prior_twin = twin(self.keep, self.split)
+        self.context_twin = twin(self.keep + self.split, c_z - self.split) if self.context_prior is not None else None
 
     def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
         """The factored-out latents z given h, in encoding order (the group decoded last first)."""
         z1 = z[:, : self.split]
-        first = LatentGroup(z1, *self.prior(h))
+        first = code_group(self.prior, self.prior_twin, h, z1)
         if self.context_prior is None:
-            return [first]
-        z2 = z[:, self.split :]
-        return [LatentGroup(z2, *self.context_prior(torch.cat([h, z1], dim=1))), first]
+            return first
+        return code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :]) + first
 
     def decode_factored(self, h: torch.Tensor, decode_latents: Callable) -> torch.Tensor:
-        z1 = decode_latents(*self.prior(h))
+        z1 = decode_group(self.prior, self.prior_twin, h, decode_latents)
         if self.context_prior is None:
             return z1
-        return torch.cat([z1, decode_latents(*self.context_prior(torch.cat([h, z1], dim=1)))], dim=1)
+        return torch.cat([z1, decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents)], dim=1)
+
+    def group_names(self, level: str) -> list[str]:
+        """Names of ``latent_groups``' groups, in the same order."""
+        groups = [f"{level} z2|z1", f"{level} z1"] if self.context_prior is not None else [f"{level} z"]
+        if self.prior_twin is None:
+            return groups
+        return [f"{name} {colour}" for name in groups for colour in ("white", "black")]
 
 
 def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
@@ -222,7 +293,8 @@ def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
     """
     regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
     new_top = flow.top_context is not None and source.top_context is None
-    contexts = {"prior_groups": 0, "top_context": False}
+    new_twins = flow.cfg.checkerboard and not source.cfg.checkerboard
+    contexts = {"prior_groups": 0, "top_context": False, "checkerboard": False}
     if {**flow.cfg.to_dict(), **contexts} != {**source.cfg.to_dict(), **contexts}:
         raise ValueError("cannot start this architecture from that model: only contexts can be added")
     state = flow.state_dict()
@@ -235,6 +307,11 @@ def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
         _split_priors_into_groups(flow, source)
     if new_top:
         flow.top_context.start_from(flow.top)
+    if new_twins:
+        for level in flow.levels:
+            for prior, twin in ((level.prior, level.prior_twin), (level.context_prior, level.context_twin)):
+                if twin is not None:
+                    copy_net_with_new_inputs(twin.prior.net, prior.net)
 
 
 def _split_priors_into_groups(flow: "IntegerFlow", source: "IntegerFlow") -> None:
@@ -245,15 +322,20 @@ def _split_priors_into_groups(flow: "IntegerFlow", source: "IntegerFlow") -> Non
         rows = {"prior": list(range(s)) + list(range(c_z, c_z + s)),
                 "context_prior": list(range(s, c_z)) + list(range(c_z + s, 2 * c_z))}
         for name, idx in rows.items():
-            net = getattr(level, name).net
-            with torch.no_grad():
-                for conv, src_conv in zip(net.qconvs(), src.prior.net.qconvs()):
-                    w, bias = src_conv.conv.weight, src_conv.conv.bias
-                    if conv is net.head:
-                        w, bias = w[idx], bias[idx]
-                    conv.conv.weight.zero_()
-                    conv.conv.weight[:, : w.shape[1]] = w  # the first layer's extra inputs (z1) stay 0
-                    conv.conv.bias.copy_(bias)
+            copy_net_with_new_inputs(getattr(level, name).net, src.prior.net, head_rows=idx)
+
+
+def copy_net_with_new_inputs(net: QNet, source: QNet, head_rows: list[int] | None = None) -> None:
+    """Make ``net`` compute what ``source`` does (its head's ``head_rows`` outputs, or all) while
+    its first layer's extra inputs, which ``source`` lacks, get zero weights."""
+    with torch.no_grad():
+        for conv, src_conv in zip(net.qconvs(), source.qconvs()):
+            w, bias = src_conv.conv.weight, src_conv.conv.bias
+            if conv is net.head and head_rows is not None:
+                w, bias = w[head_rows], bias[head_rows]
+            conv.conv.weight.zero_()
+            conv.conv.weight[:, : w.shape[1]] = w
+            conv.conv.bias.copy_(bias)
 
 
 class IntegerFlow(nn.Module):
@@ -295,7 +377,7 @@ class IntegerFlow(nn.Module):
         """A name for each latent group of ``forward``, in the same (encoding) order."""
         names = []
         for i, level in enumerate(self.levels, start=1):
-            names += [f"level {i} z2|z1", f"level {i} z1"] if level.context_prior is not None else [f"level {i} z"]
+            names += level.group_names(f"level {i}")
         if self.top_context is None:
             return names + ["top"]
         return names + [f"top sub-lattice {k}" for k in reversed(range(SUBLATTICES))]

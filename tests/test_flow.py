@@ -10,11 +10,12 @@ import torch
 
 import icnn_codec as ic
 from icnn_codec.codec import exact_input
-from icnn_codec.flow import FlowConfig, IntegerFlow, grow_from
+from icnn_codec.flow import FlowConfig, IntegerFlow, checkerboard_half, checkerboard_merge, grow_from
 from icnn_codec.quant import QConv2d
 from icnn_codec.zoo import flow_to_model
 
-CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True}}
+CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True},
+            "checkerboards": {"checkerboard": True}, "checkerboards in two groups": {"prior_groups": 2, "checkerboard": True}}
 
 
 def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
@@ -30,7 +31,8 @@ def grown(request, model) -> IntegerFlow:
 
 
 def context_networks(flow: IntegerFlow) -> list[torch.nn.Module]:
-    nets = [level.context_prior for level in flow.levels if level.context_prior is not None]
+    nets = [net for level in flow.levels for net in (level.context_prior, level.prior_twin, level.context_twin)
+            if net is not None]
     return nets + ([flow.top_context] if flow.top_context is not None else [])
 
 
@@ -75,3 +77,20 @@ def test_every_latent_group_has_its_own_name_in_coding_order(model, grown, cifar
         with torch.no_grad():
             assert len(names) == len(set(names)) == len(flow(x))
         assert names[-1] in ("top", "top sub-lattice 0")  # decoded first
+
+
+def test_a_checkerboard_splits_positions_by_the_parity_of_row_plus_column_and_merges_back():
+    t = torch.arange(2 * 3 * 4 * 6, dtype=torch.float64).view(2, 3, 4, 6)
+    black, white = checkerboard_half(t, 0), checkerboard_half(t, 1)
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    even = (rows + cols) % 2 == 0
+    assert black.shape == white.shape == (2, 3, 4, 3)
+    assert torch.equal(black.flatten(2), t[:, :, even].view(2, 3, -1))  # raster order within each colour
+    assert torch.equal(white.flatten(2), t[:, :, ~even].view(2, 3, -1))
+    assert torch.equal(checkerboard_merge(black, white), t)
+
+
+def test_checkerboards_double_the_padding_block_as_the_top_context_does():
+    plain = FlowConfig(levels=2)
+    assert plain.block == 4
+    assert FlowConfig(levels=2, checkerboard=True).block == FlowConfig(levels=2, top_context=True).block == 8

@@ -272,11 +272,13 @@ def test_a_run_started_from_a_model_grows_the_contexts_its_config_asks_for(datas
     assert [len(s) for s in ic.compress_many(images, grown)] == [len(s) for s in ic.compress_many(images, source)]
 
 
-def test_cli_train_top_context_makes_a_model_that_codes_exactly(dataset: Path, tmp_path: Path) -> None:
-    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--top-context", cwd=tmp_path)
+@pytest.mark.parametrize("context", ["top_context", "checkerboard"])
+def test_cli_train_spatial_context_makes_a_model_that_codes_exactly(context: str, dataset: Path, tmp_path: Path) -> None:
+    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--" + context.replace("_", "-"),
+                   cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     model = ic.load_model(str(tmp_path / "run"))
-    assert model.flow.cfg.top_context and model.block == 8  # 2 levels and the sub-lattices
+    assert getattr(model.flow.cfg, context) and model.block == 8  # 2 levels, and one more halving for the context
     image = structured_images(1, 20, 36)[0]
     assert np.array_equal(ic.decompress(ic.compress(image, model), model), image)
 
