@@ -95,29 +95,36 @@ class ConditionalPrior(nn.Module):
         return out[:, : self.c_z], out[:, self.c_z :]
 
 
+def _colour_index(like: torch.Tensor, colour: int) -> torch.Tensor:
+    """For (B, C, H, W/2, 2) pairs of columns: the index within each pair of ``colour``'s position
+    (row r: (r + colour) mod 2)."""
+    b, c, height, half, _ = like.shape
+    rows = torch.arange(height, device=like.device)
+    return ((rows + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, half, 1)
+
+
 def checkerboard_half(t: torch.Tensor, colour: int) -> torch.Tensor:
-    """The positions of (B, C, H, W) whose row + column is even (colour 0) or odd (colour 1), as a
-    (B, C, H, W/2) tensor: row r keeps columns r + colour, r + colour + 2, ... (mod 2)."""
+    """The positions of (B, C, H, W) whose row + column is even (colour 0, "black") or odd
+    (colour 1, "white"), as a (B, C, H, W/2) tensor in raster order."""
     b, c, height, width = t.shape
     pairs = t.reshape(b, c, height, width // 2, 2)
-    pick = ((torch.arange(height) + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, width // 2, 1)
-    return torch.gather(pairs, 4, pick).squeeze(4)
+    return torch.gather(pairs, 4, _colour_index(pairs, colour)).squeeze(4)
 
 
 def checkerboard_merge(black: torch.Tensor, white: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``checkerboard_half``: colour 0's and colour 1's halves back into one tensor."""
+    """The inverse of ``checkerboard_half``: the black and white halves back into one tensor."""
     b, c, height, half = black.shape
     pairs = black.new_zeros(b, c, height, half, 2)
     for colour, part in enumerate((black, white)):
-        pick = ((torch.arange(height) + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, half, 1)
-        pairs.scatter_(4, pick, part.unsqueeze(4))
+        pairs.scatter_(4, _colour_index(pairs, colour), part.unsqueeze(4))
     return pairs.view(b, c, height, 2 * half)
 
 
 class CheckerboardTwin(nn.Module):
     """The prior of a group's white positions, given what its black positions' prior sees plus the
-    black latents (white ones zeroed): each white latent has decoded neighbours on four sides.
-    Positions of both colours see the same pattern of known neighbours, so a convolution serves."""
+    black latents (white ones zeroed): each white latent has decoded neighbours on four sides
+    (fewer at a tile's border). Every white position sees the same pattern (known 4-neighbours,
+    zeros on itself and its diagonals), so one convolution, read at the white positions, serves."""
 
     def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
         super().__init__()
@@ -258,7 +265,9 @@ class Level(nn.Module):
         self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels)
         self.context_prior = (ConditionalPrior(self.keep + self.split, c_z - self.split, cfg.prior_hidden, cfg.prior_kernels)
                               if cfg.prior_groups == 2 else None)
-        # The checkerboard twins of the two priors (their names keep older models' weights loadable).
+        # The checkerboard twins of the two priors. Model files store weights in ``qconvs()`` order:
+        # without a checkerboard the twins are None, and they are registered after the priors, so
+        # older models load unchanged.
         twin = (lambda c_cond, c_group: CheckerboardTwin(c_cond, c_group, cfg.prior_hidden, cfg.prior_kernels)
                 if cfg.checkerboard else None)
         self.prior_twin = twin(self.keep, self.split)
@@ -288,17 +297,22 @@ class Level(nn.Module):
 
 def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
     """Start ``flow`` from ``source``'s weights, adding the contexts that ``flow`` has and
-    ``source`` lacks (two prior groups, a top context) so that both give the same code at first;
-    training can then only add what the contexts tell. Other differences are an error.
+    ``source`` lacks (two prior groups, a top context, checkerboards) so that both give the same
+    code at first; training can then only add what the contexts tell. Other differences are an
+    error.
     """
     regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
+    if regroup and source.cfg.checkerboard:
+        # The source's twin sees z2's black latents, which the first group's twin cannot: no exact split.
+        raise ValueError("cannot start this architecture from that model: add prior groups before checkerboards")
     new_top = flow.top_context is not None and source.top_context is None
     new_twins = flow.cfg.checkerboard and not source.cfg.checkerboard
     contexts = {"prior_groups": 0, "top_context": False, "checkerboard": False}
     if {**flow.cfg.to_dict(), **contexts} != {**source.cfg.to_dict(), **contexts}:
         raise ValueError("cannot start this architecture from that model: only contexts can be added")
     state = flow.state_dict()
-    loaded = {k: v for k, v in source.state_dict().items() if not (regroup and ".prior." in k)}
+    regrouped = tuple(f"levels.{i}.prior." for i in range(len(source.levels)))  # split, not copied
+    loaded = {k: v for k, v in source.state_dict().items() if not (regroup and k.startswith(regrouped))}
     if set(loaded) - set(state):
         raise ValueError("cannot start this architecture from that model: it has parts this one lacks")
     state.update(loaded)

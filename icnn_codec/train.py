@@ -101,7 +101,7 @@ def check_config(cfg: TrainConfig) -> None:
     """ValueError (one line for the CLI) for a config no training step can run with."""
     block = FlowConfig.from_dict(cfg.flow).block
     if cfg.crop <= 0 or cfg.crop % block:
-        raise ValueError(f"crop {cfg.crop} must be a positive multiple of {block} (the model's block: 2 ** levels, or 2 ** (levels + 1) with a top context)")
+        raise ValueError(f"crop {cfg.crop} must be a positive multiple of {block} (the model's block: 2 ** levels, or 2 ** (levels + 1) with a top context or checkerboards)")
     if cfg.batch_size <= 0:
         raise ValueError(f"batch size {cfg.batch_size} must be positive")
     if cfg.holdout_every == 1 or cfg.holdout_every < 0:
