@@ -130,8 +130,9 @@ class CheckerboardTwin(nn.Module):
         super().__init__()
         self.prior = ConditionalPrior(c_cond + c_z, c_z, hidden, kernels)
 
-    def forward(self, cond: torch.Tensor, black_in_place: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.prior(torch.cat([cond, black_in_place], dim=1))
+    def forward(self, cond: torch.Tensor, black: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters at every position (read them at the white ones) given the black half."""
+        return self.prior(torch.cat([cond, checkerboard_merge(black, torch.zeros_like(black))], dim=1))
 
 
 def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
@@ -141,7 +142,7 @@ def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: tor
     if twin is None:
         return [LatentGroup(z, mu, ls)]
     black = LatentGroup(*(checkerboard_half(t, 0) for t in (z, mu, ls)))
-    mu_w, ls_w = twin(cond, checkerboard_merge(black.z, torch.zeros_like(black.z)))
+    mu_w, ls_w = twin(cond, black.z)
     white = LatentGroup(*(checkerboard_half(t, 1) for t in (z, mu_w, ls_w)))
     return [white, black]
 
@@ -152,7 +153,7 @@ def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: t
     if twin is None:
         return decode_latents(mu, ls)
     black = decode_latents(checkerboard_half(mu, 0), checkerboard_half(ls, 0))
-    mu_w, ls_w = twin(cond, checkerboard_merge(black, torch.zeros_like(black)))
+    mu_w, ls_w = twin(cond, black)
     white = decode_latents(checkerboard_half(mu_w, 1), checkerboard_half(ls_w, 1))
     return checkerboard_merge(black, white)
 
