@@ -5,9 +5,11 @@ is coded as one or two *planes* of three channels through the flow: the colour p
 the grey channel) and, for LA/RGBA, the alpha plane. A grey or alpha channel becomes a plane by
 taking three horizontally adjacent pixels as its three channels (neighbours are as alike as the
 colours of one pixel, so the colour model codes them well; format version 2 repeated the grey
-level three times, which cost about twice as much). A plane is padded to a multiple of the
-flow's block by repeating edge pixels, then runs the exact integer path; its latents go onto one
-ANS stack per tile, alpha plane first, so the decoder pops the colour plane first. Last comes
+level three times, which cost about twice as much). The flow codes the part of a plane whose
+sides are multiples of its block, or, where a side's rest is longer than half a block, the side
+padded by repeating edge pixels; short rests are strips coded by prediction after it
+(:mod:`icnn_codec.strips`; format 4). Each plane's latents and strips go onto one ANS stack per
+tile, alpha plane first, so the decoder pops the colour plane first. Last comes
 the tile's kind: when the model's code is longer than the tile's raw bytes, the tile is stored
 as those bytes instead, so no image costs much more than its size. Tiles of one size share
 network evaluations (batches), and with ``jobs > 1`` the tiles are shared out among worker
@@ -24,7 +26,7 @@ import constriction
 import numpy as np
 import torch
 
-from . import container, entropy
+from . import container, entropy, strips
 from .container import FORMAT_VERSION, MAX_PIXELS, Header, Tile, TileData
 from .errors import DecodeError, UnsupportedImageError
 from .priors import ExactParams
@@ -113,6 +115,13 @@ def padded_size(height: int, width: int, block: int) -> tuple[int, int]:
     return -(-height // block) * block, -(-width // block) * block
 
 
+def flow_shape(height: int, width: int, block: int, version: int = FORMAT_VERSION) -> tuple[int, int]:
+    """The part of a plane (top left) that goes through the flow; the rest is strips (format 4)."""
+    if version < 4:
+        return height, width
+    return strips.flow_side(height, block), strips.flow_side(width, block)
+
+
 def pad_plane(plane: np.ndarray, block: int) -> np.ndarray:
     h, w = plane.shape[:2]
     hp, wp = padded_size(h, w, block)
@@ -151,15 +160,20 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], bat
     """Code pixel blocks (H x W x C uint8, any sizes, each with its image's header) independently."""
     coders = [constriction.stream.stack.AnsCoder() for _ in blocks]
     # Alpha planes are pushed first (popped last), so group the planes by (push round, size).
-    rounds: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    # A plane's strips are pushed just before its flow part, so they are popped just after it.
+    rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray, Header]]] = defaultdict(list)
     for i, (px, header) in enumerate(blocks):
         planes = planes_of(px, header.version)
         for order, plane in enumerate(reversed(planes)):
-            padded = pad_plane(plane, model.block)
-            rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded))
+            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
+            padded = pad_plane(plane[:flow_h, :flow_w], model.block)
+            rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded, plane, header))
     for key in sorted(rounds, key=lambda k: k[0]):
-        idx, planes = zip(*rounds[key])
-        _encode_planes(model, list(planes), [coders[i] for i in idx], batch_size)
+        idx, padded, planes, headers = zip(*rounds[key])
+        for i, plane, header in zip(idx, planes, headers):
+            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
+            strips.encode_strips(coders[i], plane, flow_h, flow_w, model.tables)
+        _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size)
     return [TileData(container.pixel_checksum(px, h), _tile_words(px, h, c)) for (px, h), c in zip(blocks, coders)]
 
 
@@ -241,7 +255,7 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: li
         if kind == entropy.TILE_STORED:
             pixels[b] = entropy.decode_stored(coders[b], height * width * container.CHANNELS[mode]).reshape(height, width, -1)
     if coded:
-        planes = _decode_planes(model, [coders[b] for b in coded], plane_shapes(height, width, mode, version))
+        planes = _decode_planes(model, [coders[b] for b in coded], plane_shapes(height, width, mode, version), version)
         for i, b in enumerate(coded):
             pixels[b] = pixels_of([p[i] for p in planes], mode, width, version)
     for b, ((tile, header), coder) in enumerate(zip(tiles, coders)):
@@ -257,7 +271,7 @@ def _pop_tile_kind(coder, version: int) -> int:
     return entropy.decode_tile_kind(coder) if version >= 3 else entropy.TILE_MODEL
 
 
-def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]], version: int) -> list[np.ndarray]:
     """Run the flow backwards for each plane (colour first) of every coder's tile: H x W' x 3 uint8 each."""
 
     def pop_latents(mu16: torch.Tensor, ls8: torch.Tensor) -> torch.Tensor:
@@ -273,12 +287,18 @@ def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]]) ->
 
     planes = []
     for height, width in shapes:
-        hp, wp = padded_size(height, width, model.block)
+        flow_h, flow_w = flow_shape(height, width, model.block, version)
+        hp, wp = padded_size(flow_h, flow_w, model.block)
         x = model.flow.decode(len(coders), hp, wp, pop_latents) + 128.0
-        x = x[:, :, :height, :width]
+        x = x[:, :, :flow_h, :flow_w]
         if float(x.min()) < 0 or float(x.max()) > 255:
             raise DecodeError("corrupt stream (pixel values out of range)")
-        planes.append(x.permute(0, 2, 3, 1).numpy().astype(np.uint8))
+        flow_parts = x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+        if (flow_h, flow_w) == (height, width):
+            planes.append(flow_parts)
+        else:
+            planes.append(np.stack([strips.decode_strips(coder, part, height, width, model.tables)
+                                    for coder, part in zip(coders, flow_parts)]))
     return planes
 
 

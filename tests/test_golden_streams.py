@@ -59,6 +59,7 @@ SOURCES = {
     "chelsea-80x96-grey": (grey, 256),  # a grey image (format 3: three neighbours per position; the
     # version 2 golden, grey repeated three times, was written by the code of commit d850d65)
     "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a stored tile among coded ones (format 3)
+    "chelsea-70x84": (lambda: rgb("chelsea-80x96.png")[:70, :84], 256),  # strips right and below (format 4)
 }
 
 

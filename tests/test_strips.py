@@ -1,0 +1,71 @@
+"""Remainder strips (format 4): the rows and columns beyond the flow's block are coded by
+prediction, exactly, and cost less than the padding they replace."""
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import pytest
+
+import icnn_codec as ic
+from icnn_codec import container
+from icnn_codec.codec import encode_blocks, flow_shape, tile_pixels
+from icnn_codec.priors import LogisticTables
+from icnn_codec.strips import STRIP_OFFSETS, _push_strip, decode_strips, encode_strips, flow_side
+
+
+@pytest.fixture(scope="module")
+def tables() -> LogisticTables:
+    return LogisticTables.build()
+
+
+@pytest.mark.parametrize("n, block, flow", [
+    (481, 16, 480),  # a rest of 1: a strip
+    (344, 16, 336),  # a rest of 8, half a block: a strip
+    (345, 16, 345),  # a rest of 9: padded (a few padded positions cost less than 9 strip ones)
+    (336, 16, 336),  # no rest
+    (12, 16, 12),  # shorter than a block: the flow codes it padded
+    (36, 8, 32),  # a model of block 8: a rest of up to 4 is a strip
+    (37, 8, 37),
+])
+def test_the_flow_codes_a_side_rounded_down_to_its_block_when_the_rest_is_at_most_half_a_block(n, block, flow):
+    assert flow_side(n, block) == flow
+
+
+def test_format_3_had_no_strips_and_format_4_has_them():
+    assert flow_shape(481, 321, 16, version=3) == (481, 321)
+    assert flow_shape(481, 321, 16, version=4) == (480, 320)
+
+
+@pytest.mark.parametrize("flow_h, flow_w", [(16, 16), (16, 21), (19, 16), (16, 17)])
+def test_strips_decode_exactly_whatever_the_pixels(tables, flow_h, flow_w):
+    rng = np.random.default_rng(flow_h * 100 + flow_w)
+    smooth = np.add.outer(np.arange(21), np.arange(24))[:, :, None] * np.array([3, 5, 7])
+    for plane in (rng.integers(0, 256, (21, 24, 3)), np.clip(smooth, 0, 255), np.full((21, 24, 3), 255)):
+        plane = plane.astype(np.uint8)[:max(flow_h, 19), :max(flow_w, 21)]
+        coder = constriction.stream.stack.AnsCoder()
+        encode_strips(coder, plane, flow_h, flow_w, tables)
+        decoded = decode_strips(coder, plane[:flow_h, :flow_w], plane.shape[0], plane.shape[1], tables)
+        assert np.array_equal(decoded, plane) and coder.is_empty()
+
+
+def test_the_encoder_sends_the_scale_offset_that_codes_a_strip_shortest(tables, photo):
+    known, new = photo[:64, :60].astype(np.int64), photo[:64, 60:64].astype(np.int64)
+
+    def bits(offsets: tuple[int, ...]) -> int:
+        coder = constriction.stream.stack.AnsCoder()
+        _push_strip(coder, known, new, tables, offsets)
+        return coder.num_bits()
+
+    assert bits(STRIP_OFFSETS) == min(bits((offset,)) for offset in STRIP_OFFSETS)
+
+
+@pytest.mark.parametrize("height, width", [(97, 113), (150, 200)])
+def test_photos_whose_sides_leave_short_rests_cost_less_than_when_padded(photo, height, width):
+    pixels = np.ascontiguousarray(photo[:height, :width])
+    model = ic.load_model("photo")
+    v3 = container.Header("RGB", width, height, model.fingerprint, 256, version=3)
+    padded = len(container.pack(v3, encode_blocks(model, [(tile_pixels(pixels, t), v3) for t in v3.tiles()])))
+    stream = ic.compress(pixels, model)
+    assert ic.read_header(stream).version == 4
+    assert len(stream) < 0.98 * padded
+    assert np.array_equal(ic.decompress(stream), pixels)
