@@ -190,22 +190,30 @@ def make_codec(spec: str, model: str | None = None) -> Codec:
 
 # -- measurements ---------------------------------------------------------------------------------
 def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
-    """The model's own -log2 p (float training path) summed over images, padding included, of the
-    planes the codec gives the model (a grey image's plane packs three neighbours per position).
+    """The model's own -log2 p (float training path) summed over images, untiled, of the planes the
+    codec gives the model (a grey image's plane packs three neighbours per position): the flow's
+    part of each plane, padding included, plus the exact code length of its strips.
 
     Same-size images share batches. Divided by the real pixel count this is the bpd an ideal
-    coder would reach with no header, so ``bpd - nll_bpd`` is the coder's plus the header's cost.
+    coder would reach with no header and no tiles, so ``bpd - nll_bpd`` is the coder's, the
+    header's and the tiling's cost.
     """
+    import constriction
     import torch
 
-    from .codec import exact_input, pad_plane, planes_of
+    from .codec import exact_input, flow_shape, pad_plane, planes_of
+    from .strips import encode_strips
 
     by_shape: dict[tuple, list[np.ndarray]] = {}
+    total = 0.0
     for a in images:
         for plane in planes_of(a if a.ndim == 3 else a[:, :, None]):
-            padded = pad_plane(plane, model.block)
+            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block)
+            strips = constriction.stream.stack.AnsCoder()
+            encode_strips(strips, plane, flow_h, flow_w, model.tables)
+            total += strips.num_bits()
+            padded = pad_plane(plane[:flow_h, :flow_w], model.block)
             by_shape.setdefault(padded.shape, []).append(padded)
-    total = 0.0
     with torch.no_grad():
         for planes in by_shape.values():
             for start in range(0, len(planes), ICNN_BATCH):
@@ -425,7 +433,7 @@ def run_bench(
         "machine": machine_info(),
         "method": {
             "bpd": "8 x total bytes of the per-image files (headers included) / total H*W*C",
-            "nll_bpd": "the icnn model's own -log2 p (float path, padding included) / total H*W*C",
+            "nll_bpd": "the icnn model's own -log2 p (float path, untiled, padding and strips included) / total H*W*C",
             "speed": "raw pixel MB (H*W*C / 1e6) per wall-clock second inside the codec calls",
             "icnn": ICNN_NOTE,
             "memory": peak_memory_method(),

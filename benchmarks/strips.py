@@ -1,0 +1,77 @@
+"""What strips save: photographs coded in format 3 (edges padded) and format 4 (short rests as strips).
+
+    python benchmarks/strips.py [--limit N] [--model M]     (defaults: 10 photos, photo)
+
+The photos are the first N of the photo validation split (every 10th file of
+../shared/data/photos/train; most are 481x321 or 321x481, whose edge tiles of 256 leave rests of
+1 row and 1 column). Both formats code the same tiles of 256 with the same model; the table gives
+each photo's bpd in both and what its strips cost per value. Writes benchmarks/results/strips.md.
+"""
+from __future__ import annotations
+
+import argparse
+
+import constriction
+import numpy as np
+import torch
+
+from common import RESULTS, SHARED
+
+import icnn_codec as ic
+from icnn_codec import container
+from icnn_codec.codec import encode_blocks, flow_shape, planes_of, tile_pixels
+from icnn_codec.data import ImageSet
+from icnn_codec.strips import encode_strips
+
+
+def padded_bytes(model, pixels: np.ndarray) -> int:
+    """The stream's size in format 3, which pads every plane to the model's block."""
+    header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=3)
+    return len(container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header) for t in header.tiles()])))
+
+
+def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:
+    """(bits, values) of the strips of every tile of 256."""
+    header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256)
+    bits, values = 0.0, 0
+    for tile in header.tiles():
+        for plane in planes_of(tile_pixels(pixels, tile)):
+            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block)
+            coder = constriction.stream.stack.AnsCoder()
+            encode_strips(coder, plane, flow_h, flow_w, model.tables)
+            bits += coder.num_bits()
+            values += plane.size - flow_h * flow_w * 3
+    return bits, values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--model", default="photo")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = ic.load_model(args.model)
+    _, held = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(10)
+    lines = [f"Model `{args.model}` ({model.fingerprint:04x}), tiles of 256, the first {args.limit} photos of the "
+             "validation split.", "", "| photo | size | format 3 bpd | format 4 bpd | saved | strip bits per value |",
+             "|---|---|---:|---:|---:|---:|"]
+    totals = np.zeros(5)
+    for name, pixels in list(zip(held.names, held.images))[: args.limit]:
+        stream = ic.compress(pixels, model)
+        assert np.array_equal(ic.decompress(stream), pixels)
+        old, new = padded_bytes(model, pixels), len(stream)
+        bits, values = strip_cost(model, pixels)
+        totals += (old, new, bits, values, pixels.size)
+        per_value = f"{bits / values:.2f}" if values else "-"
+        lines.append(f"| {name} | {pixels.shape[1]}x{pixels.shape[0]} | {8 * old / pixels.size:.3f} | "
+                     f"{8 * new / pixels.size:.3f} | {1 - new / old:.1%} | {per_value} |")
+        print(lines[-1], flush=True)
+    old, new, bits, values, size = totals
+    lines.append(f"| all | | {8 * old / size:.3f} | {8 * new / size:.3f} | {1 - new / old:.1%} | {bits / max(values, 1):.2f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "strips.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
