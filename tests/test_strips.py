@@ -69,3 +69,12 @@ def test_photos_whose_sides_leave_short_rests_cost_less_than_when_padded(photo, 
     assert ic.read_header(stream).version == 4
     assert len(stream) < 0.98 * padded
     assert np.array_equal(ic.decompress(stream), pixels)
+
+
+@pytest.mark.parametrize("height, width", [(1, 20), (2, 20), (3, 17), (20, 2), (17, 1), (65, 65)])
+def test_images_of_a_row_or_a_column_beyond_a_block_round_trip_in_every_mode(height, width):
+    rng = np.random.default_rng(height * 1000 + width)
+    for channels in (1, 2, 3, 4):
+        image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        image = image[:, :, 0] if channels == 1 else image
+        assert np.array_equal(ic.decompress(ic.compress(image)), image)
