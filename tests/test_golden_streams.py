@@ -94,7 +94,7 @@ def test_a_golden_stream_decodes_exactly_and_in_the_current_format_is_written_ag
 
 
 def test_the_noise_tile_of_its_golden_stream_is_stored_and_the_photo_tiles_are_not():
-    stream = (GOLDEN / golden_name("noise-quadrant-64x64-tile32", ic.load_model("cifar10").fingerprint, 3)).read_bytes()
+    stream = (GOLDEN / golden_name("noise-quadrant-64x64-tile32", ic.load_model("cifar10").fingerprint, FORMAT_VERSION)).read_bytes()
     assert ic.tile_kinds(stream) == ["model", "model", "model", "stored"]
 
 
