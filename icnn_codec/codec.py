@@ -161,17 +161,16 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], bat
     coders = [constriction.stream.stack.AnsCoder() for _ in blocks]
     # Alpha planes are pushed first (popped last), so group the planes by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
-    rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray, Header]]] = defaultdict(list)
+    rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray, tuple[int, int]]]] = defaultdict(list)
     for i, (px, header) in enumerate(blocks):
         planes = planes_of(px, header.version)
         for order, plane in enumerate(reversed(planes)):
             flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
             padded = pad_plane(plane[:flow_h, :flow_w], model.block)
-            rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded, plane, header))
+            rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded, plane, (flow_h, flow_w)))
     for key in sorted(rounds, key=lambda k: k[0]):
-        idx, padded, planes, headers = zip(*rounds[key])
-        for i, plane, header in zip(idx, planes, headers):
-            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
+        idx, padded, planes, flow_shapes = zip(*rounds[key])
+        for i, plane, (flow_h, flow_w) in zip(idx, planes, flow_shapes):
             strips.encode_strips(coders[i], plane, flow_h, flow_w, model.tables)
         _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size)
     return [TileData(container.pixel_checksum(px, h), _tile_words(px, h, c)) for (px, h), c in zip(blocks, coders)]
