@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import constriction
 import numpy as np
 import torch
 
@@ -21,7 +20,7 @@ import icnn_codec as ic
 from icnn_codec import container
 from icnn_codec.codec import encode_blocks, flow_shape, planes_of, tile_pixels
 from icnn_codec.data import ImageSet
-from icnn_codec.strips import encode_strips
+from icnn_codec.strips import strip_bits
 
 
 def padded_bytes(model, pixels: np.ndarray) -> int:
@@ -37,9 +36,7 @@ def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:
     for tile in header.tiles():
         for plane in planes_of(tile_pixels(pixels, tile)):
             flow_h, flow_w = flow_shape(*plane.shape[:2], model.block)
-            coder = constriction.stream.stack.AnsCoder()
-            encode_strips(coder, plane, flow_h, flow_w, model.tables)
-            bits += coder.num_bits()
+            bits += strip_bits(plane, flow_h, flow_w, model.tables)
             values += plane.size - flow_h * flow_w * 3
     return bits, values
 

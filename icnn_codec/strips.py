@@ -3,8 +3,8 @@ prediction from their decoded neighbours instead of being padded.
 
 The flow codes planes whose sides are multiples of its block (16 for models with contexts). A
 plane of another size used to be padded by repeating its edge pixels, and the padded positions
-cost about 0.7 of a real one: a 481 x 321 photo in tiles of 256 spent 5.6 % of its bits on the
-15 padded columns and 15 padded rows of its edge tiles. Now, when a side's rest is at most half a
+cost nearly as much as real ones: a 481 x 321 photo in tiles of 256 spent 5-6 % of its bits on
+the 15 padded columns and 15 padded rows of its edge tiles (``benchmarks/strips.py``). Now, when a side's rest is at most half a
 block, the flow codes the side rounded down and the rest is a *strip*: columns right of what the
 flow decoded, then rows below everything above (the bottom strip is coded as columns of the
 transposed plane, so one predictor serves both). A longer rest is still padded: its few padded
@@ -21,8 +21,8 @@ column's rows. The predictions are integer arithmetic on decoded pixels:
   encoder picks per strip (the one that codes it shortest) and sends first.
 
 The prior of each pixel is then a discretised logistic with that mean and scale, coded with the
-model's exact tables (:mod:`icnn_codec.entropy`), like a latent. On photographs a strip costs
-about 4.1 bits per value, where the flow codes the rest at about 3.2.
+model's exact tables (:mod:`icnn_codec.entropy`), like a latent. On the photo benchmark's
+strips that is about 4.6 bits per value, where the flow codes the rest at about 3.3.
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ _offset_symbol = constriction.stream.model.Uniform(len(STRIP_OFFSETS))
 CHANNEL_ORDER = (1, 0, 2)  # green first: red and blue are predicted with its error
 ONE = 2**MU_FRAC  # predictions are on the prior's 1/16 grid of means
 
-Steps = Generator[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]
+Where = tuple[np.ndarray, int, int]  # (rows, column, channel) of the new columns a step codes
+Steps = Generator[tuple[Where, np.ndarray, np.ndarray], np.ndarray, np.ndarray]
 
 
 def flow_side(n: int, block: int) -> int:
@@ -56,11 +57,12 @@ def _log2_8(v: np.ndarray) -> np.ndarray:
     return 8 * (exponent.astype(np.int64) - 1) + np.floor(16 * mantissa - 8).astype(np.int64)
 
 
-def column_steps(known: np.ndarray, count: int, offset: int) -> Steps:
+def column_steps(known: np.ndarray, count: int) -> Steps:
     """The coding steps of ``count`` new columns right of ``known`` (n x m x 3 int64, m >= 1).
 
-    Yields each step's prior parameters (mu16, ls8), one per row of the step's rows; expects the
-    step's values sent back; returns the new columns (n x count x 3).
+    Yields each step's place in the new columns and its prior parameters (mu16, and ls8 before
+    the strip's offset), one per row of the step's rows; expects the step's values sent back;
+    returns the new columns (n x count x 3).
     """
     n = known.shape[0]
     left2, left = known[:, max(0, known.shape[1] - 2)], known[:, -1]
@@ -84,11 +86,11 @@ def column_steps(known: np.ndarray, count: int, offset: int) -> Steps:
                 base = (ONE // 2 * (u + d) + ONE * left[rows] + ONE // 2 * ((u - ul) + (d - dl))) // 2
                 activity = (np.abs(u - d).sum(1) + np.abs((u - ul) - (d - dl)).sum(1) // 2
                             + np.abs(left[rows] - left2[rows]).sum(1) // 2)
-            ls8 = _log2_8(activity + 1) + offset
+            ls8 = _log2_8(activity + 1)
             green_error = np.zeros(rows.size, dtype=np.int64)
             for ch in CHANNEL_ORDER:
                 mu16 = base[:, ch] + green_error
-                values = yield mu16, ls8
+                values = yield (rows, c, ch), mu16, ls8
                 column[rows, ch] = values
                 if ch == CHANNEL_ORDER[0]:
                     green_error = ONE * values - base[:, ch]
@@ -96,8 +98,8 @@ def column_steps(known: np.ndarray, count: int, offset: int) -> Steps:
     return new
 
 
-def _run(steps: Steps, value_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Drive ``steps``, answering each (mu16, ls8) with ``value_of(mu16, ls8)``; the new columns."""
+def _run(steps: Steps, value_of: Callable[[Where, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Drive ``steps``, answering each (where, mu16, ls8) with ``value_of(where, mu16, ls8)``; the new columns."""
     try:
         params = next(steps)
         while True:
@@ -116,28 +118,26 @@ def _strip_parts(plane: np.ndarray, flow_h: int, flow_w: int) -> list[tuple[np.n
     return parts
 
 
-def _strip_code(known: np.ndarray, new: np.ndarray, offset: int) -> list[tuple[np.ndarray, ExactParams]]:
-    """A strip's steps as (values, params) in decoding order."""
+def _strip_code(known: np.ndarray, new: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A strip's steps as (values, mu16, ls8 before the offset) in decoding order."""
     recorded = []
 
-    def true_values(mu16: np.ndarray, ls8: np.ndarray) -> np.ndarray:
-        # Steps come column by column; in each, two row parities times three channels.
-        step = len(recorded)
-        c, parity, ch = step // 6, (step % 6) // 3, CHANNEL_ORDER[step % 3]
-        values = new[parity::2, c, ch]
-        recorded.append((values, ExactParams.from_grid(mu16, ls8)))
-        return values
+    def true_values(where: Where, mu16: np.ndarray, ls8: np.ndarray) -> np.ndarray:
+        recorded.append((new[where], mu16, ls8))
+        return recorded[-1][0]
 
-    _run(column_steps(known, new.shape[1], offset), true_values)
+    _run(column_steps(known, new.shape[1]), true_values)
     return recorded
 
 
 def _push_strip(coder, known: np.ndarray, new: np.ndarray, tables: LogisticTables,
                 offsets: tuple[int, ...] = STRIP_OFFSETS) -> None:
     """Push one strip, with the scale offset (of ``offsets``) that codes it shortest."""
+    steps = _strip_code(known, new)
+
     def push(target, offset: int) -> None:
-        for values, params in reversed(_strip_code(known, new, offset)):
-            entropy.encode_latents(target, values, params, tables)
+        for values, mu16, ls8 in reversed(steps):
+            entropy.encode_latents(target, values, ExactParams.from_grid(mu16, ls8 + offset), tables)
         target.encode_reverse(np.array([STRIP_OFFSETS.index(offset)], dtype=np.int32), _offset_symbol)
 
     sizes = {}
@@ -146,6 +146,13 @@ def _push_strip(coder, known: np.ndarray, new: np.ndarray, tables: LogisticTable
         push(trial, offset)
         sizes[offset] = trial.num_bits()
     push(coder, min(offsets, key=sizes.__getitem__))
+
+
+def strip_bits(plane: np.ndarray, flow_h: int, flow_w: int, tables: LogisticTables) -> int:
+    """The exact code length in bits of the strips of ``plane`` beyond its flow part."""
+    coder = constriction.stream.stack.AnsCoder()
+    encode_strips(coder, plane, flow_h, flow_w, tables)
+    return coder.num_bits()
 
 
 def encode_strips(coder, plane: np.ndarray, flow_h: int, flow_w: int, tables: LogisticTables) -> None:
@@ -161,13 +168,13 @@ def decode_strips(coder, flow_part: np.ndarray, height: int, width: int, tables:
     flow_h, flow_w = flow_part.shape[:2]
     plane[:flow_h, :flow_w] = flow_part
 
-    def pop(mu16: np.ndarray, ls8: np.ndarray) -> np.ndarray:
-        values = entropy.decode_latents(coder, ExactParams.from_grid(mu16, ls8), tables)
+    def pop(where: Where, mu16: np.ndarray, ls8: np.ndarray) -> np.ndarray:
+        values = entropy.decode_latents(coder, ExactParams.from_grid(mu16, ls8 + offset), tables)
         if values.size and (values.min() < 0 or values.max() > 255):
             raise DecodeError("corrupt stream (pixel values out of range)")
         return values
 
     for known, new in _strip_parts(plane, flow_h, flow_w):  # views: each strip lands in ``plane``
         offset = STRIP_OFFSETS[int(coder.decode(_offset_symbol, 1)[0])]
-        new[...] = _run(column_steps(known, new.shape[1], offset), pop)
+        new[...] = _run(column_steps(known, new.shape[1]), pop)
     return plane.astype(np.uint8)
