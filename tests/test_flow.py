@@ -107,3 +107,31 @@ def test_checkerboards_double_the_padding_block_as_the_top_context_does():
     plain = FlowConfig(levels=2)
     assert plain.block == 4
     assert FlowConfig(levels=2, checkerboard=True).block == FlowConfig(levels=2, top_context=True).block == 8
+
+
+def test_the_training_path_rounds_onto_the_output_grid_and_passes_gradients_only_where_it_does_not_clamp():
+    torch.manual_seed(0)
+    conv = QConv2d(4, 3, 3, in_frac=6, out_frac=[2, 4, 6], out_lo=[-8.0, 0.0, -64.0], out_hi=[8.0, 64.0, 64.0])
+    a = torch.randn(2, 4, 5, 5, requires_grad=True)
+    out = conv(a)
+    scale = torch.tensor([4.0, 16.0, 64.0]).view(1, 3, 1, 1)
+    lo, hi = torch.tensor([-8.0, 0.0, -64.0]).view(1, 3, 1, 1), torch.tensor([8.0, 64.0, 64.0]).view(1, 3, 1, 1)
+    # What it stands for: the unfused composition of rounding (straight through) and clamping.
+    a_ref = a.detach().clone().requires_grad_(True)
+    conv_out = torch.nn.functional.conv2d(a_ref, *_quantised_weights(conv), padding=1)
+    reference = torch.clamp(conv_out * scale + (torch.floor(conv_out * scale + 0.5) - conv_out * scale).detach(), lo, hi) / scale
+
+    assert torch.equal(out, reference)
+    assert torch.all(out * scale == torch.round(out * scale))  # on the grid
+    clamped = (out * scale == lo) | (out * scale == hi)
+    assert clamped.any() and (~clamped).any()
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    (reference * weights).sum().backward()
+    assert torch.equal(a.grad, a_ref.grad)
+
+
+def _quantised_weights(conv: QConv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float weights and bias the training path convolves with (the exact path's integers)."""
+    w_int, e, b_int = conv.integer_parameters()
+    return (w_int / torch.pow(2.0, e.double()).view(-1, 1, 1, 1)).float(), (b_int / torch.pow(2.0, (e + conv.in_frac).double())).float()
