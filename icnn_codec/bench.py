@@ -195,8 +195,8 @@ def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
     part of each plane, padding included, plus the exact code length of its strips.
 
     Same-size images share batches. Divided by the real pixel count this is the bpd an ideal
-    coder would reach with no header and no tiles, so ``bpd - nll_bpd`` is the coder's, the
-    header's and the tiling's cost.
+    coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is the
+    coder's, the header's and the tiling's cost less what the offsets save.
     """
     import torch
 

@@ -8,8 +8,9 @@ colours of one pixel, so the colour model codes them well; format version 2 repe
 level three times, which cost about twice as much). The flow codes the part of a plane whose
 sides are multiples of its block, or, where a side's rest is longer than half a block, the side
 padded by repeating edge pixels; short rests are strips coded by prediction after it
-(:mod:`icnn_codec.strips`; format 4). Each plane's latents and strips go onto one ANS stack per
-tile, alpha plane first, so the decoder pops the colour plane first. Last comes
+(:mod:`icnn_codec.strips`; format 4). The encoder may shift the scales of each latent group of a
+plane by a step count it sends first (format 5; see :mod:`icnn_codec.entropy`). Each plane's
+latents and strips go onto one ANS stack per tile, alpha plane first, so the decoder pops the colour plane first. Last comes
 the tile's kind: when the model's code is longer than the tile's raw bytes, the tile is stored
 as those bytes instead, so no image costs much more than its size. Tiles of one size share
 network evaluations (batches), and with ``jobs > 1`` the tiles are shared out among worker
@@ -145,15 +146,20 @@ def _batches(n_items: int, pixels_each: int, batch_size: int) -> Iterable[slice]
 
 
 # -- encoding ---------------------------------------------------------------------------------
-def _encode_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
-    """Push each plane's latents onto its coder (planes share one padded size)."""
+def _encode_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int, version: int) -> None:
+    """Push each plane's latents onto its coder (planes share one padded size), then (format 5)
+    the scale offsets of its groups."""
     for batch in _batches(len(planes), planes[0].shape[0] * planes[0].shape[1], batch_size):
         with torch.no_grad():
             groups = model.flow(exact_input(planes[batch]))
         for b, coder in enumerate(coders[batch]):
-            for g in groups:
-                params = ExactParams.from_grid(g.mu[b].numpy().ravel(), g.log_scale[b].numpy().ravel())
-                entropy.encode_latents(coder, g.z[b].numpy().ravel().astype(np.int64), params, model.tables)
+            grid = [(g.z[b].numpy().ravel().astype(np.int64), g.mu[b].numpy().ravel(), g.log_scale[b].numpy().ravel().astype(np.int64))
+                    for g in groups]
+            offsets = entropy.choose_scale_offsets(grid, model.tables) if version >= 5 else [0] * len(grid)
+            for (z, mu16, ls8), offset in zip(grid, offsets):
+                entropy.encode_latents(coder, z, ExactParams.from_grid(mu16, ls8 + offset), model.tables)
+            if version >= 5:
+                entropy.encode_scale_offsets(coder, offsets)
 
 
 def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], batch_size: int = 64) -> list[TileData]:
@@ -167,12 +173,12 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], bat
         for order, plane in enumerate(reversed(planes)):
             flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
             padded = pad_plane(plane[:flow_h, :flow_w], model.block)
-            rounds[(order if len(planes) == 2 else 1, padded.shape)].append((i, padded, plane, (flow_h, flow_w)))
+            rounds[(order if len(planes) == 2 else 1, padded.shape, header.version)].append((i, padded, plane, (flow_h, flow_w)))
     for key in sorted(rounds, key=lambda k: k[0]):
         idx, padded, planes, flow_shapes = zip(*rounds[key])
         for i, plane, (flow_h, flow_w) in zip(idx, planes, flow_shapes):
             strips.encode_strips(coders[i], plane, flow_h, flow_w, model.tables)
-        _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size)
+        _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size, version=key[2])
     return [TileData(container.pixel_checksum(px, h), _tile_words(px, h, c)) for (px, h), c in zip(blocks, coders)]
 
 
@@ -273,6 +279,9 @@ def _pop_tile_kind(coder, version: int) -> int:
 def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]], version: int) -> list[np.ndarray]:
     """Run the flow backwards for each plane (colour first) of every coder's tile: H x W' x 3 uint8 each."""
 
+    n_groups = len(model.flow.group_names())
+    offsets: list[list[int]] = []  # each coder's scale offsets of the plane being decoded
+
     def pop_latents(mu16: torch.Tensor, ls8: torch.Tensor) -> torch.Tensor:
         out = []
         for b, coder in enumerate(coders):
@@ -280,7 +289,7 @@ def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]], ve
             # a forged one stops here rather than decoding a whole tile from nothing.
             if coder.is_empty():
                 raise DecodeError("corrupt stream (tile data ran out)")
-            params = ExactParams.from_grid(mu16[b].numpy().ravel(), ls8[b].numpy().ravel())
+            params = ExactParams.from_grid(mu16[b].numpy().ravel(), ls8[b].numpy().ravel().astype(np.int64) + offsets[b].pop())
             out.append(torch.from_numpy(entropy.decode_latents(coder, params, model.tables).astype(np.float64)))
         return torch.stack(out).view(mu16.shape)
 
@@ -288,6 +297,8 @@ def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]], ve
     for height, width in shapes:
         flow_h, flow_w = flow_shape(height, width, model.block, version)
         hp, wp = padded_size(flow_h, flow_w, model.block)
+        # Offsets are listed in encoding order, so popping the last gives the next group decoded.
+        offsets = [entropy.decode_scale_offsets(c, n_groups) if version >= 5 else [0] * n_groups for c in coders]
         x = model.flow.decode(len(coders), hp, wp, pop_latents) + 128.0
         x = x[:, :, :flow_h, :flow_w]
         if float(x.min()) < 0 or float(x.max()) > 255:

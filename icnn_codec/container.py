@@ -2,13 +2,13 @@
 
 An image is cut into square tiles of ``tile`` pixels (the last row and column of tiles are
 smaller), row-major. Each tile is coded on its own, so memory stays bounded, tiles can be coded
-in parallel, and a decoder can seek to one tile. Byte layout (format version 4; versions 2 and
-3 have the same bytes), integers little-endian, varints unsigned LEB128 (canonical: no trailing
+in parallel, and a decoder can seek to one tile. Byte layout (format version 5; versions 2 to 4
+have the same bytes), integers little-endian, varints unsigned LEB128 (canonical: no trailing
 zero bytes)::
 
     offset  size  field
     0       2     magic b"IC"
-    2       1     high nibble: format version (4); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
+    2       1     high nibble: format version (5); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
     3       2     model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     5       1-3   width, varint
     .       1-3   height, varint
@@ -21,6 +21,8 @@ zero bytes)::
             4n    the tile's ANS compressed words (uint32), as constriction's AnsCoder emits them
 
 What the ANS words of a tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in.
+Version 5: before its latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`):
+one flag symbol, and when it is set one shift of the scale index per latent group.
 Version 4: a plane's last rows and columns, when they are at most half the model's block beyond
 a multiple of it, are coded as strips by prediction after the flow's part (see
 :mod:`icnn_codec.strips`) instead of being padded. Version 3 (still read): every plane is padded
@@ -44,8 +46,8 @@ import numpy as np
 from .errors import DecodeError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 4  # the version written
-READABLE_VERSIONS = (2, 3, 4)
+FORMAT_VERSION = 5  # the version written
+READABLE_VERSIONS = (2, 3, 4, 5)
 MODES = ("L", "LA", "RGB", "RGBA")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 2**20

@@ -15,7 +15,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .priors import ExactParams, LogisticTables
+from .priors import COST_FRAC, ExactParams, LogisticTables
 
 _categorical = constriction.stream.model.Categorical(perfect=False)
 _half_word = constriction.stream.model.Uniform(2**16)
@@ -71,6 +71,53 @@ def decode_latents(coder, params: ExactParams, tables: LogisticTables) -> np.nda
         halves = coder.decode(_half_word, 2 * count).astype(np.int64).reshape(count, 2)
         k[escaped] = _unzigzag((halves[:, 0] << 16) | halves[:, 1])
     return params.mu_floor + k
+
+
+def code_length(z: np.ndarray, params: ExactParams, tables: LogisticTables) -> int:
+    """What ``encode_latents`` would spend on ``z``, in units of 2**-COST_FRAC bits (the tables'
+    -log2 shares, 32 bits more per escape): integer arithmetic, so the same on every machine."""
+    k = z - params.mu_floor
+    r = tables.half_widths[params.scale]
+    escaped = np.abs(k) > r
+    symbol = np.where(escaped, 2 * r + 1, k + r)
+    where = tables.offsets[params.scale] + params.mu_frac * (2 * r + 2) + symbol
+    return int(tables.costs[where].sum()) + int(escaped.sum()) * (32 << COST_FRAC)
+
+
+# -- scale offsets (format version 5) -----------------------------------------------------------
+# A plane's latent groups may each have their scales shifted by an offset of 8 log2 s that the
+# encoder picks (the one that codes the group shortest) and sends before them: an image that is
+# smoother or noisier than the model expects gets narrower or wider priors. The offsets go out
+# only where they save more than they cost (4 bits each), behind one flag symbol.
+SCALE_OFFSETS = (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6, -7, 7, -8)  # nearest to 0 first: ties keep the smaller
+_offset_symbol = constriction.stream.model.Uniform(len(SCALE_OFFSETS))
+_offsets_flag = constriction.stream.model.Uniform(2)
+OFFSET_BITS = 4
+
+
+def choose_scale_offsets(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: LogisticTables) -> list[int]:
+    """The offset for each (z, mu16, ls8) group of a plane: each group's shortest, or all 0 where
+    sending them would not pay."""
+    lengths = np.array([[code_length(z, ExactParams.from_grid(mu16, ls8 + d), tables) for d in SCALE_OFFSETS]
+                        for z, mu16, ls8 in groups], dtype=np.int64)
+    best = lengths.argmin(axis=1)
+    saved = int(lengths[:, 0].sum() - lengths[np.arange(len(groups)), best].sum())
+    if saved <= (OFFSET_BITS * len(groups)) << COST_FRAC:
+        return [0] * len(groups)
+    return [SCALE_OFFSETS[i] for i in best]
+
+
+def encode_scale_offsets(coder, offsets: list[int]) -> None:
+    """Push a plane's offsets (all 0: one flag symbol), to be popped before its groups."""
+    if any(offsets):
+        coder.encode_reverse(np.array([SCALE_OFFSETS.index(d) for d in offsets], dtype=np.int32), _offset_symbol)
+    coder.encode_reverse(np.array([int(any(offsets))], dtype=np.int32), _offsets_flag)
+
+
+def decode_scale_offsets(coder, count: int) -> list[int]:
+    if not int(coder.decode(_offsets_flag, 1)[0]):
+        return [0] * count
+    return [SCALE_OFFSETS[i] for i in coder.decode(_offset_symbol, count)]
 
 
 # -- tile kinds (format version 3) --------------------------------------------------------------

@@ -29,6 +29,7 @@ NUM_SCALES = (LOG2_S_MAX - LOG2_S_MIN) * 2**LS_FRAC + 1
 MU_LIMIT = 2.0**20  # |mu| bound, pixel units
 TABLE_PRECISION = 24  # counts of each table row sum to about 2**24
 TAIL_WIDTH = 12.5  # a row covers floor(mu) +- (TAIL_WIDTH * s + 2); beyond it, an escape symbol
+COST_FRAC = 16  # code lengths that an encoder compares are integers in units of 2**-16 bits
 
 
 def mu_bounds_q() -> tuple[float, float]:
@@ -58,6 +59,24 @@ def discretized_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.T
     # sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-1/s)): stable for any z.
     log_p = F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-inv_s))
     return -log_p / math.log(2.0)
+
+
+def fixed_log2(v: np.ndarray) -> np.ndarray:
+    """log2 v in units of 2**-COST_FRAC (truncated) for integers 1 <= v < 2**31, by integer
+    arithmetic alone (the bits of the fraction by repeated squaring), so no libm is involved."""
+    v = np.asarray(v, dtype=np.int64)
+    if v.size and (v.min() < 1 or v.max() >= 2**31):
+        raise ValueError("fixed_log2 takes integers in [1, 2**31)")
+    _, exponent = np.frexp(v.astype(np.float64))  # exact: v < 2**53
+    whole = exponent.astype(np.int64) - 1  # 2**whole <= v < 2**(whole + 1)
+    y = v << (30 - whole)  # v / 2**whole in [1, 2), with 30 fractional bits
+    out = whole << COST_FRAC
+    for bit in reversed(range(COST_FRAC)):
+        y = (y * y) >> 30  # < 2**62: no overflow
+        carry = y >= 2**31
+        y = np.where(carry, y >> 1, y)
+        out |= carry.astype(np.int64) << bit
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,7 @@ class LogisticTables:
         expected = sum(2**MU_FRAC * (2 * r + 2) for r in self.half_widths)
         if self.offsets.shape != (NUM_SCALES + 1,) or self.counts.shape != (expected,):
             raise ValueError("probability tables do not match this version's grids")
+        self._costs: np.ndarray | None = None
         self._blocks = [
             self.counts[self.offsets[j] : self.offsets[j + 1]].reshape(2**MU_FRAC, -1).astype(np.float64)
             for j in range(NUM_SCALES)
@@ -118,6 +138,18 @@ class LogisticTables:
             blocks.append(counts.ravel())
             offsets.append(offsets[-1] + counts.size)
         return LogisticTables(np.concatenate(blocks), np.array(offsets))
+
+    @property
+    def costs(self) -> np.ndarray:
+        """-log2 of every count's share of its row, in units of 2**-COST_FRAC bits (int64, laid out
+        as ``counts``): what an encoder adds up to compare codes. Integer arithmetic only, so that
+        every machine makes the same choices and writes the same bytes."""
+        if self._costs is None:
+            row_sums = np.concatenate([
+                np.repeat(self.counts[self.offsets[j] : self.offsets[j + 1]].reshape(2**MU_FRAC, -1).astype(np.int64).sum(1), 2 * r + 2)
+                for j, r in enumerate(self.half_widths)])
+            self._costs = fixed_log2(row_sums) - fixed_log2(self.counts)
+        return self._costs
 
     def block(self, j: int) -> np.ndarray:
         """Rows of scale index j: float64 (16, 2 R_j + 2), exact small integers."""
