@@ -23,10 +23,11 @@ from icnn_codec.data import ImageSet
 from icnn_codec.strips import strip_bits
 
 
-def padded_bytes(model, pixels: np.ndarray) -> int:
-    """The stream's size in format 3, which pads every plane to the model's block."""
-    header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=3)
-    return len(container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header) for t in header.tiles()])))
+def stream_in_format(model, pixels: np.ndarray, version: int) -> bytes:
+    """The stream in an older format: 3 pads every plane to the model's block, 4 codes strips
+    (and has no scale offsets, which format 5 added)."""
+    header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=version)
+    return container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header) for t in header.tiles()]))
 
 
 def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:
@@ -54,9 +55,9 @@ def main() -> None:
              "|---|---|---:|---:|---:|---:|"]
     totals = np.zeros(5)
     for name, pixels in list(zip(held.names, held.images))[: args.limit]:
-        stream = ic.compress(pixels, model)
+        stream = stream_in_format(model, pixels, 4)
         assert np.array_equal(ic.decompress(stream), pixels)
-        old, new = padded_bytes(model, pixels), len(stream)
+        old, new = len(stream_in_format(model, pixels, 3)), len(stream)
         bits, values = strip_cost(model, pixels)
         totals += (old, new, bits, values, pixels.size)
         per_value = f"{bits / values:.2f}" if values else "-"
