@@ -73,15 +73,16 @@ def decode_latents(coder, params: ExactParams, tables: LogisticTables) -> np.nda
     return params.mu_floor + k
 
 
-def code_length(z: np.ndarray, params: ExactParams, tables: LogisticTables) -> int:
+def code_length(z: np.ndarray, params: ExactParams, tables: LogisticTables) -> np.ndarray:
     """What ``encode_latents`` would spend on ``z``, in units of 2**-COST_FRAC bits (the tables'
-    -log2 shares, 32 bits more per escape): integer arithmetic, so the same on every machine."""
+    -log2 shares, 32 bits more per escape): integer arithmetic, so the same on every machine.
+    Summed over the last axis (params may have more leading axes than z, e.g. one per trial)."""
     k = z - params.mu_floor
     r = tables.half_widths[params.scale]
     escaped = np.abs(k) > r
     symbol = np.where(escaped, 2 * r + 1, k + r)
     where = tables.offsets[params.scale] + params.mu_frac * (2 * r + 2) + symbol
-    return int(tables.costs[where].sum()) + int(escaped.sum()) * (32 << COST_FRAC)
+    return tables.costs[where].sum(axis=-1) + escaped.sum(axis=-1) * (32 << COST_FRAC)
 
 
 # -- scale offsets (format version 5) -----------------------------------------------------------
@@ -98,8 +99,9 @@ OFFSET_BITS = 4
 def choose_scale_offsets(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: LogisticTables) -> list[int]:
     """The offset for each (z, mu16, ls8) group of a plane: each group's shortest, or all 0 where
     sending them would not pay."""
-    lengths = np.array([[code_length(z, ExactParams.from_grid(mu16, ls8 + d), tables) for d in SCALE_OFFSETS]
-                        for z, mu16, ls8 in groups], dtype=np.int64)
+    shifts = np.array(SCALE_OFFSETS)[:, None]  # every offset at once: one row each
+    lengths = np.array([code_length(z, ExactParams.from_grid(mu16, ls8 + shifts), tables) for z, mu16, ls8 in groups],
+                       dtype=np.int64)
     best = lengths.argmin(axis=1)
     saved = int(lengths[:, 0].sum() - lengths[np.arange(len(groups)), best].sum())
     if saved <= (OFFSET_BITS * len(groups)) << COST_FRAC:
