@@ -11,8 +11,8 @@ padded by repeating edge pixels; short rests are strips coded by prediction afte
 (:mod:`icnn_codec.strips`; format 4). The encoder may shift the scales of each latent group of a
 plane by a step count it sends first (format 5; see :mod:`icnn_codec.entropy`). Each plane's
 latents and strips go onto one ANS stack per tile, alpha plane first, so the decoder pops the
-colour plane first. Last comes the tile's kind: when the model's code is longer than the tile's raw bytes, the tile is stored
-as those bytes instead, so no image costs much more than its size. Tiles of one size share
+colour plane first. Last comes the tile's kind: when the model's code is longer than the tile's
+raw bytes, the tile is stored as those bytes instead, so no image costs much more than its size. Tiles of one size share
 network evaluations (batches), and with ``jobs > 1`` the tiles are shared out among worker
 threads.
 """

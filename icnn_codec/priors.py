@@ -145,9 +145,9 @@ class LogisticTables:
         as ``counts``): what an encoder adds up to compare codes. Integer arithmetic only, so that
         every machine makes the same choices and writes the same bytes."""
         if self._costs is None:
-            row_sums = np.concatenate([
-                np.repeat(self.counts[self.offsets[j] : self.offsets[j + 1]].reshape(2**MU_FRAC, -1).astype(np.int64).sum(1), 2 * r + 2)
-                for j, r in enumerate(self.half_widths)])
+            # Row sums of exact small integers (below 2**30), read off the float64 blocks.
+            row_sums = np.concatenate([np.repeat(self.block(j).sum(1).astype(np.int64), 2 * r + 2)
+                                       for j, r in enumerate(self.half_widths)])
             self._costs = fixed_log2(row_sums) - fixed_log2(self.counts)
         return self._costs
 

@@ -28,6 +28,14 @@ def photo() -> np.ndarray:
     return data.chelsea()
 
 
+@pytest.fixture
+def no_scale_offsets(monkeypatch):
+    """The encoder sends no scale offsets (format 5): files hold the model's own code."""
+    from icnn_codec import entropy
+
+    monkeypatch.setattr(entropy, "choose_scale_offsets", lambda groups, tables: [0] * len(groups))
+
+
 @pytest.fixture(scope="session")
 def model():
     import icnn_codec

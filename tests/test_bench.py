@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from icnn_codec import bench, entropy
+from icnn_codec import bench
 from icnn_codec.bench import Codec, bench_command, run_bench
 
 RESULT_KEYS = {"codec": str, "bpd": float, "encode_MBps": float, "decode_MBps": float, "lossless": bool}
@@ -47,10 +47,9 @@ def lossy_codec(name: str = "lossy") -> Codec:
     return Codec(name, png.encode, decode)
 
 
-def test_json_shape_and_markdown(npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_shape_and_markdown(npz: Path, tmp_path: Path, no_scale_offsets) -> None:
     # Without scale offsets (which can take a file below the model's own nll) the header and the
     # coder only add bits to the nll.
-    monkeypatch.setattr(entropy, "choose_scale_offsets", lambda groups, tables: [0] * len(groups))
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     res = invoke(npz, "--codecs", "icnn,png", "--limit", "3", "--json", out, "--markdown", md)
     assert res.exit_code == 0, res.output

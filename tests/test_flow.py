@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec import entropy
 from icnn_codec.codec import exact_input
 from icnn_codec.flow import FlowConfig, IntegerFlow, checkerboard_half, checkerboard_merge, grow_from
 from icnn_codec.quant import QConv2d
@@ -45,8 +44,7 @@ def context_networks(flow: IntegerFlow) -> list[torch.nn.Module]:
     return nets + ([flow.top_context] if flow.top_context is not None else [])
 
 
-def test_a_flow_grown_with_a_context_starts_with_the_same_code(plain, grown, cifar_images, monkeypatch):
-    monkeypatch.setattr(entropy, "choose_scale_offsets", lambda groups, tables: [0] * len(groups))  # the model's own code
+def test_a_flow_grown_with_a_context_starts_with_the_same_code(plain, grown, cifar_images, no_scale_offsets):
     images = list(cifar_images[:16])
     with torch.no_grad():
         x = exact_input(images).float()
