@@ -298,9 +298,13 @@ class Level(nn.Module):
 
 def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
     """Start ``flow`` from ``source``'s weights, adding the contexts that ``flow`` has and
-    ``source`` lacks (two prior groups, a top context, checkerboards) so that both give the same
-    code at first; training can then only add what the contexts tell. Other differences are an
-    error.
+    ``source`` lacks (two prior groups, a top context, checkerboards) and any couplings beyond
+    ``source``'s, so that both give the same code at first; training can then only add what the
+    contexts and the new couplings tell. Other differences are an error.
+
+    New couplings go after a level's existing ones and start as the identity (zero heads). They
+    come in pairs: each brings a channel flip, and only an even number of flips leaves the
+    factored-out half where it was.
     """
     regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
     if regroup and source.cfg.checkerboard:
@@ -308,9 +312,12 @@ def grow_from(flow: "IntegerFlow", source: "IntegerFlow") -> None:
         raise ValueError("cannot start this architecture from that model: add prior groups before checkerboards")
     new_top = flow.top_context is not None and source.top_context is None
     new_twins = flow.cfg.checkerboard and not source.cfg.checkerboard
-    contexts = {"prior_groups": 0, "top_context": False, "checkerboard": False}
-    if {**flow.cfg.to_dict(), **contexts} != {**source.cfg.to_dict(), **contexts}:
-        raise ValueError("cannot start this architecture from that model: only contexts can be added")
+    added_couplings = flow.cfg.couplings - source.cfg.couplings
+    if added_couplings % 2:
+        raise ValueError("cannot start this architecture from that model: couplings can only be added in pairs")
+    growable = {"prior_groups": 0, "top_context": False, "checkerboard": False, "couplings": 0}
+    if added_couplings < 0 or {**flow.cfg.to_dict(), **growable} != {**source.cfg.to_dict(), **growable}:
+        raise ValueError("cannot start this architecture from that model: only contexts and couplings can be added")
     state = flow.state_dict()
     regrouped = tuple(f"levels.{i}.prior." for i in range(len(source.levels)))  # split, not copied
     loaded = {k: v for k, v in source.state_dict().items() if not (regroup and k.startswith(regrouped))}

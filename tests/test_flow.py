@@ -1,5 +1,5 @@
-"""The flow's optional contexts keep the codec's promise: they start as the model they grow from,
-and once they use their context they still round-trip exactly."""
+"""The flow's optional contexts and added couplings keep the codec's promise: they start as the
+model they grow from, and once they are trained they still round-trip exactly."""
 from __future__ import annotations
 
 import copy
@@ -11,11 +11,13 @@ import torch
 import icnn_codec as ic
 from icnn_codec.codec import exact_input
 from icnn_codec.flow import FlowConfig, IntegerFlow, checkerboard_half, checkerboard_merge, grow_from
+from icnn_codec.layers import AdditiveCoupling
 from icnn_codec.quant import QConv2d
 from icnn_codec.zoo import flow_to_model
 
 CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True},
-            "checkerboards": {"checkerboard": True}, "checkerboards in two groups": {"prior_groups": 2, "checkerboard": True}}
+            "checkerboards": {"checkerboard": True}, "checkerboards in two groups": {"prior_groups": 2, "checkerboard": True},
+            "two more couplings per level": {"couplings": 6}}
 
 
 def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
@@ -34,13 +36,20 @@ def plain() -> ic.Model:
 
 @pytest.fixture(scope="module", params=list(CONTEXTS))
 def grown(request, plain) -> IntegerFlow:
-    """The context-free model grown with some contexts."""
+    """The context-free model grown with some contexts or couplings."""
     return grown_flow(plain.flow, **CONTEXTS[request.param])
 
 
-def context_networks(flow: IntegerFlow) -> list[torch.nn.Module]:
+def couplings(flow: IntegerFlow) -> list[list[AdditiveCoupling]]:
+    """Each level's couplings, in order."""
+    return [[t for t in level.transform.transforms if isinstance(t, AdditiveCoupling)] for level in flow.levels]
+
+
+def grown_networks(flow: IntegerFlow, source: IntegerFlow) -> list[torch.nn.Module]:
+    """What ``flow`` has that ``source`` lacks: context priors and the couplings beyond source's."""
     nets = [net for level in flow.levels for net in (level.context_prior, level.prior_twin, level.context_twin)
             if net is not None]
+    nets += [c for level in couplings(flow) for c in level[source.cfg.couplings :]]
     return nets + ([flow.top_context] if flow.top_context is not None else [])
 
 
@@ -59,7 +68,7 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
     flow = copy.deepcopy(grown)
     torch.manual_seed(0)
     with torch.no_grad():  # make the new priors depend on their context for real
-        for net in context_networks(flow):
+        for net in grown_networks(flow, plain.flow):
             for conv in (m for m in net.modules() if isinstance(m, QConv2d)):
                 conv.conv.weight.add_(torch.randn_like(conv.conv.weight) * 0.05)
     contextual = flow_to_model(flow, plain.tables, "context")
@@ -75,9 +84,11 @@ def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain
     richer = grown_flow(plain.flow, prior_groups=2, top_context=True)
     with pytest.raises(ValueError, match="parts this one lacks"):
         grown_flow(richer, top_context=False)
-    for other in ({"couplings": plain.flow.cfg.couplings + 1}, {"prior_kernels": [3, 1]}):
-        with pytest.raises(ValueError, match="only contexts can be added"):
+    for other in ({"couplings": plain.flow.cfg.couplings - 2}, {"prior_kernels": [3, 1]}, {"hidden": 96}):
+        with pytest.raises(ValueError, match="only contexts and couplings can be added"):
             grown_flow(plain.flow, **other)
+    with pytest.raises(ValueError, match="in pairs"):  # one more channel flip would move the factored-out half
+        grown_flow(plain.flow, couplings=plain.flow.cfg.couplings + 1)
     with pytest.raises(ValueError, match="prior groups before checkerboards"):  # no exact split of a twin exists
         grown_flow(grown_flow(plain.flow, checkerboard=True), prior_groups=2)
 
