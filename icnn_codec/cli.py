@@ -264,7 +264,8 @@ def info(file, as_json) -> None:
 @click.option("--threads", type=int, default=None, help="CPU threads per process.")
 @click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run).")
 @click.option("--levels", type=int, default=3, show_default=True)
-@click.option("--couplings", type=int, default=4, show_default=True, help="Couplings per level.")
+@click.option("--couplings", type=int, default=4, show_default=True,
+              help="Couplings per level (with --init: more than the model has, in pairs, starting as the identity).")
 @click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks.")
 @click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="2: code each level's factored-out half as two channel groups, the second given the first.")

@@ -67,7 +67,7 @@ def test_a_flow_grown_with_a_context_starts_with_the_same_code(plain, grown, cif
 def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo):
     flow = copy.deepcopy(grown)
     torch.manual_seed(0)
-    with torch.no_grad():  # make the new priors depend on their context for real
+    with torch.no_grad():  # make the new priors depend on their context, and the new couplings move latents, for real
         for net in grown_networks(flow, plain.flow):
             for conv in (m for m in net.modules() if isinstance(m, QConv2d)):
                 conv.conv.weight.add_(torch.randn_like(conv.conv.weight) * 0.05)
