@@ -254,6 +254,10 @@ def info(file, as_json) -> None:
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--warmup", type=int, default=200, show_default=True, help="Steps of linear learning-rate warm-up.")
 @click.option("--lr-halflife", type=int, default=20000, show_default=True, help="The learning rate halves every this many steps after warm-up.")
+@click.option("--cooldown-from", type=int, default=0, show_default=True,
+              help="From this step on, the learning rate also halves every --cooldown-halflife steps (an annealing "
+                   "phase; 0: none). A resumed run may be given one.")
+@click.option("--cooldown-halflife", type=int, default=1000, show_default=True)
 @click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
 @click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd.")
 @click.option("--holdout-every", type=int, default=0, show_default=True,
@@ -280,7 +284,7 @@ def info(file, as_json) -> None:
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=200, show_default=True)
 @click.option("--log-every", type=int, default=20, show_default=True)
-def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
+def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, cooldown_from, cooldown_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
           top_context, checkerboard, grey, eval_every, checkpoint_every, log_every) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
@@ -296,6 +300,7 @@ def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, crop, eval_
                       prior_groups=int(prior_groups), top_context=top_context,
                       checkerboard=checkerboard)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
+                      cooldown_from=cooldown_from, cooldown_halflife=cooldown_halflife,
                       holdout_every=holdout_every, grey=grey,
                       eval_crop=eval_crop, eval_every=eval_every,
                       checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())

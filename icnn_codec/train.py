@@ -2,7 +2,8 @@
 
 A run lives in a folder::
 
-    RUN/config.json      architecture and training arguments (fixed at the run's start)
+    RUN/config.json      architecture and training arguments (fixed at the run's start, but for the
+                         total steps and a cooldown: an annealing phase a resume may add)
     RUN/tables.npz       the prior's integer probability tables (fixed at the run's start)
     RUN/checkpoint.pt    weights, EMA weights, optimizer, step (rewritten atomically)
     RUN/log.jsonl        one line per log interval: step, bpd, lr, steps/s; evaluations too
@@ -43,6 +44,8 @@ class TrainConfig:
     lr: float = 1e-3
     warmup: int = 200
     lr_halflife: int = 20000  # lr halves every this many steps after warm-up
+    cooldown_from: int = 0  # >0: from this step on the lr also halves every cooldown_halflife steps
+    cooldown_halflife: int = 1000
     ema: float = 0.999
     crop: int = 32
     holdout_every: int = 0  # >1: every n-th image of DATA is held out of training and evaluated on
@@ -70,7 +73,10 @@ class NegLogLikelihood(nn.Module):
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup))
-    return cfg.lr * warm * 0.5 ** (max(0, step - cfg.warmup) / cfg.lr_halflife)
+    lr = cfg.lr * warm * 0.5 ** (max(0, step - cfg.warmup) / cfg.lr_halflife)
+    if cfg.cooldown_from:  # continuous at cooldown_from: a run may decide late to anneal
+        lr *= 0.5 ** (max(0, step - cfg.cooldown_from) / cfg.cooldown_halflife)
+    return lr
 
 
 def to_input(batch_uint8: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -108,6 +114,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"hold-out every {cfg.holdout_every}: use 0 (none) or 2 and more")
     if cfg.eval_crop < 0 or cfg.eval_crop % block:
         raise ValueError(f"eval crop {cfg.eval_crop} must be 0 or a multiple of {block}")
+    if cfg.cooldown_from < 0 or cfg.cooldown_halflife <= 0:
+        raise ValueError(f"cooldown from step {cfg.cooldown_from}, halving every {cfg.cooldown_halflife} steps: "
+                         "the step must be 0 (none) or more, the half-life positive")
 
 
 def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
@@ -115,11 +124,14 @@ def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         saved = TrainConfig(**json.loads(cfg_path.read_text()))
-        saved.steps = cfg.steps  # what a resume may change: the total, and where to evaluate
+        # What a resume may change: the total, where to evaluate, and a cooldown (an
+        # annealing phase decided once the run has plateaued).
+        saved.steps = cfg.steps
+        if cfg.cooldown_from:
+            saved.cooldown_from, saved.cooldown_halflife = cfg.cooldown_from, cfg.cooldown_halflife
         saved.eval_data = cfg.eval_data or saved.eval_data
         cfg = saved
-    else:
-        check_config(cfg)  # before the folder exists: a bad start must not fix a run's config
+    check_config(cfg)  # before anything is written: a bad start must not fix a run's config
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "tables.npz").exists():
         from .zoo import save_tables_file

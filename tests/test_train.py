@@ -24,7 +24,8 @@ from PIL import Image
 import icnn_codec as ic
 from icnn_codec.flow import FlowConfig
 from icnn_codec.data import ImageSet
-from icnn_codec.train import TrainConfig, _run_flow, evaluate_bpd, export_run, init_run, load_checkpoint, train
+from icnn_codec.train import (TrainConfig, _run_flow, evaluate_bpd, export_run, init_run, learning_rate, load_checkpoint,
+                              train)
 
 TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
 TINY_CLI_OPTIONS = ["--levels", "2", "--couplings", "1", "--hidden", "8", "--crop", "8", "--batch-size", "4",
@@ -150,13 +151,27 @@ def test_steps_is_the_runs_total_so_a_reached_total_trains_no_further(
     assert len(log_records(run_dir)) == lines_before
 
 
-def test_a_run_keeps_the_options_it_was_started_with_only_steps_may_change(dataset: Path, run_6: Path, tmp_path: Path) -> None:
+def test_a_run_keeps_the_options_it_was_started_with_only_steps_and_a_cooldown_may_change(dataset: Path, run_6: Path, tmp_path: Path) -> None:
     run_dir = shutil.copytree(run_6, tmp_path / "run")
     started_with = json.loads((run_dir / "config.json").read_text())
     wider = replace(TINY_FLOW, hidden=16).to_dict()
     train(str(dataset), run_dir, tiny_config(7, lr=0.1, batch_size=8, crop=16, flow=wider))
     assert json.loads((run_dir / "config.json").read_text()) == {**started_with, "steps": 7}
     assert load_checkpoint(run_dir)["step"] == 7
+
+
+def test_a_resumed_run_may_be_given_a_cooldown_that_halves_the_lr_from_a_step_on(dataset: Path, run_6: Path, tmp_path: Path) -> None:
+    run_dir = shutil.copytree(run_6, tmp_path / "run")
+    train(str(dataset), run_dir, tiny_config(9, cooldown_from=7, cooldown_halflife=1))
+    assert json.loads((run_dir / "config.json").read_text())["cooldown_from"] == 7
+    lrs = {r["step"]: r["lr"] for r in log_records(run_dir)}  # the lr the step trained with (step - 1's)
+    plain = {r["step"]: r["lr"] for r in log_records(run_6)}
+    assert [lrs[s] for s in range(1, 7)] == [plain[s] for s in range(1, 7)]
+    without = tiny_config(9)
+    assert lrs[8] == pytest.approx(learning_rate(without, 7))  # continuous where the cooldown starts ...
+    assert lrs[9] == pytest.approx(learning_rate(without, 8) / 2)  # ... then halving every half-life
+    train(str(dataset), run_dir, tiny_config(10))  # resumed again without the option: the cooldown stays
+    assert json.loads((run_dir / "config.json").read_text())["cooldown_from"] == 7
 
 
 def test_a_new_runs_initial_weights_are_a_function_of_its_seed(dataset: Path, tmp_path: Path) -> None:
@@ -306,6 +321,8 @@ def run_without_checkpoint(tmp_path: Path) -> Path:
     [
         pytest.param(lambda d, tmp: ["train", str(tmp / "missing.npz"), "-o", str(tmp / "run")], id="train-missing-data"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "12"], id="train-crop-not-multiple-of-block"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--cooldown-from", "5", "--cooldown-halflife", "0"],
+                     id="train-cooldown-halflife-zero"),
         pytest.param(lambda d, tmp: ["export", str(run_without_checkpoint(tmp)), "-o", str(tmp / "m.npz")],
                      id="export-without-checkpoint"),
     ],
