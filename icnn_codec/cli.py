@@ -257,7 +257,8 @@ def info(file, as_json) -> None:
 @click.option("--cooldown-from", type=int, default=0, show_default=True,
               help="From this step on, the learning rate also halves every --cooldown-halflife steps (an annealing "
                    "phase; 0: none). A resumed run may be given one.")
-@click.option("--cooldown-halflife", type=int, default=1000, show_default=True)
+@click.option("--cooldown-halflife", type=int, default=1000, show_default=True,
+              help="Steps over which the cooldown halves the learning rate.")
 @click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
 @click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd.")
 @click.option("--holdout-every", type=int, default=0, show_default=True,
