@@ -27,7 +27,7 @@ def stream_in_format(model, pixels: np.ndarray, version: int) -> bytes:
     """The stream in an older format: 3 pads every plane to the model's block, 4 codes strips
     (and has no scale offsets, which format 5 added)."""
     header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=version)
-    return container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header) for t in header.tiles()]))
+    return container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header, t.index) for t in header.tiles()]))
 
 
 def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import codec, container
 from .bench import bench_command
-from .errors import IcnnError
+from .errors import IcnnError, OptionError
 from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model
 
 SUFFIX = ".icnn"
@@ -47,17 +47,28 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    _check_free(path, force)
     target = Path(path)
-    if target.exists() and not force:
-        raise FileExistsError(f"{path} exists (use -f to overwrite)")
     fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an output gets the usual mode
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_free(path: str, force: bool) -> None:
+    if path != "-" and Path(path).exists() and not force:
+        raise FileExistsError(f"{path} exists (use -f to overwrite)")
 
 
 def _outputs(inputs: tuple[str, ...], out: str | None, default_name) -> list[str]:
@@ -66,6 +77,8 @@ def _outputs(inputs: tuple[str, ...], out: str | None, default_name) -> list[str
         return ["-" if i == "-" else default_name(i) for i in inputs]
     if len(inputs) == 1 and not Path(out).is_dir():
         return [out]
+    if out == "-":
+        raise click.UsageError("-o -: stdout takes one input only")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise click.UsageError(f"-o {out}: with several inputs, -o must be a folder")
@@ -135,7 +148,8 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
 @click.option("--tile", type=int, default=None,
-              help="Tile side in pixels (multiple of 8, at most 1024): memory and parallelism grow with tiles. "
+              help="Tile side in pixels, a multiple of the model's block (16 for the shipped models), at most 1024: "
+                   "memory and parallelism grow with tiles. "
                    f"[default: {codec.DEFAULT_TILE}; {codec.GREY_DEFAULT_TILE} for grey images]")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
 def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
@@ -146,21 +160,26 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     """
     try:
         m = load_model(model) if model else None  # None: the default model for each image's size
+    except USER_ERRORS as exc:
+        _fail(model, exc)
+        sys.exit(2)
+    try:
         if tile is not None:
             container.check_tile_side(tile)
-    except (IcnnError, ValueError) as exc:
-        _fail(model or f"--tile {tile}", exc)
+            if m is not None and tile % m.block:
+                raise OptionError(f"not a multiple of model {m.name}'s block ({m.block})")
+    except IcnnError as exc:
+        _fail(f"--tile {tile}", exc)
         sys.exit(2)
     jobs = jobs or codec.default_jobs()
 
     def work(src: str, dst: str) -> None:
+        _check_free(dst, force)  # before minutes of coding, not after
         raw = _read_input(src)
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
             with TileProgress(f"{src}: tiles", quiet) as progress:
                 data = codec.compress(im, m, tile=tile, jobs=jobs, progress=progress)
-        if dst != "-" and Path(dst).exists() and not force:
-            raise FileExistsError(f"{dst} exists (use -f to overwrite)")
         _write_output(dst, data, force)
         if not quiet:
             h = codec.read_header(data)
@@ -188,7 +207,12 @@ def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
     if fmt in ("JPEG", "MPO"):
         raise IcnnError("refusing to write a lossy JPEG; use .png")
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    im.save(buf, format=fmt, **({"lossless": True, "exact": True} if fmt == "WEBP" else {}))
+    # Some formats cannot hold every image (WebP has no grey mode, GIF has 256 colours, ...) and
+    # Pillow converts silently: read the file back, and refuse rather than write other pixels.
+    with Image.open(io.BytesIO(buf.getvalue())) as back:
+        if back.mode != im.mode or not np.array_equal(np.asarray(back), pixels):
+            raise IcnnError(f"{fmt} cannot hold this {im.mode} image exactly; use .png")
     return buf.getvalue()
 
 
@@ -207,8 +231,7 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     """
 
     def work(src: str, dst: str) -> None:
-        if dst != "-" and Path(dst).exists() and not force:
-            raise FileExistsError(f"{dst} exists (use -f to overwrite)")
+        _check_free(dst, force)
         with TileProgress(f"{src}: tiles") as progress:
             pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs(),
                                       max_pixels=max_pixels or None, progress=progress)

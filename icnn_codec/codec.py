@@ -29,7 +29,7 @@ import torch
 
 from . import container, entropy, strips
 from .container import FORMAT_VERSION, MAX_PIXELS, Header, Tile, TileData
-from .errors import DecodeError, UnsupportedImageError
+from .errors import DecodeError, OptionError, UnsupportedImageError
 from .priors import ExactParams
 from .zoo import Model, default_model_name, find_model_by_fingerprint, load_model
 
@@ -162,13 +162,14 @@ def _encode_planes(model: Model, planes: list[np.ndarray], coders: list, batch_s
                 entropy.encode_scale_offsets(coder, offsets)
 
 
-def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], batch_size: int = 64) -> list[TileData]:
-    """Code pixel blocks (H x W x C uint8, any sizes, each with its image's header) independently."""
+def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header, int]], batch_size: int = 64) -> list[TileData]:
+    """Code pixel blocks (H x W x C uint8, any sizes, each with its image's header and its tile
+    index there) independently."""
     coders = [constriction.stream.stack.AnsCoder() for _ in blocks]
     # Alpha planes are pushed first (popped last), so group the planes by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
     rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray, tuple[int, int]]]] = defaultdict(list)
-    for i, (px, header) in enumerate(blocks):
+    for i, (px, header, _) in enumerate(blocks):
         planes = planes_of(px, header.version)
         for order, plane in enumerate(reversed(planes)):
             flow_h, flow_w = flow_shape(*plane.shape[:2], model.block, header.version)
@@ -179,7 +180,7 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header]], bat
         for i, plane, (flow_h, flow_w) in zip(idx, planes, flow_shapes):
             strips.encode_strips(coders[i], plane, flow_h, flow_w, model.tables)
         _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size, version=key[2])
-    return [TileData(container.pixel_checksum(px, h), _tile_words(px, h, c)) for (px, h), c in zip(blocks, coders)]
+    return [TileData(container.pixel_checksum(px, h, index), _tile_words(px, h, c)) for (px, h, index), c in zip(blocks, coders)]
 
 
 def _tile_words(pixels: np.ndarray, header: Header, coder) -> np.ndarray:
@@ -212,20 +213,21 @@ def compress_many(images: Iterable, model: ModelLike = None, batch_size: int = 6
     if tile is not None:
         container.check_tile_side(tile)
     items = [as_pixels(im) for im in images]
-    models = [load_model(model if model is not None else default_model_name(px.shape[0], px.shape[1], mode))
-              for px, mode in items]
+    given = load_model(model) if model is not None else None  # once: a run folder loads anew each time
+    models = [given or load_model(default_model_name(px.shape[0], px.shape[1], mode)) for px, mode in items]
     tile_sides = [tile or default_tile(mode, m.block) for (_, mode), m in zip(items, models)]
-    for side, m in {(side, id(m)): (side, m) for side, m in zip(tile_sides, models)}.values():
+    for side, m in {(side, m.fingerprint): (side, m) for side, m in zip(tile_sides, models)}.values():
         if side % m.block:
-            raise ValueError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
+            raise OptionError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
     headers = [Header(mode, px.shape[1], px.shape[0], m.fingerprint, side)
                for (px, mode), m, side in zip(items, models, tile_sides)]
     tiles = [h.tiles() for h in headers]
     coded: dict[tuple[int, int], TileData] = {}
     total = sum(map(len, tiles))
-    for m in {id(m): m for m in models}.values():
-        keys = [(i, t.index) for i, (h, ts) in enumerate(zip(headers, tiles)) if models[i] is m for t in ts]
-        blocks = [(tile_pixels(items[i][0], tiles[i][j]), headers[i]) for i, j in keys]
+    for m in {m.fingerprint: m for m in models}.values():  # one fingerprint, the same integer networks
+        keys = [(i, t.index) for i, (h, ts) in enumerate(zip(headers, tiles)) if models[i].fingerprint == m.fingerprint
+                for t in ts]
+        blocks = [(tile_pixels(items[i][0], tiles[i][j]), headers[i], j) for i, j in keys]
         coded.update(zip(keys, _run_tiles(encode_blocks, m, blocks, batch_size, jobs, _offset(progress, len(coded), total))))
     return [container.pack(h, [coded[(i, t.index)] for t in ts]) for i, (h, ts) in enumerate(zip(headers, tiles))]
 
@@ -249,10 +251,10 @@ def model_for(header: Header, model: ModelLike = None) -> Model:
     return m
 
 
-def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
+def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header, int]]) -> list[np.ndarray]:
     """Decode tiles that share a size, mode and format version, in one batch of network evaluations."""
     height, width, mode, version = shape
-    coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)) for t, _ in tiles]
+    coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(t.words)) for t, _, _ in tiles]
     kinds = [_pop_tile_kind(c, version) for c in coders]
     coded = [b for b, kind in enumerate(kinds) if kind == entropy.TILE_MODEL]
     pixels: list = [None] * len(tiles)
@@ -263,10 +265,10 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: li
         planes = _decode_planes(model, [coders[b] for b in coded], plane_shapes(height, width, mode, version), version)
         for i, b in enumerate(coded):
             pixels[b] = pixels_of([p[i] for p in planes], mode, width, version)
-    for b, ((tile, header), coder) in enumerate(zip(tiles, coders)):
+    for b, ((tile, header, index), coder) in enumerate(zip(tiles, coders)):
         if not coder.is_empty():
             raise DecodeError("corrupt stream (data left over after the last symbol)")
-        if container.pixel_checksum(pixels[b], header) != tile.crc32:
+        if container.pixel_checksum(pixels[b], header, index) != tile.crc32:
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
     return pixels
 
@@ -312,7 +314,7 @@ def _decode_planes(model: Model, coders: list, shapes: list[tuple[int, int]], ve
     return planes
 
 
-def _decode_guarded(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header]]) -> list[np.ndarray]:
+def _decode_guarded(model: Model, shape: tuple[int, int, str, int], tiles: list[tuple[TileData, Header, int]]) -> list[np.ndarray]:
     try:
         return _decode_same_shape(model, shape, tiles)
     except DecodeError:
@@ -321,9 +323,10 @@ def _decode_guarded(model: Model, shape: tuple[int, int, str, int], tiles: list[
         raise DecodeError(f"corrupt stream ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_blocks(model: Model, blocks: Sequence[tuple[tuple[int, int, str, int], tuple[TileData, Header]]],
+def decode_blocks(model: Model, blocks: Sequence[tuple[tuple[int, int, str, int], tuple[TileData, Header, int]]],
                   batch_size: int = 64) -> list[np.ndarray]:
-    """Decode ((height, width, mode, version), (tile data, header)) blocks; one shape shares evaluations."""
+    """Decode ((height, width, mode, version), (tile data, header, tile index)) blocks; one shape
+    shares evaluations."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (shape, _) in enumerate(blocks):
         groups[shape].append(i)
@@ -360,16 +363,21 @@ def decompress_many(datas: Iterable[bytes], batch_size: int = 64, model: ModelLi
     Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded;
     ``progress(done, total)`` hears of every few tiles decoded.
     """
-    parsed = [_parse(d, model, max_pixels) for d in datas]
+    given = load_model(model) if model is not None else None  # once: a run folder loads anew each time
+    parsed = [_parse(d, given, max_pixels) for d in datas]
     images = [np.empty((h.height, h.width, h.channels), np.uint8) for h, _, _ in parsed]
+    filled = [0] * len(parsed)
     total, before = sum(h.n_tiles for h, _, _ in parsed), 0
-    for m in {p[2].fingerprint: p[2] for p in parsed}.values():
-        keys = [(i, t) for i, (h, _, pm) in enumerate(parsed) if pm is m for t in h.tiles()]
-        blocks = [(_shape(parsed[i][0], t), (parsed[i][1][t.index], parsed[i][0])) for i, t in keys]
+    for m in {p[2].fingerprint: p[2] for p in parsed}.values():  # one fingerprint, the same integer networks
+        keys = [(i, t) for i, (h, _, pm) in enumerate(parsed) if pm.fingerprint == m.fingerprint for t in h.tiles()]
+        blocks = [(_shape(parsed[i][0], t), (parsed[i][1][t.index], parsed[i][0], t.index)) for i, t in keys]
         decoded = _run_tiles(decode_blocks, m, blocks, batch_size, jobs, _offset(progress, before, total))
         before += len(keys)
         for (i, t), px in zip(keys, decoded):
             images[i][t.top : t.top + t.height, t.left : t.left + t.width] = px.reshape(t.height, t.width, -1)
+            filled[i] += 1
+    if any(n != h.n_tiles for n, (h, _, _) in zip(filled, parsed)):  # np.empty holds garbage: never return it
+        raise RuntimeError("internal error: a tile was not decoded")
     return [im[:, :, 0] if h.mode == "L" else im for im, (h, _, _) in zip(images, parsed)]
 
 
@@ -385,7 +393,7 @@ def decompress_tile(data: bytes, index: int, model: ModelLike = None) -> np.ndar
     if not 0 <= index < header.n_tiles:
         raise IndexError(f"tile {index} of {header.n_tiles}")
     tile = header.tiles()[index]
-    px = decode_blocks(m, [(_shape(header, tile), (tiles[index], header))])[0]
+    px = decode_blocks(m, [(_shape(header, tile), (tiles[index], header, index))])[0]
     return px[:, :, 0] if header.mode == "L" and px.ndim == 3 else px
 
 

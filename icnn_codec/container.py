@@ -2,13 +2,13 @@
 
 An image is cut into square tiles of ``tile`` pixels (the last row and column of tiles are
 smaller), row-major. Each tile is coded on its own, so memory stays bounded, tiles can be coded
-in parallel, and a decoder can seek to one tile. Byte layout (format version 5; versions 2 to 4
+in parallel, and a decoder can seek to one tile. Byte layout (format version 6; versions 2 to 5
 have the same bytes), integers little-endian, varints unsigned LEB128 (canonical: no trailing
 zero bytes)::
 
     offset  size  field
     0       2     magic b"IC"
-    2       1     high nibble: format version (5); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
+    2       1     high nibble: format version (6); low nibble: image mode (0 L, 1 LA, 2 RGB, 3 RGBA)
     3       2     model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     5       1-3   width, varint
     .       1-3   height, varint
@@ -16,13 +16,15 @@ zero bytes)::
     .       ...   only when there are 2+ tiles: the length in 32-bit words of every tile's
                   ANS data but the last, one varint each (the last runs to the end of the stream)
     then, for each tile:
-            4     CRC-32 (zlib) of the header bytes above followed by the tile's pixels
-                  (h x w x C uint8, row-major): a changed header field fails every tile
+            4     CRC-32 (zlib) of the header bytes above (magic to tile side), the tile's
+                  index (uint32; version 6 on) and the tile's pixels (h x w x C uint8,
+                  row-major): a changed header field fails every tile, and a tile moved,
+                  swapped or repeated fails where it lands
             4n    the tile's ANS compressed words (uint32), as constriction's AnsCoder emits them
 
-What the ANS words of a tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in.
-Version 5: before its latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`):
-one flag symbol, and when it is set one shift of the scale index per latent group.
+Version 6 is version 5 with each tile's index in its CRC. Otherwise, what the ANS words of a
+tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in. Version 5: before its
+latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`): one flag symbol, and when it is set one shift of the scale index per latent group.
 Version 4: a plane's last rows and columns, when they are at most half the model's block beyond
 a multiple of it, are coded as strips by prediction after the flow's part (see
 :mod:`icnn_codec.strips`) instead of being padded. Version 3 (still read): every plane is padded
@@ -43,11 +45,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DecodeError
+from .errors import DecodeError, OptionError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 5  # the version written
-READABLE_VERSIONS = (2, 3, 4, 5)
+FORMAT_VERSION = 6  # the version written
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
+INDEXED_CHECKSUM_VERSION = 6  # from this version on, a tile's CRC covers its index
 MODES = ("L", "LA", "RGB", "RGBA")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 2**20
@@ -116,17 +119,21 @@ class TileData:
 
 def check_tile_side(tile: int) -> None:
     if not (TILE_UNIT <= tile <= MAX_TILE and tile % TILE_UNIT == 0):
-        raise ValueError(f"tile side {tile} must be a multiple of {TILE_UNIT} from {TILE_UNIT} to {MAX_TILE}")
+        raise OptionError(f"tile side {tile} must be a multiple of {TILE_UNIT} from {TILE_UNIT} to {MAX_TILE}")
 
 
-def pixel_checksum(pixels: np.ndarray, header: Header | None = None) -> int:
-    """CRC-32 of the pixels, continued from the CRC-32 of the header bytes when a header is given.
+def pixel_checksum(pixels: np.ndarray, header: Header | None = None, tile_index: int = 0) -> int:
+    """CRC-32 of the pixels, continued from the CRC-32 of the header bytes (and, from format 6 on,
+    the tile's index) when a header is given.
 
     Tiles are checked this way so that the header is covered too: no changed header field can
     pass as a valid stream, even one (like the tile size of a one-tile image) that would not
-    change the pixels.
+    change the pixels; nor can tiles of the same size trade places (every tile's CRC is right for
+    its own pixels, so without its index a swap would pass).
     """
     start = zlib.crc32(header.to_bytes()) if header is not None else 0
+    if header is not None and header.version >= INDEXED_CHECKSUM_VERSION:
+        start = zlib.crc32(struct.pack("<I", tile_index), start)
     return zlib.crc32(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes(), start) & 0xFFFFFFFF
 
 

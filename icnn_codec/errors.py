@@ -15,3 +15,7 @@ class ModelError(IcnnError, ValueError):
 
 class UnsupportedImageError(IcnnError, ValueError):
     """The image's mode, dtype or shape is not one the codec handles."""
+
+
+class OptionError(IcnnError, ValueError):
+    """A setting (a tile side, say) that the codec or the chosen model cannot use."""

@@ -110,9 +110,14 @@ class LogisticTables:
     def __init__(self, counts: np.ndarray, offsets: np.ndarray) -> None:
         self.counts = np.ascontiguousarray(counts, dtype=np.uint32)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)  # start of scale j's block
-        self.half_widths = np.array([half_width(j) for j in range(NUM_SCALES)], dtype=np.int64)
-        expected = sum(2**MU_FRAC * (2 * r + 2) for r in self.half_widths)
-        if self.offsets.shape != (NUM_SCALES + 1,) or self.counts.shape != (expected,):
+        if self.offsets.shape != (NUM_SCALES + 1,) or self.offsets[0] != 0 or self.counts.shape != (self.offsets[-1],):
+            raise ValueError("probability tables do not match this version's grids")
+        # Row widths are read off the stored layout, not recomputed with pow and ceil: a last-bit
+        # difference in a libm could otherwise change a width, and with it every code.
+        sizes = np.diff(self.offsets)
+        self.half_widths = sizes // (2 * 2**MU_FRAC) - 1
+        if np.any(sizes != 2**MU_FRAC * (2 * self.half_widths + 2)) or np.any(self.half_widths < 2) \
+                or np.any(np.diff(self.half_widths) < 0):
             raise ValueError("probability tables do not match this version's grids")
         self._costs: np.ndarray | None = None
         self._blocks = [

@@ -12,7 +12,9 @@ fixed point with power-of-two scales:
   output grid, then clamped (ReLU with a cap for hidden layers).
 
 **Exact path** (inputs of dtype float64): tensors hold integers, convolution runs in float64.
-All products and partial sums stay below 2**53 (bounds asserted at run time), so every
+All products and partial sums stay below 2**53 (the clamped inputs and 12-bit weights bound any
+sum of products by about 2**36, and each accumulator, bias included, is checked against 2**52 at
+run time), so every
 summation order gives the same, exact, result: thread count, batch size, SIMD width, mkldnn or
 not, CPU or GPU cannot change a single value. Scaling by a power of two and ``floor`` are exact.
 

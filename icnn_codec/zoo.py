@@ -146,7 +146,7 @@ def read_model_file(path: str | Path) -> Model:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # a truncated or damaged archive fails in zipfile or zlib, in many ways
         raise ModelError(f"cannot read model file {path}: {exc}") from exc
     return model_from_arrays(arrays, str(path))
 
@@ -155,29 +155,35 @@ _cache: dict[str, Model] = {}
 
 
 def load_model(model: "str | Path | Model | None" = None) -> Model:
-    """A model by name (``models/NAME.npz``), by file path, or a training run folder."""
+    """A model by name (``models/NAME.npz``), by file path, or a training run folder.
+
+    An installed model's name means that model even where a file or folder of that name lies in
+    the working directory (``./NAME`` names that instead): what a stream or the default choice
+    names must not depend on where the codec runs.
+    """
     if isinstance(model, Model):
         return model
     key = str(model if model is not None else DEFAULT_MODEL)
     p = Path(key)
-    if p.is_dir():
+    installed = available_models() if looks_like_name(key) else {}
+    if key in installed:
+        p = installed[key]
+    elif p.is_dir():
         from .train import model_from_run  # a run folder: its latest checkpoint, as exported
 
         return model_from_run(p)  # not cached: the run may still be training
-    if p.is_file():
-        key = f"{p.resolve()}@{p.stat().st_mtime_ns}"  # a rewritten file is a new model
-    if key in _cache:
-        return _cache[key]
-    if p.is_file():
-        loaded = read_model_file(p)
-    else:
-        names = available_models()
-        if key not in names:
-            known = ", ".join(sorted(names)) or "none installed"
-            raise ModelError(f"unknown model '{key}' (available: {known})")
-        loaded = read_model_file(names[key])
-    _cache[key] = loaded
-    return loaded
+    if not p.is_file():
+        known = ", ".join(sorted(available_models())) or "none installed"
+        raise ModelError(f"unknown model '{key}' (available: {known})")
+    key = f"{p.resolve()}@{p.stat().st_mtime_ns}"  # a rewritten file is a new model
+    if key not in _cache:
+        _cache[key] = read_model_file(p)
+    return _cache[key]
+
+
+def looks_like_name(model: str) -> bool:
+    """Whether ``model`` could be an installed model's name rather than a path."""
+    return not any(sep and sep in model for sep in (os.sep, os.altsep)) and not model.endswith(MODEL_SUFFIX)
 
 
 def default_model_name(height: int, width: int, mode: str = "RGB") -> str:

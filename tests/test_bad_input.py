@@ -33,7 +33,9 @@ def corpus(cifar_images, photo):
 
 
 def test_hundreds_of_mutated_streams_decode_exactly_or_fail_cleanly(corpus):
-    report = fuzz(*corpus, n=400, seed=2026)
+    # Only a decode that never ends counts as a hang here: on a loaded machine a slow one is not
+    # a failure (benchmarks/fuzz.py reports the slowest decode).
+    report = fuzz(*corpus, n=400, seed=2026, hang_seconds=300)
     assert report.failed == 0, report.failures
     assert report.outcomes["clean_error"] > 300
     assert set(report.by_mutation) == set(MUTATIONS)  # every kind of damage was tried
@@ -57,7 +59,7 @@ def test_absurd_declared_sizes_are_refused_before_any_allocation(size):
 
 def test_a_stream_that_runs_dry_stops_at_once():
     """One word for a whole 1024 x 1024 tile: refused after the first few symbols, not decoded."""
-    with pytest.raises(ic.DecodeError):
+    with pytest.raises(ic.DecodeError, match="ran out"):  # not a checksum failure after a whole tile
         ic.decompress(forged(1024, 1024, tile=1024, tail=struct.pack("<II", 0, 12345)))
 
 

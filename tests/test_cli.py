@@ -176,3 +176,47 @@ def test_max_pixels_refuses_larger_streams_and_zero_lifts_the_limit(image_dir, t
     assert b"too large" in icnn("decompress", "huge.icnn", cwd=tmp_path).stderr
     unlimited = icnn("decompress", "huge.icnn", "--max-pixels", "0", cwd=tmp_path)
     assert unlimited.returncode == 1 and b"too large" not in unlimited.stderr and b"Traceback" not in unlimited.stderr
+
+
+def test_a_tile_side_the_model_cannot_use_is_a_one_line_error(image_dir, tmp_path):
+    for args, code in ((["-m", "cifar10"], 2), ([], 1)):  # named model: checked first; default: per image
+        r = icnn("compress", str(image_dir / "photo.png"), "-o", "p.icnn", "--tile", "24", *args, cwd=tmp_path)
+        err = r.stderr.decode()
+        assert r.returncode == code and "block (16)" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "p.icnn").exists()
+
+
+def test_decompress_writes_only_what_the_output_format_holds_exactly(tmp_path):
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (24, 20, 4), dtype=np.uint8)
+    rgba[:12, :, 3] = 0  # colours under full transparency, which WebP drops unless told not to
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[:, :, 0]).save(tmp_path / "grey.png")
+    Image.fromarray(rgba[:, :, :3]).save(tmp_path / "colours.png")  # 480 colours: more than GIF's 256
+    assert icnn("compress", "rgba.png", "grey.png", "colours.png", "-o", "s", cwd=tmp_path).returncode == 0
+    assert icnn("decompress", "s/rgba.png.icnn", "-o", "rgba.webp", cwd=tmp_path).returncode == 0
+    back = Image.open(tmp_path / "rgba.webp")
+    assert back.mode == "RGBA" and np.array_equal(np.asarray(back), rgba)
+    for stream, out in (("s/grey.png.icnn", "grey.webp"), ("s/colours.png.icnn", "colours.gif")):
+        r = icnn("decompress", stream, "-o", out, cwd=tmp_path)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "exactly" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / out).exists()
+
+
+def test_outputs_are_written_with_the_usual_file_mode(image_dir, tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
+    assert icnn("decompress", "c.icnn", "-o", "c.png", cwd=tmp_path).returncode == 0
+    for name in ("c.icnn", "c.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_stdout_takes_one_input_only(image_dir, tmp_path):
+    r = icnn("compress", str(image_dir / "cifar.png"), str(image_dir / "gray.png"), "-o", "-", cwd=tmp_path)
+    assert r.returncode == 2 and b"stdout" in r.stderr and r.stdout == b""
+    assert not (tmp_path / "-").exists()

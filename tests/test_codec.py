@@ -80,7 +80,7 @@ def test_streams_of_format_version_2_still_decode(name):
     model = ic.load_model("cifar10")
     header = container.Header({1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]],
                               pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=2)
-    stream = container.pack(header, encode_blocks(model, [(pixels, header)]))
+    stream = container.pack(header, encode_blocks(model, [(pixels, header, 0)]))
     assert stream[2] >> 4 == 2 and stream != ic.compress(image, model)
     assert np.array_equal(ic.decompress(stream), image)
 
@@ -150,3 +150,19 @@ def test_every_single_bit_flip_in_the_header_is_caught(cifar_images):
             bad[byte] ^= 1 << bit
             with pytest.raises(ic.DecodeError):
                 ic.decompress(bytes(bad))
+
+
+def test_a_model_that_loads_as_a_new_object_each_time_still_codes_every_image(cifar_images, model, monkeypatch):
+    """A training run folder given as the model loads anew on every call (the run may still be
+    training): the copies share a fingerprint, and every stream must be coded and decoded, none
+    left as uninitialised memory."""
+    import dataclasses
+
+    from icnn_codec import codec
+
+    monkeypatch.setattr(codec, "load_model", lambda m=None: dataclasses.replace(model))
+    images = list(cifar_images[:3])
+    streams = ic.compress_many(images, model="a-run-folder")
+    assert streams == ic.compress_many(images, model=model)
+    decoded = ic.decompress_many(streams, model="a-run-folder")
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, images))

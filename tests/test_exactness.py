@@ -1,4 +1,4 @@
-"""Streams do not depend on how the network was evaluated: batch size, threads, kernels.
+"""Streams do not depend on how the network was evaluated: batch size, threads, summation order.
 
 Every value that decides a bit is computed in exact integer arithmetic (float64 holding
 integers far below 2**53), so the bytes must be identical, not merely close.
@@ -10,26 +10,26 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import icnn_codec as ic
 from icnn_codec import container
 from icnn_codec.codec import exact_input
+from icnn_codec.quant import HIDDEN_MAX, exact_conv2d
 
 
-def test_streams_are_byte_identical_across_batching_threads_and_kernels(cifar_images, tmp_path):
+def test_streams_are_byte_identical_across_batching_and_threads(cifar_images, tmp_path):
     images = list(cifar_images[:64])
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         one_by_one = [ic.compress(im) for im in images]
+        other_batches = ic.compress_many(images, batch_size=5)
         torch.set_num_threads(2)
         batched = ic.compress_many(images, batch_size=64)
-        torch.backends.mkldnn.enabled = False
-        other_kernels = ic.compress_many(images, batch_size=5)
     finally:
-        torch.backends.mkldnn.enabled = True
         torch.set_num_threads(threads)
-    assert one_by_one == batched == other_kernels
+    assert one_by_one == batched == other_batches
 
     # A separate process (fresh interpreter, its own thread pool) decodes them exactly.
     np.savez(tmp_path / "case.npz", images=np.stack(images),
@@ -41,6 +41,20 @@ def test_streams_are_byte_identical_across_batching_threads_and_kernels(cifar_im
         "sys.exit(0 if all(np.array_equal(a, b) for a, b in zip(out, z['images'])) else 1)\n"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=600).returncode == 0
+
+
+def test_the_exact_convolution_gives_the_integers_of_another_summation_order(model):
+    """The coder's convolution (one matrix product per kernel tap) and torch's float64 conv2d add
+    the same integer products in different orders; at the largest activations a layer can see
+    both must still give the same integers, to the last bit."""
+    conv = next(c for c in model.flow.qconvs() if c.w_int.shape[1] >= 64 and c.w_int.shape[-1] == 3)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(0, HIDDEN_MAX + 1, (2, conv.w_int.shape[1], 12, 12), generator=gen).double()
+    a[0] = HIDDEN_MAX  # every product at its largest
+    ours = exact_conv2d(a, conv.w_int, conv.b_int)
+    theirs = F.conv2d(a, conv.w_int, conv.b_int, padding=1)
+    assert ours.abs().max() > 2**30  # the sums are large, not a trivial case
+    assert torch.equal(ours, theirs)
 
 
 def test_exact_path_codes_within_two_hundredths_of_a_bit_of_the_trained_model(cifar_images, model):

@@ -67,3 +67,26 @@ def test_a_replaced_model_kept_as_name_dash_fingerprint_is_found_first_for_its_s
     monkeypatch.setattr(zoo, "load_model", lambda name: loaded.append(name) or ic.load_model(name))
     assert zoo.installed_model_name(fp) == f"cifar10-{fp:04x}"
     assert loaded == [f"cifar10-{fp:04x}"]  # found without loading any other model
+
+
+def test_an_installed_name_means_the_installed_model_wherever_the_codec_runs(tmp_path, monkeypatch, cifar_images):
+    """A folder (or file) in the working directory named like a model does not stand in for it:
+    neither the default choice nor a stream's model may depend on where the codec runs."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("cifar10", "photo"):
+        (tmp_path / name).mkdir()
+    stream = ic.compress(cifar_images[0])
+    assert ic.read_header(stream).model_fingerprint == ic.load_model("cifar10").fingerprint
+    assert np.array_equal(ic.decompress(stream), cifar_images[0])
+    with pytest.raises(ic.ModelError, match="checkpoint"):
+        ic.load_model("./cifar10")  # a path says: that folder, as a training run
+
+
+def test_a_damaged_model_file_is_a_model_error_and_does_not_stop_other_streams(tmp_path, monkeypatch, cifar_images):
+    good = available_models()["cifar10"].read_bytes()
+    (tmp_path / "a-broken.npz").write_bytes(good[: len(good) // 2])  # a copy cut short
+    monkeypatch.setenv("ICNN_MODELS", str(tmp_path))
+    with pytest.raises(ic.ModelError, match="cannot read model file"):
+        ic.load_model("a-broken")
+    stream = ic.compress(cifar_images[0])  # searching the installed models skips the broken one
+    assert np.array_equal(ic.decompress(stream), cifar_images[0])

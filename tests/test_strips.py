@@ -64,7 +64,7 @@ def test_photos_whose_sides_leave_short_rests_cost_less_than_when_padded(photo, 
     pixels = np.ascontiguousarray(photo[:height, :width])
     model = ic.load_model("photo")
     v3 = container.Header("RGB", width, height, model.fingerprint, 256, version=3)
-    padded = len(container.pack(v3, encode_blocks(model, [(tile_pixels(pixels, t), v3) for t in v3.tiles()])))
+    padded = len(container.pack(v3, encode_blocks(model, [(tile_pixels(pixels, t), v3, t.index) for t in v3.tiles()])))
     stream = ic.compress(pixels, model)
     assert ic.read_header(stream).version >= 4
     assert len(stream) < 0.98 * padded

@@ -35,7 +35,7 @@ def test_tiled_images_of_every_mode_round_trip_exactly(crop, channels):
     assert np.array_equal(ic.decompress(data), image)
 
 
-def test_worker_processes_write_the_same_bytes_and_decode_exactly(crop):
+def test_worker_threads_write_the_same_bytes_and_decode_exactly(crop):
     one = ic.compress(crop, tile=32)
     assert ic.compress(crop, tile=32, jobs=2) == one
     assert np.array_equal(ic.decompress(one, jobs=2), crop)
@@ -68,6 +68,16 @@ def test_a_damaged_tile_is_an_error_not_a_wrong_picture(crop):
     data[-5] ^= 0x10  # inside the last tile's words
     with pytest.raises(ic.DecodeError):
         ic.decompress(bytes(data))
+
+
+@pytest.mark.parametrize("rearrange", [lambda t: [t[1], t[0], *t[2:]], lambda t: [t[0], t[0], *t[2:]]],
+                         ids=["swapped", "repeated"])
+def test_tiles_that_trade_places_are_an_error_not_a_wrong_picture(crop, rearrange):
+    """Tiles 0 and 1 are both 32 x 32, and each one's data is valid on its own: only the tile's
+    number in its checksum tells a decoder that it lies in the wrong place."""
+    header, tiles = container.unpack(ic.compress(crop, tile=32))
+    with pytest.raises(ic.DecodeError, match="checksum"):
+        ic.decompress(container.pack(header, rearrange(tiles)))
 
 
 def test_tile_sizes_outside_the_format_are_refused(crop):
