@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from . import codec, container
 from .bench import bench_command
 from .errors import IcnnError, OptionError
-from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model
+from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model, read_model_file
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -75,10 +75,12 @@ def _outputs(inputs: tuple[str, ...], out: str | None, default_name) -> list[str
     """Where each input goes: -o names a file (one input) or a folder (several)."""
     if out is None:
         return ["-" if i == "-" else default_name(i) for i in inputs]
+    if out == "-":
+        if len(inputs) > 1:
+            raise click.UsageError("-o -: stdout takes one input only")
+        return [out]
     if len(inputs) == 1 and not Path(out).is_dir():
         return [out]
-    if out == "-":
-        raise click.UsageError("-o -: stdout takes one input only")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise click.UsageError(f"-o {out}: with several inputs, -o must be a folder")
@@ -208,12 +210,26 @@ def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
         raise IcnnError("refusing to write a lossy JPEG; use .png")
     buf = io.BytesIO()
     im.save(buf, format=fmt, **({"lossless": True, "exact": True} if fmt == "WEBP" else {}))
-    # Some formats cannot hold every image (WebP has no grey mode, GIF has 256 colours, ...) and
-    # Pillow converts silently: read the file back, and refuse rather than write other pixels.
-    with Image.open(io.BytesIO(buf.getvalue())) as back:
-        if back.mode != im.mode or not np.array_equal(np.asarray(back), pixels):
-            raise IcnnError(f"{fmt} cannot hold this {im.mode} image exactly; use .png")
+    if not _holds_exactly(buf.getvalue(), im.mode, pixels):
+        raise IcnnError(f"{fmt} cannot hold this {im.mode} image exactly; use .png")
     return buf.getvalue()
+
+
+def _holds_exactly(encoded: bytes, mode: str, pixels: np.ndarray) -> bool:
+    """Whether an encoded image reads back as ``pixels``. Some formats cannot hold every image
+    (WebP has no grey mode, GIF 256 colours, BMP no alpha) and Pillow converts silently. A GIF
+    reads back as a palette image and WebP drops an alpha plane that is all opaque: pixels that
+    convert back exactly are kept."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own bytes, as large as the stream allowed: no bomb guard
+    try:
+        with Image.open(io.BytesIO(encoded)) as back:
+            back.load()
+            if not (back.mode in (mode, "P") or (mode, back.mode) == ("RGBA", "RGB")):
+                return False
+            return np.array_equal(np.asarray(back if back.mode == mode else back.convert(mode)), pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 @main.command()
@@ -355,7 +371,7 @@ def export(run_dir, output, name, weights) -> None:
     except (IcnnError, OSError, KeyError) as exc:
         _fail(run_dir, exc)
         sys.exit(1)
-    click.echo(f"{path}: {path.stat().st_size} bytes, fingerprint {load_model(str(path)).fingerprint:04x}", err=True)
+    click.echo(f"{path}: {path.stat().st_size} bytes, fingerprint {read_model_file(path).fingerprint:04x}", err=True)
 
 
 main.add_command(bench_command)

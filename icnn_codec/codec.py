@@ -180,7 +180,7 @@ def encode_blocks(model: Model, blocks: Sequence[tuple[np.ndarray, Header, int]]
         for i, plane, (flow_h, flow_w) in zip(idx, planes, flow_shapes):
             strips.encode_strips(coders[i], plane, flow_h, flow_w, model.tables)
         _encode_planes(model, list(padded), [coders[i] for i in idx], batch_size, version=key[2])
-    return [TileData(container.pixel_checksum(px, h, index), _tile_words(px, h, c)) for (px, h, index), c in zip(blocks, coders)]
+    return [TileData(container.pixel_checksum(px, h, tile_index=index), _tile_words(px, h, c)) for (px, h, index), c in zip(blocks, coders)]
 
 
 def _tile_words(pixels: np.ndarray, header: Header, coder) -> np.ndarray:
@@ -268,7 +268,7 @@ def _decode_same_shape(model: Model, shape: tuple[int, int, str, int], tiles: li
     for b, ((tile, header, index), coder) in enumerate(zip(tiles, coders)):
         if not coder.is_empty():
             raise DecodeError("corrupt stream (data left over after the last symbol)")
-        if container.pixel_checksum(pixels[b], header, index) != tile.crc32:
+        if container.pixel_checksum(pixels[b], header, tile_index=index) != tile.crc32:
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
     return pixels
 

@@ -122,7 +122,7 @@ def check_tile_side(tile: int) -> None:
         raise OptionError(f"tile side {tile} must be a multiple of {TILE_UNIT} from {TILE_UNIT} to {MAX_TILE}")
 
 
-def pixel_checksum(pixels: np.ndarray, header: Header | None = None, tile_index: int = 0) -> int:
+def pixel_checksum(pixels: np.ndarray, header: Header | None = None, *, tile_index: int | None = None) -> int:
     """CRC-32 of the pixels, continued from the CRC-32 of the header bytes (and, from format 6 on,
     the tile's index) when a header is given.
 
@@ -133,6 +133,8 @@ def pixel_checksum(pixels: np.ndarray, header: Header | None = None, tile_index:
     """
     start = zlib.crc32(header.to_bytes()) if header is not None else 0
     if header is not None and header.version >= INDEXED_CHECKSUM_VERSION:
+        if tile_index is None:
+            raise ValueError("a format 6 checksum needs the tile's index")
         start = zlib.crc32(struct.pack("<I", tile_index), start)
     return zlib.crc32(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes(), start) & 0xFFFFFFFF
 

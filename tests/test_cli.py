@@ -194,10 +194,14 @@ def test_decompress_writes_only_what_the_output_format_holds_exactly(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     Image.fromarray(rgba[:, :, 0]).save(tmp_path / "grey.png")
     Image.fromarray(rgba[:, :, :3]).save(tmp_path / "colours.png")  # 480 colours: more than GIF's 256
-    assert icnn("compress", "rgba.png", "grey.png", "colours.png", "-o", "s", cwd=tmp_path).returncode == 0
+    few = rgba[:, :, :3] // 64 * 64  # 64 colours: a GIF holds them, read back as a palette image
+    Image.fromarray(few).save(tmp_path / "few.png")
+    assert icnn("compress", "rgba.png", "grey.png", "colours.png", "few.png", "-o", "s", cwd=tmp_path).returncode == 0
     assert icnn("decompress", "s/rgba.png.icnn", "-o", "rgba.webp", cwd=tmp_path).returncode == 0
     back = Image.open(tmp_path / "rgba.webp")
     assert back.mode == "RGBA" and np.array_equal(np.asarray(back), rgba)
+    assert icnn("decompress", "s/few.png.icnn", "-o", "few.gif", cwd=tmp_path).returncode == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "few.gif").convert("RGB")), few)
     for stream, out in (("s/grey.png.icnn", "grey.webp"), ("s/colours.png.icnn", "colours.gif")):
         r = icnn("decompress", stream, "-o", out, cwd=tmp_path)
         err = r.stderr.decode()
@@ -208,12 +212,14 @@ def test_decompress_writes_only_what_the_output_format_holds_exactly(tmp_path):
 def test_outputs_are_written_with_the_usual_file_mode(image_dir, tmp_path):
     import os
 
-    umask = os.umask(0)
-    os.umask(umask)
-    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
-    assert icnn("decompress", "c.icnn", "-o", "c.png", cwd=tmp_path).returncode == 0
+    before = os.umask(0o022)  # the commands inherit it; a private temporary file would be 0o600
+    try:
+        assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
+        assert icnn("decompress", "c.icnn", "-o", "c.png", cwd=tmp_path).returncode == 0
+    finally:
+        os.umask(before)
     for name in ("c.icnn", "c.png"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_stdout_takes_one_input_only(image_dir, tmp_path):

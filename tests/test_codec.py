@@ -114,7 +114,7 @@ def test_a_cifar_image_costs_twelve_bytes_beyond_its_ans_words(cifar_images):
     assert (header.width, header.height, header.mode, header.n_tiles) == (32, 32, "RGB", 1)
     assert len(header.to_bytes()) == 8 and container.overhead_bytes(data) == 12  # + the tile's CRC-32
     _, tiles = container.unpack(data)
-    assert tiles[0].crc32 == container.pixel_checksum(cifar_images[0], header)
+    assert tiles[0].crc32 == container.pixel_checksum(cifar_images[0], header, tile_index=0)
 
 
 def test_decode_error_is_a_value_error():

@@ -262,6 +262,16 @@ def test_a_run_folder_is_the_same_model_as_its_export(exported: Path, run_6: Pat
     assert ic.load_model(str(run_6)).fingerprint == ic.load_model(str(exported)).fingerprint
 
 
+def test_a_damaged_run_folder_is_a_model_error(run_6: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken-run"
+    shutil.copytree(run_6, broken)
+    (broken / "config.json").write_text("{ not json")
+    with pytest.raises(ic.ModelError, match="cannot load training run"):
+        ic.load_model(str(broken))
+
+
 # --- command line -----------------------------------------------------------------------------
 
 
