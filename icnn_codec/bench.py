@@ -319,7 +319,8 @@ def bench_codec(codec: Codec, images: list[np.ndarray], progress: Step | None = 
             for _, out, seconds in _in_batches(codec.encode_batch, images, codec.batch, progress, f"{label}{codec.name} encode"):
                 datas += [bytes(d) for d in out]
                 t_enc += seconds
-            result.update(bytes=sum(map(len, datas)), bpd=8 * sum(map(len, datas)) / dims, encode_s=t_enc, encode_MBps=dims / 1e6 / max(t_enc, 1e-9))
+            result.update(bytes=sum(map(len, datas)), bpd=8 * sum(map(len, datas)) / dims, encode_s=t_enc, encode_MBps=dims / 1e6 / max(t_enc, 1e-9),
+                          image_bytes=[len(d) for d in datas])
             pairs = list(zip(datas, images))
             for chunk, out, seconds in _in_batches(lambda ps: codec.decode_batch([d for d, _ in ps]), pairs, codec.batch, progress, f"{label}{codec.name} decode"):
                 mismatched += sum(not _same_pixels(d, a) for d, (_, a) in zip(out, chunk))  # outside the timing
@@ -344,9 +345,9 @@ def bench_image(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[np.ndarray]]:
+def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[np.ndarray], list[str]]:
     """A folder of images or an ``.npz`` with ``images`` -> (name, first ``limit`` images, grey
-    ones as H x W, the rest as RGB).
+    ones as H x W, the rest as RGB, and their names).
 
     Raises ``ValueError`` with a one-line reason for anything that is not such a dataset."""
     path = Path(path)
@@ -355,14 +356,15 @@ def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[
     if path.is_file() and not zipfile.is_zipfile(path):  # an .npz is a zip; a lone image is not DATA
         raise ValueError(f"{path}: not a folder of images or an .npz file")
     try:
-        images = ImageSet.open(path, mode=None).subset(limit).images
+        subset = ImageSet.open(path, mode=None).subset(limit)
+        images, names = subset.images, subset.names
     except Exception as exc:  # not an npz, a broken image file, ...: say which path, in one line
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(reason if reason.startswith(str(path)) else f"{path}: cannot read images ({reason})") from None
     if len(images) == 0:
         raise ValueError(f"{path}: no images")
     name = path.name if path.is_dir() else path.stem
-    return name, [bench_image(np.asarray(a)) for a in images]
+    return name, [bench_image(np.asarray(a)) for a in images], list(names)
 
 
 # -- the whole bench ------------------------------------------------------------------------------
@@ -437,11 +439,13 @@ def run_bench(
             "images": "grey images as grey (bpd per grey value), the rest converted to RGB",
         },
     }
-    steps = 2 * len(ready) * sum(len(images) for _, images in loaded)
+    steps = 2 * len(ready) * sum(len(images) for _, images, _ in loaded)
     step: Step | None = (lambda n, what: progress(n, steps, what)) if progress else None
-    for name, images in loaded:
+    for name, images, image_names in loaded:
         results = [bench_codec(c, images, step, f"{name}: ") for c in ready]
-        report["datasets"].append({"name": name, "images": len(images), "dims": int(sum(a.size for a in images)), "results": results})
+        report["datasets"].append({"name": name, "images": len(images), "dims": int(sum(a.size for a in images)),
+                                   "image_names": image_names, "image_dims": [int(a.size) for a in images],
+                                   "results": results})
     return report
 
 

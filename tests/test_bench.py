@@ -62,6 +62,8 @@ def test_json_shape_and_markdown(npz: Path, tmp_path: Path, no_scale_offsets) ->
             assert isinstance(r[key], kind), (key, r[key])
         assert r["lossless"] and r["bpd"] > 0 and r["encode_MBps"] > 0 and r["decode_MBps"] > 0
         assert r["bpd"] == pytest.approx(8 * r["bytes"] / ds["dims"])
+        assert len(r["image_bytes"]) == 3 and sum(r["image_bytes"]) == r["bytes"]  # each image's file
+    assert len(ds["image_names"]) == 3 and ds["image_dims"] == [16 * 16 * 3] * 3
     icnn, png = ds["results"]
     assert isinstance(icnn["nll_bpd"], float) and 0 < icnn["nll_bpd"] < icnn["bpd"]  # header and coder cost bits
     assert png["nll_bpd"] is None
@@ -175,3 +177,22 @@ def test_plot(npz: Path, tmp_path: Path) -> None:
     res = invoke(npz, "--codecs", "png", "--limit", "2", "--plot", plot)
     assert res.exit_code == 0, res.output
     assert Image.open(plot).size[0] > 100
+
+
+def test_the_photo_benchmark_breaks_each_codecs_files_down_by_source_set() -> None:
+    """benchmarks/photo_val.py's per-source table: each set's bytes over its values, from the
+    per-image file sizes the bench records."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import photo_val
+    finally:
+        sys.path.pop(0)
+    report = {"datasets": [{"image_names": ["0010.png", "0400.png", "0410.png"], "image_dims": [30, 30, 60],
+                            "results": [{"codec": "icnn:photo", "image_bytes": [10, 20, 30]},
+                                        {"codec": "jpegxl", "image_bytes": [10, 10, 10]},
+                                        {"codec": "broken", "image_bytes": None}]}]}
+    lines = photo_val.sources_table(report).splitlines()
+    assert lines[0] == "| source | photos | icnn:photo | jpegxl | icnn:photo vs jpegxl |"
+    assert lines[2] == "| BSDS300 train | 1 | 2.667 | 2.667 | +0.0% |"
+    assert lines[3] == "| Sun-Hays80 | 2 | 4.444 | 1.778 | +150.0% |"  # 8 * 50 / 90 and 8 * 20 / 90
+    assert len(lines) == 4  # sets without photographs are left out
