@@ -24,7 +24,8 @@ zero bytes)::
 
 Version 6 is version 5 with each tile's index in its CRC. Otherwise, what the ANS words of a
 tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in. Version 5: before its
-latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`): one flag symbol, and when it is set one shift of the scale index per latent group.
+latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`): one flag symbol,
+and when it is set one shift of the scale index per latent group.
 Version 4: a plane's last rows and columns, when they are at most half the model's block beyond
 a multiple of it, are coded as strips by prediction after the flow's part (see
 :mod:`icnn_codec.strips`) instead of being padded. Version 3 (still read): every plane is padded
