@@ -20,6 +20,7 @@ import gc
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -146,38 +147,44 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
 
 
-def _run_flow(run_dir: Path, weights: str) -> tuple[IntegerFlow, dict, TrainConfig]:
-    """A run's flow with its EMA ("ema") or raw ("model") weights, its checkpoint and config."""
+def _load_run(run_dir: Path, weights: str) -> tuple[IntegerFlow, dict, TrainConfig, LogisticTables]:
+    """A run's flow with its EMA ("ema") or raw ("model") weights, its checkpoint, config and
+    tables; a ModelError for a run folder that cannot give them (missing or damaged files)."""
     from .errors import ModelError
+    from .zoo import load_tables_file
 
     if weights not in ("ema", "model"):
         raise ValueError("weights must be 'ema' or 'model'")
-    ckpt = load_checkpoint(run_dir)
-    if ckpt is None:
+    if not (run_dir / CHECKPOINT).exists():
         raise ModelError(f"{run_dir} has no checkpoint")
-    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
-    flow.load_state_dict(ckpt[weights])
-    return flow, ckpt, cfg
+    try:
+        ckpt = load_checkpoint(run_dir)
+        cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+        flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+        flow.load_state_dict(ckpt[weights])
+        tables = load_tables_file(run_dir / "tables.npz")
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"cannot load training run {run_dir}: {exc}") from exc
+    return flow, ckpt, cfg, tables
 
 
 def model_from_run(run_dir: Path, weights: str = "ema"):
     """A run folder as a codec model, frozen exactly as an export would be."""
-    from .zoo import flow_to_model, load_tables_file
+    from .zoo import flow_to_model
 
     run_dir = Path(run_dir)
-    flow, _, _ = _run_flow(run_dir, weights)
-    return flow_to_model(flow, load_tables_file(run_dir / "tables.npz"), run_dir.name, str(run_dir))
+    flow, _, _, tables = _load_run(run_dir, weights)
+    return flow_to_model(flow, tables, run_dir.name, str(run_dir))
 
 
 def export_run(run_dir: Path, out: Path, name: str | None = None, weights: str = "ema") -> Path:
     """Write a run's weights (EMA by default; "model" for the raw ones) as a model file."""
-    from .zoo import load_tables_file, save_model
+    from .zoo import save_model
 
-    flow, ckpt, cfg = _run_flow(run_dir, weights)
+    flow, ckpt, cfg, tables = _load_run(run_dir, weights)
     training = {"steps": ckpt["step"], "weights": weights, "train_seconds": round(ckpt.get("seconds", 0.0)),
                 "config": asdict(cfg), "history": ckpt.get("history", {})}
-    return save_model(flow, out, name or out.stem, load_tables_file(run_dir / "tables.npz"), training)
+    return save_model(flow, out, name or out.stem, tables, training)
 
 
 class Progress:

@@ -171,12 +171,7 @@ def load_model(model: "str | Path | Model | None" = None) -> Model:
     elif p.is_dir():
         from .train import model_from_run  # a run folder: its latest checkpoint, as exported
 
-        try:
-            return model_from_run(p)  # not cached: the run may still be training
-        except ModelError:
-            raise
-        except (ValueError, KeyError, OSError) as exc:  # a damaged config.json, checkpoint or tables
-            raise ModelError(f"cannot load training run {p}: {exc}") from exc
+        return model_from_run(p)  # not cached: the run may still be training
     if not p.is_file():
         known = ", ".join(sorted(available_models())) or "none installed"
         raise ModelError(f"unknown model '{key}' (available: {known})")

@@ -24,7 +24,7 @@ from PIL import Image
 import icnn_codec as ic
 from icnn_codec.flow import FlowConfig
 from icnn_codec.data import ImageSet
-from icnn_codec.train import (TrainConfig, _run_flow, evaluate_bpd, export_run, init_run, learning_rate, load_checkpoint,
+from icnn_codec.train import (TrainConfig, _load_run, evaluate_bpd, export_run, init_run, learning_rate, load_checkpoint,
                               train)
 
 TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
@@ -206,7 +206,7 @@ def test_a_held_out_split_is_every_nth_image_and_never_trained_on(tmp_path: Path
     seen = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[0]
     assert not any((seen.batch(0, step, 4, 8) == 255).all(axis=(1, 2, 3)).any() for step in range(40))
     metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8))
-    ema_flow = _run_flow(tmp_path / "run", "ema")[0]
+    ema_flow = _load_run(tmp_path / "run", "ema")[0]
     assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema_flow, held.center_crops(8)))
 
 
@@ -235,7 +235,7 @@ def test_a_grey_run_trains_and_evaluates_on_grey_planes(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", images=structured_images(10, 16, 48, 6))
     metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8, grey=True))
     held = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[1].as_grey_planes()
-    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(_run_flow(tmp_path / "run", "ema")[0], held.center_crops(8)))
+    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(_load_run(tmp_path / "run", "ema")[0], held.center_crops(8)))
 
 
 # --- export -----------------------------------------------------------------------------------
