@@ -48,12 +48,20 @@ def test_the_exact_convolution_gives_the_integers_of_another_summation_order(mod
     the same integer products in different orders; at the largest activations a layer can see
     both must still give the same integers, to the last bit."""
     conv = next(c for c in model.flow.qconvs() if c.w_int.shape[1] >= 64 and c.w_int.shape[-1] == 3)
+    w, b = conv.w_int, conv.b_int
     gen = torch.Generator().manual_seed(0)
-    a = torch.randint(0, HIDDEN_MAX + 1, (2, conv.w_int.shape[1], 12, 12), generator=gen).double()
-    a[0] = HIDDEN_MAX  # every product at its largest
-    ours = exact_conv2d(a, conv.w_int, conv.b_int)
-    theirs = F.conv2d(a, conv.w_int, conv.b_int, padding=1)
-    assert ours.abs().max() > 2**30  # the sums are large, not a trivial case
+    a = torch.randint(0, HIDDEN_MAX + 1, (2, w.shape[1], 12, 12), generator=gen).double()
+    # The largest sum the layer can form: for the output channel with the most positive weight,
+    # the inputs under its kernel at their largest where a weight is positive and zero elsewhere
+    # (all inputs at their largest would let positive and negative products cancel).
+    positive = w.clamp(min=0).sum(dim=(1, 2, 3))
+    o = int(positive.argmax())
+    a[0] = HIDDEN_MAX
+    a[0, :, 5:8, 5:8] = HIDDEN_MAX * (w[o] > 0)
+    ours = exact_conv2d(a, w, b)
+    theirs = F.conv2d(a, w, b, padding=1)
+    largest = b[o] + HIDDEN_MAX * positive[o]
+    assert ours[0, o, 6, 6] == largest > 2**30  # the sums are large, not a trivial case
     assert torch.equal(ours, theirs)
 
 
