@@ -45,8 +45,8 @@ def test_streams_are_byte_identical_across_batching_and_threads(cifar_images, tm
 
 def test_the_exact_convolution_gives_the_integers_of_another_summation_order(model):
     """The coder's convolution (one matrix product per kernel tap) and torch's float64 conv2d add
-    the same integer products in different orders; at the largest activations a layer can see
-    both must still give the same integers, to the last bit."""
+    the same integer products in different orders; at the largest sum a layer can form both must
+    still give the same integers, to the last bit."""
     conv = next(c for c in model.flow.qconvs() if c.w_int.shape[1] >= 64 and c.w_int.shape[-1] == 3)
     w, b = conv.w_int, conv.b_int
     gen = torch.Generator().manual_seed(0)
