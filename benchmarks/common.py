@@ -18,7 +18,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHARED = Path(os.environ.get("ICNN_SHARED", ROOT.parent / "shared"))  # as tests/conftest.py
 sys.path.insert(0, str(ROOT))  # run from a source checkout without installing
 
-from icnn_codec.bench import bench_command  # noqa: E402
+from icnn_codec.tools.bench import bench_command  # noqa: E402
 
 
 def bench_into_results(name: str, data: Path, argv: list[str]) -> None:

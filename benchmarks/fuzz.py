@@ -4,8 +4,8 @@
 
 The valid streams come from CIFAR-10 test images (../shared/data/cifar10/test1k.npz), scikit-image's
 'chelsea' cut to L, LA and RGBA images, a noise image (a stored tile), a tiled image (15 tiles)
-and a golden stream of format version 2; see icnn_codec/fuzz.py for the kinds of damage. Writes benchmarks/results/fuzz.{json,md}; exits 1 on any crash, hang or
-wrong decode.
+and the golden stream of tests/data/sample.png; see icnn_codec/tools/fuzz.py for the kinds of damage.
+Writes benchmarks/results/fuzz.{json,md}; exits 1 on any crash, hang or wrong decode.
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ from PIL import Image
 from common import RESULTS, ROOT, SHARED
 
 import icnn_codec as ic  # noqa: E402
-from icnn_codec.fuzz import fuzz  # noqa: E402
+from icnn_codec.tools.fuzz import fuzz  # noqa: E402
 
 
 def corpus() -> tuple[list[bytes], list[np.ndarray]]:
@@ -33,8 +33,8 @@ def corpus() -> tuple[list[bytes], list[np.ndarray]]:
     streams = [ic.compress(im) for im in images]
     images.append(np.ascontiguousarray(photo[100:140, 100:172]))
     streams.append(ic.compress(images[-1], tile=16))
-    golden = ROOT / "tests" / "data" / "golden"  # and a stream of format version 2
-    streams.append((golden / "sample.2a8b.icnn").read_bytes())
+    golden = ROOT / "tests" / "data" / "golden"
+    streams += [p.read_bytes() for p in sorted(golden.glob("sample.*.icnn"))]
     images.append(np.asarray(Image.open(golden.parent / "sample.png")))
     return streams, images
 

@@ -44,7 +44,7 @@ def step(kind: str, src: Path, dst: Path, args) -> dict:
 
     t0 = time.perf_counter()
     if kind == "encode":
-        dst.write_bytes(ic.compress(np.load(src), args.model, tile=args.tile, jobs=args.jobs))
+        dst.write_bytes(ic.compress(np.load(src), model=args.model, tile=args.tile, jobs=args.jobs))
     else:
         np.save(dst, ic.decompress(src.read_bytes(), jobs=args.jobs))
     seconds = time.perf_counter() - t0

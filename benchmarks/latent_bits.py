@@ -20,8 +20,8 @@ from common import RESULTS, SHARED
 
 import icnn_codec as ic
 from icnn_codec import priors
-from icnn_codec.codec import exact_input
-from icnn_codec.data import ImageSet
+from icnn_codec.planes import exact_input
+from icnn_codec.training.data import ImageSet
 
 PHOTO_CROP = 256
 CIFAR_IMAGES = 200

@@ -16,7 +16,7 @@ import sys
 
 from common import RESULTS, SHARED, bench_images_into_results
 
-from icnn_codec.data import ImageSet
+from icnn_codec.training.data import ImageSet
 
 HOLDOUT_EVERY = 10
 # The photo set's files by source (../shared/data/photos/README.md): the last number of each.

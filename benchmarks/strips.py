@@ -1,11 +1,12 @@
-"""What strips save: photographs coded in format 3 (edges padded) and format 4 (short rests as strips).
+"""What strips save: photographs coded with their edges padded, and with short rests as strips.
 
     python benchmarks/strips.py [--limit N] [--model M]     (defaults: 10 photos, photo)
 
 The photos are the first N of the photo validation split (every 10th file of
 ../shared/data/photos/train; most are 481x321 or 321x481, whose edge tiles of 256 leave rests of
-1 row and 1 column). Both formats code the same tiles of 256 with the same model; the table gives
-each photo's bpd in both and what its strips cost per value. Writes benchmarks/results/strips.md.
+1 row and 1 column). Both code the same tiles of 256 with the same model (padded: the flow takes
+whole planes, padded to its block); the table gives each photo's bpd both ways and what its
+strips cost per value. Writes benchmarks/results/strips.md.
 """
 from __future__ import annotations
 
@@ -17,17 +18,24 @@ import torch
 from common import RESULTS, SHARED
 
 import icnn_codec as ic
-from icnn_codec import container
-from icnn_codec.codec import encode_blocks, flow_shape, planes_of, tile_pixels
-from icnn_codec.data import ImageSet
+from icnn_codec import container, payload
+from icnn_codec.planes import flow_shape, planes_of
 from icnn_codec.strips import strip_bits
+from icnn_codec.training.data import ImageSet
 
 
-def stream_in_format(model, pixels: np.ndarray, version: int) -> bytes:
-    """The stream in an older format: 3 pads every plane to the model's block, 4 codes strips
-    (and has no scale offsets, which format 5 added)."""
-    header = container.Header("RGB", pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=version)
-    return container.pack(header, encode_blocks(model, [(tile_pixels(pixels, t), header, t.index) for t in header.tiles()]))
+def padded_stream(model, pixels: np.ndarray) -> bytes:
+    """The stream as the encoder would write it if the flow took whole planes, padded (no strips)."""
+    strips_shape = payload.flow_shape
+    payload.flow_shape = lambda height, width, block: (height, width)
+    try:
+        return ic.compress(pixels, model=model, tile=256)
+    finally:
+        payload.flow_shape = strips_shape
+
+
+def tile_pixels(pixels: np.ndarray, tile: container.Tile) -> np.ndarray:
+    return pixels[tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
 
 
 def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:
@@ -51,13 +59,13 @@ def main() -> None:
     model = ic.load_model(args.model)
     _, held = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(10)
     lines = [f"Model `{args.model}` ({model.fingerprint:04x}), tiles of 256, the first {args.limit} photos of the "
-             "validation split.", "", "| photo | size | format 3 bpd | format 4 bpd | saved | strip bits per value |",
+             "validation split.", "", "| photo | size | padded bpd | strips bpd | saved | strip bits per value |",
              "|---|---|---:|---:|---:|---:|"]
     totals = np.zeros(5)
     for name, pixels in list(zip(held.names, held.images))[: args.limit]:
-        stream = stream_in_format(model, pixels, 4)
+        stream = ic.compress(pixels, model=model, tile=256)
         assert np.array_equal(ic.decompress(stream), pixels)
-        old, new = len(stream_in_format(model, pixels, 3)), len(stream)
+        old, new = len(padded_stream(model, pixels)), len(stream)
         bits, values = strip_cost(model, pixels)
         totals += (old, new, bits, values, pixels.size)
         per_value = f"{bits / values:.2f}" if values else "-"

@@ -29,7 +29,7 @@ def measure(tile: int, model: str | None) -> dict:
     torch.set_num_threads(1)
     images = photos()
     t0 = time.perf_counter()
-    sizes = {name: len(ic.compress(px, model, tile=tile)) for name, px in images.items()}
+    sizes = {name: len(ic.compress(px, model=model, tile=tile)) for name, px in images.items()}
     seconds = time.perf_counter() - t0
     dims = sum(px.size for px in images.values())
     return {"tile": tile, "bytes": sum(sizes.values()), "bpd": 8 * sum(sizes.values()) / dims, "dims": dims,

@@ -18,9 +18,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import codec, container
-from .bench import bench_command
 from .errors import IcnnError, OptionError
-from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, installed_model_name, load_model, read_model_file
+from .flow import FlowConfig
+from .tools.bench import bench_command
+from .training import TrainConfig, export_run, resolve_model
+from .training import train as run_training
+from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, default_model_name, installed_model_name, read_model_file
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -96,7 +99,7 @@ class TileProgress:
         self.label, self.enabled = label, not quiet and sys.stderr.isatty()
         self.bar, self.shown = None, 0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, what: str = "tiles") -> None:
         if not self.enabled or total < 2:
             return
         if self.bar is None:
@@ -161,7 +164,7 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     palette images (palette images are stored as their RGB/RGBA pixels).
     """
     try:
-        m = load_model(model) if model else None  # None: the default model for each image's size
+        m = resolve_model(model) if model else None  # None: the default model for each image's size
     except USER_ERRORS as exc:
         _fail(model, exc)
         sys.exit(2)
@@ -181,12 +184,12 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
             with TileProgress(f"{src}: tiles", quiet) as progress:
-                data = codec.compress(im, m, tile=tile, jobs=jobs, progress=progress)
+                data = codec.compress(im, model=m, tile=tile, jobs=jobs, progress=progress)
         _write_output(dst, data, force)
         if not quiet:
             h = codec.read_header(data)
             dims = h.width * h.height * h.channels
-            used = m.name if m else codec.default_model_name(h.height, h.width, h.mode)
+            used = m.name if m else default_model_name(h.height, h.width, h.mode)
             click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
                        f"({h.width}x{h.height} {h.mode}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})", err=True)
 
@@ -245,11 +248,16 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
 
     The format follows the output's extension (PNG, WebP lossless, TIFF, BMP, ...).
     """
+    try:
+        given = resolve_model(model) if model else None
+    except USER_ERRORS as exc:
+        _fail(model, exc)
+        sys.exit(2)
 
     def work(src: str, dst: str) -> None:
         _check_free(dst, force)
         with TileProgress(f"{src}: tiles") as progress:
-            pixels = codec.decompress(_read_input(src), model, jobs=jobs or codec.default_jobs(),
+            pixels = codec.decompress(_read_input(src), model=given, jobs=jobs or codec.default_jobs(),
                                       max_pixels=max_pixels or None, progress=progress)
         _write_output(dst, _encode_image(pixels, dst), force)
 
@@ -272,7 +280,7 @@ def info(file, as_json) -> None:
         sys.exit(1)
     model = installed_model_name(h.model_fingerprint)
     fields = {
-        "file": file, "format_version": h.version, "width": h.width, "height": h.height, "mode": h.mode,
+        "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
         "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile, "tiles": h.n_tiles,
         "stored_tiles": stored,
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
@@ -285,67 +293,106 @@ def info(file, as_json) -> None:
             click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
 
 
+def _architecture_options(f):
+    """The flow's shape: used by a new run only (a resumed run keeps its own)."""
+    for option in reversed([
+        click.option("--levels", type=int, default=3, show_default=True, help="Levels of the multi-scale flow."),
+        click.option("--couplings", type=int, default=4, show_default=True,
+                     help="Couplings per level (with --init: more than the model has, in pairs, starting as the identity)."),
+        click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks."),
+        click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
+                     help="2: code each level's factored-out half as two channel groups, the second given the first."),
+        click.option("--top-context/--no-top-context", default=False, show_default=True,
+                     help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
+                          "(a spatial context; images are padded to multiples of 2**(levels+1))."),
+        click.option("--checkerboard/--no-checkerboard", default=False, show_default=True,
+                     help="Code each prior group of every level in two passes over a checkerboard, the second half of "
+                          "the positions given the first (a spatial context inside levels; padding as --top-context)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _schedule_options(f):
+    """Steps, batch and learning-rate schedule."""
+    for option in reversed([
+        click.option("--steps", type=int, default=1000, show_default=True, help="Total steps of the run (a larger value continues it)."),
+        click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size (split across torchrun processes)."),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (Adam)."),
+        click.option("--warmup", type=int, default=200, show_default=True, help="Steps of linear learning-rate warm-up."),
+        click.option("--lr-halflife", type=int, default=20000, show_default=True,
+                     help="The learning rate halves every this many steps after warm-up."),
+        click.option("--cooldown-from", type=int, default=0, show_default=True,
+                     help="From this step on, the learning rate also halves every --cooldown-halflife steps (an annealing "
+                          "phase; 0: none). A resumed run may be given one."),
+        click.option("--cooldown-halflife", type=int, default=1000, show_default=True,
+                     help="Steps over which the cooldown halves the learning rate."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _data_options(f):
+    """What is trained on and evaluated on."""
+    for option in reversed([
+        click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded)."),
+        click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd."),
+        click.option("--holdout-every", type=int, default=0, show_default=True,
+                     help="Hold out every n-th image of DATA (sorted order) from training; evaluate on them unless --eval."),
+        click.option("--eval-crop", type=int, default=0, show_default=True,
+                     help="Evaluate on central crops of this size (needed when evaluation images differ in size)."),
+        click.option("--grey", is_flag=True, help="Train a grey model: every image (training and evaluation) converted to grey "
+                     "and given to the model as the codec gives it grey images (three horizontal neighbours per position)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _run_options(f):
+    """Where it runs, where it starts from, and how often it reports."""
+    for option in reversed([
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--threads", type=int, default=None, help="CPU threads per process."),
+        click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run folder)."),
+        click.option("--eval-every", type=int, default=500, show_default=True),
+        click.option("--checkpoint-every", type=int, default=200, show_default=True),
+        click.option("--log-every", type=int, default=20, show_default=True),
+    ]):
+        f = option(f)
+    return f
+
+
+def _flow_config(options: dict) -> FlowConfig:
+    return FlowConfig(levels=options["levels"], couplings=options["couplings"], hidden=options["hidden"],
+                      prior_hidden=options["hidden"], prior_kernels=[3, 1, 3], prior_groups=int(options["prior_groups"]),
+                      top_context=options["top_context"], checkerboard=options["checkerboard"])
+
+
+def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:
+    names = ("steps", "batch_size", "lr", "warmup", "lr_halflife", "cooldown_from", "cooldown_halflife", "crop",
+             "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every")
+    return TrainConfig(**{name: options[name] for name in names}, flow=flow.to_dict())
+
+
 @main.command()
 @click.argument("data")
 @click.option("-o", "--output", "run_dir", required=True, help="Run folder (created, or resumed if it exists).")
-@click.option("--steps", type=int, default=1000, show_default=True, help="Total steps of the run (a larger value continues it).")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size (split across torchrun processes).")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup", type=int, default=200, show_default=True, help="Steps of linear learning-rate warm-up.")
-@click.option("--lr-halflife", type=int, default=20000, show_default=True, help="The learning rate halves every this many steps after warm-up.")
-@click.option("--cooldown-from", type=int, default=0, show_default=True,
-              help="From this step on, the learning rate also halves every --cooldown-halflife steps (an annealing "
-                   "phase; 0: none). A resumed run may be given one.")
-@click.option("--cooldown-halflife", type=int, default=1000, show_default=True,
-              help="Steps over which the cooldown halves the learning rate.")
-@click.option("--crop", type=int, default=32, show_default=True, help="Random crop size (images smaller are edge-padded).")
-@click.option("--eval", "eval_data", default=None, help="Evaluation images (npz or folder) for periodic test bpd.")
-@click.option("--holdout-every", type=int, default=0, show_default=True,
-              help="Hold out every n-th image of DATA (sorted order) from training; evaluate on them unless --eval.")
-@click.option("--eval-crop", type=int, default=0, show_default=True,
-              help="Evaluate on central crops of this size (needed when evaluation images differ in size).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads per process.")
-@click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run).")
-@click.option("--levels", type=int, default=3, show_default=True)
-@click.option("--couplings", type=int, default=4, show_default=True,
-              help="Couplings per level (with --init: more than the model has, in pairs, starting as the identity).")
-@click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks.")
-@click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
-              help="2: code each level's factored-out half as two channel groups, the second given the first.")
-@click.option("--top-context/--no-top-context", default=False, show_default=True,
-              help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
-                   "(a spatial context; images are padded to multiples of 2**(levels+1)).")
-@click.option("--checkerboard/--no-checkerboard", default=False, show_default=True,
-              help="Code each prior group of every level in two passes over a checkerboard, the second half of the "
-                   "positions given the first (a spatial context inside levels; padding as --top-context).")
-@click.option("--grey", is_flag=True, help="Train a grey model: every image (training and evaluation) converted to grey "
-              "and given to the model as the codec gives it grey images (three horizontal neighbours per position).")
-@click.option("--eval-every", type=int, default=500, show_default=True)
-@click.option("--checkpoint-every", type=int, default=200, show_default=True)
-@click.option("--log-every", type=int, default=20, show_default=True)
-def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, cooldown_from, cooldown_halflife, crop, eval_data, holdout_every, eval_crop, device, threads, init_model, levels, couplings, hidden, prior_groups,
-          top_context, checkerboard, grey, eval_every, checkpoint_every, log_every) -> None:
+@_schedule_options
+@_data_options
+@_architecture_options
+@_run_options
+def train(data: str, run_dir: str, **options) -> None:
     """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
     Checkpoints go to the run folder; running the same command again resumes where it
     stopped (Ctrl-C or SIGTERM save first). Architecture options only apply to a new run.
     Data-parallel: torchrun --standalone --nproc_per_node=2 $(which icnn) train DATA -o RUN
     """
-    from .flow import FlowConfig
-    from .train import TrainConfig, train as run_training
-
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    flow = FlowConfig(levels=levels, couplings=couplings, hidden=hidden, prior_hidden=hidden, prior_kernels=[3, 1, 3],
-                      prior_groups=int(prior_groups), top_context=top_context,
-                      checkerboard=checkerboard)
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=lr_halflife, crop=crop,
-                      cooldown_from=cooldown_from, cooldown_halflife=cooldown_halflife,
-                      holdout_every=holdout_every, grey=grey,
-                      eval_crop=eval_crop, eval_every=eval_every,
-                      checkpoint_every=checkpoint_every, log_every=log_every, flow=flow.to_dict())
+    cfg = _train_config(options, _flow_config(options))
     try:
-        metrics = run_training(data, run_dir, cfg, eval_data=eval_data, device=device, threads=threads, init_model=init_model)
+        metrics = run_training(data, run_dir, cfg, eval_data=options["eval_data"], device=options["device"],
+                               threads=options["threads"], init_model=options["init_model"])
     except KeyboardInterrupt:
         click.echo("icnn: training interrupted; checkpoint saved, run the same command to resume", err=True)
         sys.exit(130)
@@ -364,8 +411,6 @@ def train(data, run_dir, steps, batch_size, lr, warmup, lr_halflife, cooldown_fr
               help="The EMA of the weights, or the raw last weights (better early in a run, while the EMA lags).")
 def export(run_dir, output, name, weights) -> None:
     """Export a training run as a model file (integers only, no pickle)."""
-    from .train import export_run
-
     try:
         path = export_run(Path(run_dir), Path(output), name, weights)
     except (IcnnError, OSError, KeyError) as exc:

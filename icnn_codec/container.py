@@ -2,9 +2,12 @@
 
 An image is cut into square tiles of ``tile`` pixels (the last row and column of tiles are
 smaller), row-major. Each tile is coded on its own, so memory stays bounded, tiles can be coded
-in parallel, and a decoder can seek to one tile. Byte layout (format version 6; versions 2 to 5
-have the same bytes), integers little-endian, varints unsigned LEB128 (canonical: no trailing
-zero bytes)::
+in parallel, and a decoder can seek to one tile. This module is the one place that says what a
+stream's bytes are; what a tile's ANS words hold is :mod:`icnn_codec.payload`'s.
+
+Supported format versions: only the current one (before 1.0 the codec reads just the format it
+writes; see docs/format.md). Version 6, integers little-endian, varints unsigned LEB128
+(canonical: no trailing zero bytes)::
 
     offset  size  field
     0       2     magic b"IC"
@@ -17,22 +20,10 @@ zero bytes)::
                   ANS data but the last, one varint each (the last runs to the end of the stream)
     then, for each tile:
             4     CRC-32 (zlib) of the header bytes above (magic to tile side), the tile's
-                  index (uint32; version 6 on) and the tile's pixels (h x w x C uint8,
-                  row-major): a changed header field fails every tile, and a tile moved,
-                  swapped or repeated fails where it lands
+                  index (uint32) and the tile's pixels (h x w x C uint8, row-major): a changed
+                  header field fails every tile, and a tile moved, swapped or repeated fails
+                  where it lands
             4n    the tile's ANS compressed words (uint32), as constriction's AnsCoder emits them
-
-Version 6 is version 5 with each tile's index in its CRC. Otherwise, what the ANS words of a
-tile hold (see :mod:`icnn_codec.codec`) is what the versions differ in. Version 5: before its
-latent groups, each plane's scale offsets (see :mod:`icnn_codec.entropy`): one flag symbol,
-and when it is set one shift of the scale index per latent group.
-Version 4: a plane's last rows and columns, when they are at most half the model's block beyond
-a multiple of it, are coded as strips by prediction after the flow's part (see
-:mod:`icnn_codec.strips`) instead of being padded. Version 3 (still read): every plane is padded
-to the block; the first symbol popped is the tile's kind (model-coded, or stored as raw bytes
-when the model would cost more), and grey and alpha planes go through the model as three
-horizontally adjacent pixels per position. Version 2 (still read): no kind symbol, and grey and
-alpha planes went through the model as a grey level repeated three times.
 
 A 32x32 image is one tile: a 12-byte header (the tile's CRC included). Nothing is allocated
 for an image before its stream has been checked to hold every tile's data, and the declared
@@ -49,9 +40,7 @@ import numpy as np
 from .errors import DecodeError, OptionError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 6  # the version written
-READABLE_VERSIONS = (2, 3, 4, 5, 6)
-INDEXED_CHECKSUM_VERSION = 6  # from this version on, a tile's CRC covers its index
+FORMAT_VERSION = 6  # the version written, and the only one read (pre-1.0 policy)
 MODES = ("L", "LA", "RGB", "RGBA")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 2**20
@@ -79,7 +68,6 @@ class Header:
     height: int
     model_fingerprint: int
     tile: int  # tile side in pixels
-    version: int = FORMAT_VERSION
 
     @property
     def channels(self) -> int:
@@ -104,7 +92,7 @@ class Header:
     def to_bytes(self) -> bytes:
         return (
             MAGIC
-            + bytes([(self.version << 4) | MODES.index(self.mode)])
+            + bytes([(FORMAT_VERSION << 4) | MODES.index(self.mode)])
             + struct.pack("<H", self.model_fingerprint)
             + _varint(self.width)
             + _varint(self.height)
@@ -123,20 +111,15 @@ def check_tile_side(tile: int) -> None:
         raise OptionError(f"tile side {tile} must be a multiple of {TILE_UNIT} from {TILE_UNIT} to {MAX_TILE}")
 
 
-def pixel_checksum(pixels: np.ndarray, header: Header | None = None, *, tile_index: int | None = None) -> int:
-    """CRC-32 of the pixels, continued from the CRC-32 of the header bytes (and, from format 6 on,
-    the tile's index) when a header is given.
+def pixel_checksum(pixels: np.ndarray, header: Header, tile_index: int) -> int:
+    """CRC-32 of a tile's pixels, continued from the CRC-32 of the header bytes and the tile's index.
 
     Tiles are checked this way so that the header is covered too: no changed header field can
     pass as a valid stream, even one (like the tile size of a one-tile image) that would not
     change the pixels; nor can tiles of the same size trade places (every tile's CRC is right for
     its own pixels, so without its index a swap would pass).
     """
-    start = zlib.crc32(header.to_bytes()) if header is not None else 0
-    if header is not None and header.version >= INDEXED_CHECKSUM_VERSION:
-        if tile_index is None:
-            raise ValueError("a format 6 checksum needs the tile's index")
-        start = zlib.crc32(struct.pack("<I", tile_index), start)
+    start = zlib.crc32(struct.pack("<I", tile_index), zlib.crc32(header.to_bytes()))
     return zlib.crc32(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes(), start) & 0xFFFFFFFF
 
 
@@ -184,9 +167,8 @@ def read_header(data: bytes) -> tuple[Header, int]:
     if len(data) < 3 or bytes(data[:2]) != MAGIC:
         raise DecodeError("not an icnn stream (bad magic)")
     version, mode_code = data[2] >> 4, data[2] & 0x0F
-    if version not in READABLE_VERSIONS:
-        raise DecodeError(f"unsupported format version {version} (this codec reads versions "
-                          f"{', '.join(map(str, READABLE_VERSIONS))})")
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"unsupported format version {version} (this codec reads version {FORMAT_VERSION})")
     if mode_code >= len(MODES):
         raise DecodeError(f"invalid image mode code {mode_code}")
     if len(data) < 5:
@@ -199,7 +181,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     units, pos = _read_varint(data, pos, "tile size", 2)
     if not 1 <= units <= MAX_TILE // TILE_UNIT:
         raise DecodeError(f"invalid tile size {units * TILE_UNIT}")
-    return Header(MODES[mode_code], width, height, fp, units * TILE_UNIT, version), pos
+    return Header(MODES[mode_code], width, height, fp, units * TILE_UNIT), pos
 
 
 def unpack(data: bytes, max_pixels: int | None = MAX_PIXELS) -> tuple[Header, list[TileData]]:

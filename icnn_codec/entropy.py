@@ -85,7 +85,7 @@ def code_length(z: np.ndarray, params: ExactParams, tables: LogisticTables) -> n
     return tables.costs[where].sum(axis=-1) + escaped.sum(axis=-1) * (32 << COST_FRAC)
 
 
-# -- scale offsets (format version 5) -----------------------------------------------------------
+# -- scale offsets -------------------------------------------------------------------------------
 # A plane's latent groups may each have their scales shifted by an offset of 8 log2 s that the
 # encoder picks (the one that codes the group shortest) and sends before them: an image that is
 # smoother or noisier than the model expects gets narrower or wider priors. The offsets go out
@@ -120,33 +120,3 @@ def decode_scale_offsets(coder, count: int) -> list[int]:
     if not int(coder.decode(_offsets_flag, 1)[0]):
         return [0] * count
     return [SCALE_OFFSETS[i] for i in coder.decode(_offset_symbol, count)]
-
-
-# -- tile kinds (format version 3) --------------------------------------------------------------
-# A tile's first symbol (pushed last) says how the rest was coded: through the model, or stored as
-# its bytes when the model would spend more than 8 bits a value (noise, synthetic data), so no
-# tile ever costs much more than its raw size.
-TILE_MODEL, TILE_STORED = 0, 1
-_tile_kind = constriction.stream.model.Uniform(2)
-_byte = constriction.stream.model.Uniform(256)
-
-
-def encode_tile_kind(coder, kind: int) -> None:
-    coder.encode_reverse(np.array([kind], dtype=np.int32), _tile_kind)
-
-
-def decode_tile_kind(coder) -> int:
-    return int(coder.decode(_tile_kind, 1)[0])
-
-
-def stored_tile_words(pixels: np.ndarray) -> np.ndarray:
-    """A whole stored tile's ANS words: its bytes (row-major), each a uniform 8-bit symbol."""
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(np.ascontiguousarray(pixels, dtype=np.uint8).ravel().astype(np.int32), _byte)
-    encode_tile_kind(coder, TILE_STORED)
-    return coder.get_compressed()
-
-
-def decode_stored(coder, count: int) -> np.ndarray:
-    """The bytes of a stored tile (after its kind was popped), flat uint8."""
-    return coder.decode(_byte, count).astype(np.uint8)

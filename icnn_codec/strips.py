@@ -1,14 +1,14 @@
-"""Remainder strips (format 4): the rows and columns of a plane beyond the flow's block, coded by
+"""Remainder strips: the rows and columns of a plane beyond the flow's block, coded by
 prediction from their decoded neighbours instead of being padded.
 
-The flow codes planes whose sides are multiples of its block (16 for models with contexts). A
-plane of another size used to be padded by repeating its edge pixels, and the padded positions
-cost nearly as much as real ones: a 481 x 321 photo in tiles of 256 spent 5-6 % of its bits on
-the 15 padded columns and 15 padded rows of its edge tiles (``benchmarks/strips.py``). Now, when a side's rest is at most half a
-block, the flow codes the side rounded down and the rest is a *strip*: columns right of what the
-flow decoded, then rows below everything above (the bottom strip is coded as columns of the
-transposed plane, so one predictor serves both). A longer rest is still padded: its few padded
-positions cost less than the many strip positions would.
+The flow codes planes whose sides are multiples of its block (16 for models with contexts).
+Padding a plane of another size by repeating its edge pixels would cost nearly as much per padded
+position as per real one: a 481 x 321 photo in tiles of 256 would spend 5-6 % of its bits on the 15
+padded columns and 15 padded rows of its edge tiles (``benchmarks/strips.py``). So when a side's
+rest is at most half a block, the flow codes the side rounded down and the rest is a *strip*:
+columns right of what the flow decoded, then rows below everything above (the bottom strip is
+coded as columns of the transposed plane, so one predictor serves both). A longer rest is padded:
+its few padded positions cost less than the many strip positions would.
 
 A strip is coded one column at a time, each column in two passes, its even rows then its odd
 rows, each pass channel by channel (green, then red and blue), every step vectorised over the
@@ -42,13 +42,6 @@ ONE = 2**MU_FRAC  # predictions are on the prior's 1/16 grid of means
 
 Where = tuple[np.ndarray, int, int]  # (rows, column, channel) of the new columns a step codes
 Steps = Generator[tuple[Where, np.ndarray, np.ndarray], np.ndarray, np.ndarray]
-
-
-def flow_side(n: int, block: int) -> int:
-    """How many of a plane's ``n`` rows (or columns) go through the flow: ``n`` rounded down to the
-    block when the rest is a strip of at most half a block, otherwise all ``n`` (then padded)."""
-    rest = n % block
-    return n - rest if n >= block and 0 < rest <= block // 2 else n
 
 
 def _log2_8(v: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ _cache: dict[str, Model] = {}
 
 
 def load_model(model: "str | Path | Model | None" = None) -> Model:
-    """A model by name (``models/NAME.npz``), by file path, or a training run folder.
+    """A model by name (``models/NAME.npz``) or by file path.
 
     An installed model's name means that model even where a file or folder of that name lies in
     the working directory (``./NAME`` names that instead): what a stream or the default choice
@@ -169,9 +169,7 @@ def load_model(model: "str | Path | Model | None" = None) -> Model:
     if key in installed:
         p = installed[key]
     elif p.is_dir():
-        from .train import model_from_run  # a run folder: its latest checkpoint, as exported
-
-        return model_from_run(p)  # not cached: the run may still be training
+        raise ModelError(f"'{key}' is a folder, not a model file (a training run is exported with 'icnn export')")
     if not p.is_file():
         known = ", ".join(sorted(available_models())) or "none installed"
         raise ModelError(f"unknown model '{key}' (available: {known})")
@@ -198,14 +196,8 @@ def default_model_name(height: int, width: int, mode: str = "RGB") -> str:
 
 
 def installed_model_name(fp: int) -> str | None:
-    """The name of the installed model whose fingerprint a stream names, if any.
-
-    A model replaced under its name stays installed as ``NAME-ffff`` (its fingerprint in hex) so
-    that its streams still decode; names with the wanted suffix are tried first, so such a stream
-    does not load every other model on the way.
-    """
-    suffix = f"-{fp:04x}"
-    for name in sorted(available_models(), key=lambda n: not n.endswith(suffix)):
+    """The name of the installed model whose fingerprint a stream names, if any."""
+    for name in sorted(available_models()):
         try:
             if load_model(name).fingerprint == fp:
                 return name
@@ -223,15 +215,6 @@ def find_model_by_fingerprint(fp: int) -> Model | None:
         if m.fingerprint == fp:
             return m
     return None
-
-
-def load_tables_file(path: str | Path) -> LogisticTables:
-    with np.load(path, allow_pickle=False) as z:
-        return LogisticTables(z["counts"], z["offsets"])
-
-
-def save_tables_file(tables: LogisticTables, path: str | Path) -> None:
-    np.savez_compressed(path, counts=tables.counts, offsets=tables.offsets)
 
 
 def flow_to_model(flow: IntegerFlow, tables: LogisticTables, name: str, path: str | None = None) -> Model:

@@ -71,7 +71,7 @@ def test_bad_inputs_fail_in_one_line_and_leave_no_output(image_dir, tmp_path):
     r = icnn("compress", "notes.txt", "good.png", "missing.png", "-o", "out", cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stderr.decode().strip().splitlines()
-    errors = [l for l in lines if l.startswith("icnn: ")]
+    errors = [line for line in lines if line.startswith("icnn: ")]
     assert len(errors) == 2 and "notes.txt" in errors[0] and "missing.png" in errors[1]
     assert "Traceback" not in r.stderr.decode()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png.icnn"]  # the good one completed

@@ -70,21 +70,6 @@ def test_a_grey_image_costs_far_less_than_the_same_grey_repeated_as_rgb(photo):
     assert grey_bytes < 0.75 * grey.size  # under 6 bits a pixel
 
 
-@pytest.mark.parametrize("name", ["gray", "gray_la", "rgba", "33x65"])
-def test_streams_of_format_version_2_still_decode(name):
-    """Version 2 coded grey and alpha as the level repeated three times, and had no tile kind."""
-    from icnn_codec.codec import encode_blocks
-
-    image = ODD_IMAGES[name]
-    pixels = image if image.ndim == 3 else image[:, :, None]
-    model = ic.load_model("cifar10")
-    header = container.Header({1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]],
-                              pixels.shape[1], pixels.shape[0], model.fingerprint, 256, version=2)
-    stream = container.pack(header, encode_blocks(model, [(pixels, header, 0)]))
-    assert stream[2] >> 4 == 2 and stream != ic.compress(image, model)
-    assert np.array_equal(ic.decompress(stream), image)
-
-
 def test_grey_images_get_tiles_of_384_and_colour_images_of_256(photo):
     grey = np.ascontiguousarray(photo[:400, :400, 0])
     assert ic.read_header(ic.compress(grey)).tile == 384

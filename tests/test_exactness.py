@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import icnn_codec as ic
 from icnn_codec import container
-from icnn_codec.codec import exact_input
+from icnn_codec.planes import exact_input
 from icnn_codec.quant import HIDDEN_MAX, exact_conv2d
 
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec.codec import exact_input
-from icnn_codec.flow import FlowConfig, IntegerFlow, checkerboard_half, checkerboard_merge, grow_from
+from icnn_codec.contexts import checkerboard_half, checkerboard_merge
+from icnn_codec.flow import FlowConfig, IntegerFlow
 from icnn_codec.layers import AdditiveCoupling
+from icnn_codec.planes import exact_input
 from icnn_codec.quant import QConv2d
+from icnn_codec.training.surgery import grow_from
 from icnn_codec.zoo import flow_to_model
 
 CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True},
@@ -60,7 +62,7 @@ def test_a_flow_grown_with_a_context_starts_with_the_same_code(plain, grown, cif
         assert torch.allclose(grown.nll_bits(x), plain.flow.nll_bits(x), rtol=1e-6)  # float32 sums
     contextual = flow_to_model(grown, plain.tables, "context")
     # The same probabilities for every latent; split into more groups, the ANS words may round differently.
-    for grown_stream, plain_stream in zip(ic.compress_many(images, contextual), ic.compress_many(images, plain)):
+    for grown_stream, plain_stream in zip(ic.compress_many(images, model=contextual), ic.compress_many(images, model=plain)):
         assert abs(len(grown_stream) - len(plain_stream)) <= 4
 
 
@@ -77,7 +79,7 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
         x = exact_input(images[:1]).float()
         assert not torch.allclose(flow.nll_bits(x), plain.flow.nll_bits(x), rtol=1e-4)  # the context changed the code
     streams = [ic.compress(im, contextual, tile=32) for im in images]
-    assert all(np.array_equal(ic.decompress(s, contextual), im) for s, im in zip(streams, images))
+    assert all(np.array_equal(ic.decompress(s, model=contextual), im) for s, im in zip(streams, images))
 
 
 def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain):

@@ -1,14 +1,12 @@
-"""Streams written by earlier versions decode bit for bit, and the same image, model and tile
-size still give the very same bytes: neither the stream format, nor the integer networks, nor
-the coder (constriction's quantisation included) may drift.
+"""Golden streams decode bit for bit, and the same image, model and tile size still give the
+very same bytes: neither the stream format, nor the integer networks, nor the coder
+(constriction's quantisation included) may drift unnoticed.
 
-Each golden stream in tests/data/golden is named SOURCE.FINGERPRINT[.vN].icnn: SOURCE says which
-image it holds (see SOURCES), FINGERPRINT which model wrote it, N the format version (no suffix:
-version 2). A shipped model that is replaced stays installed as ``models/NAME-FINGERPRINT.npz``
-so that these streams (and users' files) keep decoding; streams of an older format version
-must decode, and those of the current one must also be written again byte for byte. Goldens
-are only ever added, never rewritten: ``python tests/test_golden_streams.py`` writes the ones
-missing for the default models installed now.
+Each golden stream in tests/data/golden is named SOURCE.FINGERPRINT.vN.icnn: SOURCE says which
+image it holds (see SOURCES), FINGERPRINT which model wrote it, N the format version. Before 1.0
+the codec reads only the current format and the models it ships, so the goldens are those of the
+shipped models in the current format; a new format or model generation replaces them
+(``python tests/test_golden_streams.py`` writes the ones missing for the default models).
 """
 from __future__ import annotations
 
@@ -56,15 +54,14 @@ SOURCES = {
     "sample": (lambda: rgb("sample.png"), 256),  # 32x32 RGB, one tile, the thumbnail model
     "chelsea-80x96": (lambda: rgb("chelsea-80x96.png"), 256),  # a photo crop, the photo model
     "chelsea-80x96-rgba-tile32": (rgba_tiles, 32),  # the tile index and the alpha plane
-    "chelsea-80x96-grey": (grey, 256),  # a grey image (format 3: three neighbours per position; the
-    # version 2 golden, grey repeated three times, was written by the code of commit d850d65)
-    "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a stored tile among coded ones (format 3)
-    "chelsea-70x84": (lambda: rgb("chelsea-80x96.png")[:70, :84], 256),  # strips right and below (format 4)
+    "chelsea-80x96-grey": (grey, 256),  # a grey image: three neighbours per position
+    "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a stored tile among coded ones
+    "chelsea-70x84": (lambda: rgb("chelsea-80x96.png")[:70, :84], 256),  # strips right and below
 }
 
 
-def golden_name(source: str, fingerprint: int, version: int) -> str:
-    return f"{source}.{fingerprint:04x}" + (f".v{version}" if version != 2 else "") + ".icnn"
+def golden_name(source: str, fingerprint: int, version: int = FORMAT_VERSION) -> str:
+    return f"{source}.{fingerprint:04x}.v{version}.icnn"
 
 
 def golden_streams() -> list[Path]:
@@ -85,16 +82,15 @@ def test_a_golden_stream_decodes_exactly_and_in_the_current_format_is_written_ag
     image, tile = SOURCES[source]
     stream, pixels = path.read_bytes(), image()
     model = find_model_by_fingerprint(int(fp, 16))
-    assert model is not None, f"model {fp} is no longer installed: its streams cannot be decoded"
+    assert model is not None, f"model {fp} is no longer installed: remove its goldens with it"
     header = ic.read_header(stream)
-    assert header.tile == tile and path.name == golden_name(source, header.model_fingerprint, header.version)
+    assert header.tile == tile and path.name == golden_name(source, header.model_fingerprint)
     assert np.array_equal(ic.decompress(stream), pixels)
-    if header.version == FORMAT_VERSION:
-        assert ic.compress(pixels, model, tile=tile) == stream
+    assert ic.compress(pixels, model=model, tile=tile) == stream
 
 
 def test_the_noise_tile_of_its_golden_stream_is_stored_and_the_photo_tiles_are_not():
-    stream = (GOLDEN / golden_name("noise-quadrant-64x64-tile32", ic.load_model("cifar10").fingerprint, FORMAT_VERSION)).read_bytes()
+    stream = (GOLDEN / golden_name("noise-quadrant-64x64-tile32", ic.load_model("cifar10").fingerprint)).read_bytes()
     assert ic.tile_kinds(stream) == ["model", "model", "model", "stored"]
 
 
@@ -103,7 +99,7 @@ if __name__ == "__main__":
     for source, (image, tile) in SOURCES.items():
         stream = ic.compress(image(), tile=tile)  # the default model for its size
         header = ic.read_header(stream)
-        path = GOLDEN / golden_name(source, header.model_fingerprint, header.version)
+        path = GOLDEN / golden_name(source, header.model_fingerprint)
         if not path.exists():
             path.write_bytes(stream)
             print(f"wrote {path}")

@@ -44,15 +44,15 @@ def test_worker_threads_write_the_same_bytes_and_decode_exactly(crop):
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_progress_counts_every_tile_once_up_to_all_of_them(crop, jobs):
     calls: list[tuple[int, int]] = []
-    data = ic.compress(crop, tile=32, jobs=jobs, progress=lambda done, total: calls.append((done, total)))
+    data = ic.compress(crop, tile=32, jobs=jobs, progress=lambda done, total, what: calls.append((done, total)))
     done = [d for d, _ in calls]
     assert done == sorted(set(done)) and calls[-1] == (12, 12) and {t for _, t in calls} == {12}
     calls.clear()
-    ic.decompress(data, jobs=jobs, progress=lambda done, total: calls.append((done, total)))
+    ic.decompress(data, jobs=jobs, progress=lambda done, total, what: calls.append((done, total)))
     assert calls[-1] == (12, 12)
     # several images and models in one call: one count through all their tiles
     calls.clear()
-    ic.compress_many([crop, crop[:20, :20]], tile=32, progress=lambda done, total: calls.append((done, total)))
+    ic.compress_many([crop, crop[:20, :20]], tile=32, progress=lambda done, total, what: calls.append((done, total)))
     assert calls[-1] == (13, 13)
 
 

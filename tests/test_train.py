@@ -23,9 +23,9 @@ from PIL import Image
 
 import icnn_codec as ic
 from icnn_codec.flow import FlowConfig
-from icnn_codec.data import ImageSet
-from icnn_codec.train import (TrainConfig, _load_run, evaluate_bpd, export_run, init_run, learning_rate, load_checkpoint,
-                              train)
+from icnn_codec.training.data import ImageSet
+from icnn_codec.training.loop import evaluate_bpd, learning_rate, train
+from icnn_codec.training.runs import TrainConfig, export_run, init_run, load_checkpoint, load_run, resolve_model
 
 TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
 TINY_CLI_OPTIONS = ["--levels", "2", "--couplings", "1", "--hidden", "8", "--crop", "8", "--batch-size", "4",
@@ -206,12 +206,12 @@ def test_a_held_out_split_is_every_nth_image_and_never_trained_on(tmp_path: Path
     seen = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[0]
     assert not any((seen.batch(0, step, 4, 8) == 255).all(axis=(1, 2, 3)).any() for step in range(40))
     metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8))
-    ema_flow = _load_run(tmp_path / "run", "ema")[0]
+    ema_flow = load_run(tmp_path / "run", "ema")[0]
     assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema_flow, held.center_crops(8)))
 
 
 def test_grey_training_data_is_what_the_codec_gives_the_model_and_mirrors_as_grey_images_do(tmp_path: Path) -> None:
-    from icnn_codec.codec import grey_plane, planes_of
+    from icnn_codec.planes import grey_plane, planes_of
 
     rgb = structured_images(3, 16, 48, 5)
     np.savez(tmp_path / "d.npz", images=rgb)
@@ -235,7 +235,7 @@ def test_a_grey_run_trains_and_evaluates_on_grey_planes(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", images=structured_images(10, 16, 48, 6))
     metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8, grey=True))
     held = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[1].as_grey_planes()
-    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(_load_run(tmp_path / "run", "ema")[0], held.center_crops(8)))
+    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(load_run(tmp_path / "run", "ema")[0], held.center_crops(8)))
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -252,14 +252,14 @@ def test_an_export_is_integer_arrays_only_readable_without_pickle(exported: Path
 
 @pytest.mark.parametrize("as_model", ["export", "run_folder"])
 def test_an_image_round_trips_exactly_through_a_trained_model(exported: Path, run_6: Path, as_model: str) -> None:
-    model = str(exported if as_model == "export" else run_6)
+    model = resolve_model(str(exported if as_model == "export" else run_6))
     image = structured_images(1, 13, 10, seed=5)[0]  # not a multiple of the flow's block
     data = ic.compress(image, model=model)
     assert np.array_equal(ic.decompress(data, model=model), image)
 
 
 def test_a_run_folder_is_the_same_model_as_its_export(exported: Path, run_6: Path) -> None:
-    assert ic.load_model(str(run_6)).fingerprint == ic.load_model(str(exported)).fingerprint
+    assert resolve_model(str(run_6)).fingerprint == ic.load_model(str(exported)).fingerprint
 
 
 def test_a_damaged_run_folder_is_a_model_error(run_6: Path, tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ def test_a_damaged_run_folder_is_a_model_error(run_6: Path, tmp_path: Path) -> N
     shutil.copytree(run_6, broken)
     (broken / "config.json").write_text("{ not json")
     with pytest.raises(ic.ModelError, match="cannot load training run"):
-        ic.load_model(str(broken))
+        resolve_model(str(broken))
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -284,17 +284,17 @@ def test_cli_train_then_export_gives_a_model_under_25_mb_at_the_default_architec
     assert exported.returncode == 0, exported.stderr
     size = (tmp_path / "model.npz").stat().st_size
     assert size < MAX_MODEL_BYTES
-    assert ic.load_model(str(tmp_path / "model.npz")).fingerprint == ic.load_model(str(tmp_path / "run")).fingerprint
+    assert ic.load_model(str(tmp_path / "model.npz")).fingerprint == resolve_model(str(tmp_path / "run")).fingerprint
 
 
 def test_a_run_started_from_a_model_grows_the_contexts_its_config_asks_for(dataset: Path, exported: Path, tmp_path: Path) -> None:
     source = ic.load_model(str(exported))
     cfg = tiny_config(0, flow={**TINY_FLOW.to_dict(), "prior_groups": 2, "top_context": True})
     train(str(dataset), tmp_path / "grown", cfg, init_model=str(exported))
-    grown = ic.load_model(str(tmp_path / "grown"))
+    grown = resolve_model(str(tmp_path / "grown"))
     assert grown.flow.cfg.prior_groups == 2 and grown.flow.top_context is not None
     images = structured_images(4, 8, 8, seed=3)
-    assert [len(s) for s in ic.compress_many(images, grown)] == [len(s) for s in ic.compress_many(images, source)]
+    assert [len(s) for s in ic.compress_many(images, model=grown)] == [len(s) for s in ic.compress_many(images, model=source)]
 
 
 @pytest.mark.parametrize("context", ["top_context", "checkerboard"])
@@ -302,10 +302,10 @@ def test_cli_train_spatial_context_makes_a_model_that_codes_exactly(context: str
     trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--" + context.replace("_", "-"),
                    cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    model = ic.load_model(str(tmp_path / "run"))
+    model = resolve_model(str(tmp_path / "run"))
     assert getattr(model.flow.cfg, context) and model.block == 8  # 2 levels, and one more halving for the context
     image = structured_images(1, 20, 36)[0]
-    assert np.array_equal(ic.decompress(ic.compress(image, model), model), image)
+    assert np.array_equal(ic.decompress(ic.compress(image, model=model), model=model), image)
 
 
 def test_cli_train_runs_data_parallel_under_torchrun(dataset: Path, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..planes import grey_plane
+
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 
 
@@ -38,8 +40,6 @@ class ImageSet:
 
     def as_grey_planes(self) -> "ImageSet":
         """The same images in grey (Pillow's L), as the planes the codec gives the model."""
-        from .codec import grey_plane
-
         grey = [grey_plane(np.asarray(Image.fromarray(np.asarray(a)).convert("L")) if a.shape[2] != 1 else a[:, :, 0])
                 for a in self.images]
         return ImageSet(grey, self.names, grey_planes=True)
@@ -104,9 +104,8 @@ class ImageSet:
     def subset(self, n: int | None) -> "ImageSet":
         return ImageSet(self.images[:n] if n else self.images, self.names[:n] if n else self.names, self.grey_planes)
 
-    @lru_cache(maxsize=4)
     def _order(self, seed: int, epoch: int) -> np.ndarray:
-        return np.random.default_rng([seed, epoch]).permutation(len(self.images))
+        return _epoch_order(seed, epoch, len(self.images))
 
     def batch(self, seed: int, step: int, batch_size: int, crop: int) -> np.ndarray:
         """Batch number ``step``: images in a per-epoch shuffled order, random crops and flips."""
@@ -124,3 +123,9 @@ class ImageSet:
             mirror = patch[:, ::-1, ::-1] if self.grey_planes else patch[:, ::-1]
             out[i] = mirror if rng.integers(2) else patch
         return out
+
+
+@lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffled order of n images in one epoch (a batch's images span at most two epochs)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)

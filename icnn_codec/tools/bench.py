@@ -26,7 +26,6 @@ import io
 import json
 import os
 import platform
-import resource
 import sys
 import time
 import zipfile
@@ -37,14 +36,21 @@ from typing import Callable, Iterable, Sequence
 import click
 import numpy as np
 
-from .data import ImageSet
-from .zoo import DEFAULT_MODEL
+import torch
+
+from .. import codec as icodec
+from ..errors import ModelError
+from ..planes import flow_shape, pad_plane, planes_of, training_input
+from ..progress import Progress
+from ..strips import strip_bits
+from ..training.data import ImageSet
+from ..training.runs import resolve_model
+from ..zoo import Model, default_model_name
 
 ICNN_BATCH = 64  # images per compress_many / decompress_many call (the codec's own default)
 ICNN_NOTE = f"batched, {ICNN_BATCH} images per compress_many / decompress_many call"
 BENCH_EXTRA_HINT = "install the 'bench' extra (imagecodecs, matplotlib)"
 
-Progress = Callable[[int, int, str], None]  # (steps just done, steps in all, what runs now)
 Step = Callable[[int, str], None]  # (steps just done, what runs now); a step is one image coded
 
 
@@ -88,25 +94,28 @@ def _no_argument(name: str, arg: str | None) -> None:
 
 
 def _icnn(arg: str | None) -> Codec:
-    """icnn with a model by name or path (``icnn:NAME``); without one, the default model."""
-    from . import codec as icodec
-    from .errors import ModelError
-    from .zoo import load_model
-
+    """icnn with a model by name, file or training run folder (``icnn:NAME``); without one, what
+    ``icnn compress`` does: the default model for each image's size and mode."""
     try:
-        model = load_model(arg or DEFAULT_MODEL)
+        model = resolve_model(arg) if arg else None
     except ModelError as exc:
         raise CodecUnavailable(str(exc)) from None
     return Codec(
-        name=f"icnn:{arg or DEFAULT_MODEL}",
-        encode=lambda a: icodec.compress(a, model),
+        name=f"icnn:{arg}" if arg else "icnn",
+        encode=lambda a: icodec.compress(a, model=model),
         decode=lambda d: icodec.decompress(d, model=model),
         batch=ICNN_BATCH,
-        encode_many=lambda ims: icodec.compress_many(ims, model, batch_size=ICNN_BATCH),
-        decode_many=lambda ds: icodec.decompress_many(ds, batch_size=ICNN_BATCH, model=model),
-        nll_bits=lambda ims: model_nll_bits(model, ims),
+        encode_many=lambda ims: icodec.compress_many(ims, model=model, batch_size=ICNN_BATCH),
+        decode_many=lambda ds: icodec.decompress_many(ds, model=model, batch_size=ICNN_BATCH),
+        nll_bits=lambda ims: sum(model_nll_bits(model or _default_model(a), [a]) for a in ims) if model is None
+        else model_nll_bits(model, ims),
         note=ICNN_NOTE,
     )
+
+
+def _default_model(image: np.ndarray) -> Model:
+    """The model ``icnn compress`` picks for this image."""
+    return resolve_model(default_model_name(image.shape[0], image.shape[1], "L" if image.ndim == 2 else "RGB"))
 
 
 def _png(arg: str | None) -> Codec:
@@ -174,22 +183,23 @@ def register_codec(name: str, factory: CodecFactory) -> None:
 
 
 def make_codec(spec: str, model: str | None = None) -> Codec:
-    """``name`` or ``name:ARG`` -> a ready codec; a bare ``icnn`` takes ``model`` (or the default).
+    """``name`` or ``name:ARG`` -> a ready codec; a bare ``icnn`` takes ``model`` when given, and
+    otherwise chooses for each image what ``icnn compress`` would.
 
-    The codec is reported under the name it was asked for, with a bare ``icnn`` spelled out as
-    ``icnn:MODEL`` so results always say which model made them."""
+    The codec is reported under the name it was asked for (``icnn:MODEL`` for a bare ``icnn``
+    given a model), so results always say which model made them."""
     base, sep, arg = spec.strip().partition(":")
     if base not in REGISTRY:
         raise CodecUnavailable(f"unknown codec '{spec}' (known: {', '.join(REGISTRY)})")
-    if base == "icnn":
-        arg, sep = arg or model or DEFAULT_MODEL, ":"
+    if base == "icnn" and not sep and model:
+        arg, sep = model, ":"
     codec = REGISTRY[base](arg if sep else None)
     codec.name = f"{base}:{arg}" if sep else base
     return codec
 
 
 # -- measurements ---------------------------------------------------------------------------------
-def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
+def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
     """The model's own -log2 p (float training path) summed over images, untiled, of the planes the
     codec gives the model (a grey image's plane packs three neighbours per position): the flow's
     part of each plane, padding included, plus the exact code length of its strips.
@@ -198,11 +208,6 @@ def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
     coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is the
     coder's, the header's and the tiling's cost less what the offsets save.
     """
-    import torch
-
-    from .codec import exact_input, flow_shape, pad_plane, planes_of
-    from .strips import strip_bits
-
     by_shape: dict[tuple, list[np.ndarray]] = {}
     total = 0.0
     for a in images:
@@ -214,7 +219,7 @@ def model_nll_bits(model, images: Sequence[np.ndarray]) -> float:
     with torch.no_grad():
         for planes in by_shape.values():
             for start in range(0, len(planes), ICNN_BATCH):
-                x = exact_input(planes[start : start + ICNN_BATCH]).float()
+                x = training_input(np.stack(planes[start : start + ICNN_BATCH]))
                 total += float(model.flow.nll_bits(x).double().sum())
     return total
 
@@ -253,6 +258,8 @@ class PeakMemory:
 
     @staticmethod
     def _maxrss_bytes() -> int:
+        import resource  # POSIX only: imported where it is used, so the CLI starts on Windows
+
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, kB on Linux
 
@@ -322,7 +329,8 @@ def bench_codec(codec: Codec, images: list[np.ndarray], progress: Step | None = 
             result.update(bytes=sum(map(len, datas)), bpd=8 * sum(map(len, datas)) / dims, encode_s=t_enc, encode_MBps=dims / 1e6 / max(t_enc, 1e-9),
                           image_bytes=[len(d) for d in datas])
             pairs = list(zip(datas, images))
-            for chunk, out, seconds in _in_batches(lambda ps: codec.decode_batch([d for d, _ in ps]), pairs, codec.batch, progress, f"{label}{codec.name} decode"):
+            decode_pairs = lambda ps: codec.decode_batch([d for d, _ in ps])  # noqa: E731
+            for chunk, out, seconds in _in_batches(decode_pairs, pairs, codec.batch, progress, f"{label}{codec.name} decode"):
                 mismatched += sum(not _same_pixels(d, a) for d, (_, a) in zip(out, chunk))  # outside the timing
                 t_dec += seconds
         result.update(decode_s=t_dec, decode_MBps=dims / 1e6 / max(t_dec, 1e-9), mismatched_images=mismatched, lossless=mismatched == 0)
@@ -370,8 +378,6 @@ def load_dataset(path: str | Path, limit: int | None = None) -> tuple[str, list[
 # -- the whole bench ------------------------------------------------------------------------------
 def machine_info() -> dict:
     """What the speeds were measured on (they mean little without it)."""
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -440,7 +446,14 @@ def run_bench(
         },
     }
     steps = 2 * len(ready) * sum(len(images) for _, images, _ in loaded)
-    step: Step | None = (lambda n, what: progress(n, steps, what)) if progress else None
+    done = 0
+
+    def step(n: int, what: str) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, steps, what)
+
     for name, images, image_names in loaded:
         results = [bench_codec(c, images, step, f"{name}: ") for c in ready]
         report["datasets"].append({"name": name, "images": len(images), "dims": int(sum(a.size for a in images)),
@@ -529,11 +542,12 @@ def _parse_codecs(text: str | None) -> list[str] | None:
 @click.command("bench")
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--codecs", "codecs", metavar="LIST", help=f"comma-separated, e.g. icnn,png,jpegxl or icnn:NAME_OR_PATH [default: {','.join(DEFAULT_CODECS)}]")
-@click.option("--model", "model", metavar="M", help=f"model for a bare 'icnn' (name or path) [default: {DEFAULT_MODEL}]")
+@click.option("--model", "model", metavar="M", help="model for a bare 'icnn' (name, file or run folder) [default: what 'icnn compress' picks for each image]")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="only the first N images of each DATA")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="write the results as JSON")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE", help="write the table as Markdown")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png", help="plot bpd against decode speed (needs matplotlib)")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="plot bpd against decode speed (needs matplotlib)")
 def bench_command(data: tuple[Path, ...], codecs: str | None, model: str | None, limit: int | None,
                   json_path: Path | None, md_path: Path | None, plot_path: Path | None) -> None:
     """Compare icnn with the classic lossless codecs on DATA (image folders or .npz files).
@@ -546,7 +560,7 @@ def bench_command(data: tuple[Path, ...], codecs: str | None, model: str | None,
 
         def progress(done: int, steps: int, what: str) -> None:
             bar.length, bar.label = steps, what
-            bar.update(done)
+            bar.update(done - bar.pos)
 
         try:
             report = run_bench(data, _parse_codecs(codecs), model, limit, progress)

@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .codec import decompress
-from .errors import DecodeError
+from ..codec import decompress
+from ..errors import DecodeError
 
 HEADER_BYTES = 12  # the fixed part of a small stream's header plus its first tile checksum
 

@@ -1,0 +1,210 @@
+"""Conditional priors and the contexts that feed them: which decoded latents each prior sees.
+
+A prior gives every latent of a group a discretised logistic whose mean and scale a network
+computes from what the decoder already has. The structures here decide what that is:
+
+* :class:`ConditionalPrior` -- p(z | h): a level's factored-out latents given the half that stays
+  (and, with two channel groups, the second group given the first as well);
+* :class:`CheckerboardTwin` -- a group's "white" positions given its "black" ones (one more pass);
+* :class:`TopPrior` and :class:`SublatticeContext` -- the latents left after the last level: a
+  learned per-channel prior, or their 2x2 sub-lattices coded in turn, each given those before.
+
+Groups are listed in *encoding* order (the group decoded last comes first), since the ANS coder
+is a stack: see :mod:`icnn_codec.payload`.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from . import priors
+from .layers import Squeeze
+from .quant import HIDDEN_FRAC, QConv2d, QNet, is_exact, round_ste
+
+INITIAL_LOG2_SCALE = 2.0  # priors start wide (s = 4) so early training is stable
+
+DecodeLatents = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (mu16, ls8) -> the group's latents
+
+
+class LatentGroup(NamedTuple):
+    """Latents and their prior parameters: on the training path mu and log2 s (on their grids);
+    on the exact path the grid integers mu16 = 16 mu and ls8 = 8 log2 s."""
+
+    z: torch.Tensor
+    mu: torch.Tensor
+    log_scale: torch.Tensor
+
+
+def prior_head(c_in: int, c_z: int) -> QConv2d:
+    mu_lo, mu_hi = priors.mu_bounds_q()
+    ls_lo, ls_hi = priors.ls_bounds_q()
+    head = QConv2d(
+        c_in, 2 * c_z, 3, HIDDEN_FRAC,
+        out_frac=[priors.MU_FRAC] * c_z + [priors.LS_FRAC] * c_z,
+        out_lo=[mu_lo] * c_z + [ls_lo] * c_z,
+        out_hi=[mu_hi] * c_z + [ls_hi] * c_z,
+        zero_init=True,
+    )
+    with torch.no_grad():
+        head.conv.bias[c_z:] = INITIAL_LOG2_SCALE
+    return head
+
+
+class ConditionalPrior(nn.Module):
+    """p(z | h): a discretised logistic per latent with mean and scale from a network of h."""
+
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.c_z = c_z
+        self.net = QNet(c_cond, hidden, kernels, prior_head(hidden, c_z))
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(h)
+        return out[:, : self.c_z], out[:, self.c_z :]
+
+
+def _colour_index(like: torch.Tensor, colour: int) -> torch.Tensor:
+    """For (B, C, H, W/2, 2) pairs of columns: the index within each pair of ``colour``'s position
+    (row r: (r + colour) mod 2)."""
+    b, c, height, half, _ = like.shape
+    rows = torch.arange(height, device=like.device)
+    return ((rows + colour) % 2).view(1, 1, height, 1, 1).expand(b, c, height, half, 1)
+
+
+def checkerboard_half(t: torch.Tensor, colour: int) -> torch.Tensor:
+    """The positions of (B, C, H, W) whose row + column is even (colour 0, "black") or odd
+    (colour 1, "white"), as a (B, C, H, W/2) tensor in raster order."""
+    b, c, height, width = t.shape
+    pairs = t.reshape(b, c, height, width // 2, 2)
+    return torch.gather(pairs, 4, _colour_index(pairs, colour)).squeeze(4)
+
+
+def checkerboard_merge(black: torch.Tensor, white: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``checkerboard_half``: the black and white halves back into one tensor."""
+    b, c, height, half = black.shape
+    pairs = black.new_zeros(b, c, height, half, 2)
+    for colour, part in enumerate((black, white)):
+        pairs.scatter_(4, _colour_index(pairs, colour), part.unsqueeze(4))
+    return pairs.view(b, c, height, 2 * half)
+
+
+class CheckerboardTwin(nn.Module):
+    """The prior of a group's white positions, given what its black positions' prior sees plus the
+    black latents (white ones zeroed): each white latent has decoded neighbours on four sides
+    (fewer at a tile's border). Every white position sees the same pattern (known 4-neighbours,
+    zeros on itself and its diagonals), so one convolution, read at the white positions, serves."""
+
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.prior = ConditionalPrior(c_cond + c_z, c_z, hidden, kernels)
+
+    def forward(self, cond: torch.Tensor, black: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters at every position (read them at the white ones) given the black half."""
+        return self.prior(torch.cat([cond, checkerboard_merge(black, torch.zeros_like(black))], dim=1))
+
+
+def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
+    """One prior group's latents in encoding order: without a twin p(z | cond); with one, the
+    white half given the black half, then the black half (decoded first)."""
+    mu, ls = prior(cond)
+    if twin is None:
+        return [LatentGroup(z, mu, ls)]
+    black = LatentGroup(*(checkerboard_half(t, 0) for t in (z, mu, ls)))
+    mu_w, ls_w = twin(cond, black.z)
+    white = LatentGroup(*(checkerboard_half(t, 1) for t in (z, mu_w, ls_w)))
+    return [white, black]
+
+
+def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
+    """The inverse of ``code_group``: the group's latents from ``decode_latents``."""
+    mu, ls = prior(cond)
+    if twin is None:
+        return decode_latents(mu, ls)
+    black = decode_latents(checkerboard_half(mu, 0), checkerboard_half(ls, 0))
+    mu_w, ls_w = twin(cond, black)
+    white = decode_latents(checkerboard_half(mu_w, 1), checkerboard_half(ls_w, 1))
+    return checkerboard_merge(black, white)
+
+
+class TopPrior(nn.Module):
+    """A learned per-channel discretised logistic for the latents left after the last level."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.full((channels,), 4.0))
+        self.register_buffer("mu16", None, persistent=False)
+        self.register_buffer("ls8", None, persistent=False)
+
+    def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_lo, mu_hi = priors.mu_bounds_q()
+        ls_lo, ls_hi = priors.ls_bounds_q()
+        mu16 = torch.clamp(torch.floor(self.mu.detach().double() * 2**priors.MU_FRAC + 0.5), mu_lo, mu_hi)
+        ls8 = torch.clamp(torch.floor(self.log_scale.detach().double() * 2**priors.LS_FRAC + 0.5), ls_lo, ls_hi)
+        return mu16, ls8
+
+    def freeze(self) -> None:
+        self.mu16, self.ls8 = self.integer_parameters()
+
+    def load_integer_parameters(self, mu16, ls8) -> None:
+        self.mu16 = torch.as_tensor(mu16, dtype=torch.float64)
+        self.ls8 = torch.as_tensor(ls8, dtype=torch.float64)
+        with torch.no_grad():
+            self.mu.copy_(self.mu16 / 2**priors.MU_FRAC)
+            self.log_scale.copy_(self.ls8 / 2**priors.LS_FRAC)
+
+    def forward(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        if is_exact(like):
+            mu, ls = self.mu16.view(shape), self.ls8.view(shape)
+        else:
+            mu_lo, mu_hi = priors.mu_bounds_q()
+            mu = torch.clamp(round_ste(self.mu * 2**priors.MU_FRAC), mu_lo, mu_hi) / 2**priors.MU_FRAC
+            ls = round_ste(self.log_scale * 2**priors.LS_FRAC) / 2**priors.LS_FRAC
+            ls = torch.clamp(ls, priors.LOG2_S_MIN, priors.LOG2_S_MAX)
+            mu, ls = mu.view(shape), ls.view(shape)
+        return mu.expand_as(like), ls.expand_as(like)
+
+
+SUBLATTICES = 4  # positions in a 2x2 block, in raster order
+
+
+class SublatticeContext(nn.Module):
+    """A spatial context for the top latents: the four sub-lattices of their 2x2 blocks are coded
+    in turn, the first under the per-channel top prior, each next one under a conditional prior of
+    the sub-lattices before it, so most top latents see decoded neighbours on every side.
+
+    The top latents are a coarse image (1/8 of the resolution for 3 levels) whose neighbours
+    predict each other well; the per-channel prior alone cannot use that.
+    """
+
+    def __init__(self, channels: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(ConditionalPrior(k * channels, channels, hidden, kernels) for k in range(1, SUBLATTICES))
+
+    @staticmethod
+    def split(h: torch.Tensor) -> list[torch.Tensor]:
+        b, c, height, width = h.shape
+        parts = Squeeze()(h).view(b, c, SUBLATTICES, height // 2, width // 2)
+        return [parts[:, :, k] for k in range(SUBLATTICES)]
+
+    @staticmethod
+    def merge(parts: list[torch.Tensor]) -> torch.Tensor:
+        b, c, height, width = parts[0].shape
+        return Squeeze().inverse(torch.stack(parts, dim=2).view(b, c * SUBLATTICES, height, width))
+
+    def latent_groups(self, h: torch.Tensor, top: "TopPrior") -> list[LatentGroup]:
+        """The top latents in encoding order (the sub-lattice decoded last first)."""
+        parts = self.split(h)
+        groups = [LatentGroup(parts[0], *top(parts[0]))]
+        for k, net in enumerate(self.nets, start=1):
+            groups.append(LatentGroup(parts[k], *net(torch.cat(parts[:k], dim=1))))
+        return groups[::-1]
+
+    def decode(self, like: torch.Tensor, top: "TopPrior", decode_latents: DecodeLatents) -> torch.Tensor:
+        parts = [decode_latents(*top(self.split(like)[0]))]
+        for net in self.nets:
+            parts.append(decode_latents(*net(torch.cat(parts, dim=1))))
+        return self.merge(parts)

@@ -1,0 +1,121 @@
+"""Pixels and planes: what the flow is given of an image, and how the pixels come back.
+
+The flow codes *planes* of three channels. An image (or a tile of one) is one or two planes: the
+colour plane (RGB, or the grey channel) and, for LA and RGBA, the alpha plane. A grey or alpha
+channel becomes a plane by taking three horizontally adjacent pixels as one position's three
+channels: neighbours are as alike as the colours of one pixel, so the colour model codes them
+well.
+
+The flow codes the part of a plane whose sides are multiples of its block. Where a side's rest is
+at most half a block, that rest is a *strip* coded by prediction after the flow's part
+(:mod:`icnn_codec.strips`); a longer rest is padded by repeating the edge pixels.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .container import MAX_SIDE
+from .errors import UnsupportedImageError
+
+PIL_MODES = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "1": "L", "P": None, "PA": "RGBA"}
+CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+GREY_GROUP = 3  # horizontally adjacent grey (or alpha) pixels coded as one position's channels
+
+
+def as_pixels(image) -> tuple[np.ndarray, str]:
+    """An image (numpy uint8 HxW / HxWxC, or a PIL image) -> (H x W x C uint8 array, mode)."""
+    if hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image
+        mode = image.mode
+        if mode == "P":
+            mode = "RGBA" if "transparency" in image.info else "RGB"
+        elif mode not in PIL_MODES or PIL_MODES[mode] is None:
+            raise UnsupportedImageError(f"unsupported image mode {image.mode!r} (8-bit L, LA, RGB, RGBA and palette images are supported)")
+        else:
+            mode = PIL_MODES[mode]
+        image = np.asarray(image.convert(mode))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise UnsupportedImageError(f"unsupported pixel type {arr.dtype} (8-bit images only)")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in CHANNEL_MODES:
+        raise UnsupportedImageError(f"unsupported image shape {arr.shape} (H x W or H x W x 1..4)")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise UnsupportedImageError(f"empty image {arr.shape}")
+    if arr.shape[0] > MAX_SIDE or arr.shape[1] > MAX_SIDE:
+        raise UnsupportedImageError(f"image too large {arr.shape}")
+    return np.ascontiguousarray(arr), CHANNEL_MODES[arr.shape[2]]
+
+
+def grey_plane(channel: np.ndarray) -> np.ndarray:
+    """H x W grey or alpha channel -> H x ceil(W/3) x 3 plane (the last group edge-padded)."""
+    h, w = channel.shape
+    padded = np.pad(channel, ((0, 0), (0, -w % GREY_GROUP)), mode="edge")
+    return padded.reshape(h, -1, GREY_GROUP)
+
+
+def grey_channel(plane: np.ndarray, width: int) -> np.ndarray:
+    """Inverse of :func:`grey_plane`: H x W' x 3 -> H x width x 1."""
+    return plane.reshape(plane.shape[0], -1)[:, :width, None]
+
+
+def planes_of(pixels: np.ndarray) -> list[np.ndarray]:
+    """H x W x C -> [colour plane, (alpha plane)], each H x W' x 3."""
+    c = pixels.shape[2]
+    planes = [pixels[:, :, :3] if c >= 3 else grey_plane(pixels[:, :, 0])]
+    if c in (2, 4):
+        planes.append(grey_plane(pixels[:, :, -1]))
+    return planes
+
+
+def plane_shapes(height: int, width: int, mode: str) -> list[tuple[int, int]]:
+    """(height, width) of each plane that :func:`planes_of` makes of an image of this size and mode."""
+    grey = (height, -(-width // GREY_GROUP))
+    colour = (height, width) if mode in ("RGB", "RGBA") else grey
+    return [colour, grey] if mode in ("LA", "RGBA") else [colour]
+
+
+def pixels_of(planes: list[np.ndarray], mode: str, width: int) -> np.ndarray:
+    """Inverse of :func:`planes_of`: the planes -> H x W x C (H x W for L)."""
+    colour = planes[0] if mode in ("RGB", "RGBA") else grey_channel(planes[0], width)
+    parts = [colour] + ([grey_channel(planes[1], width)] if mode in ("LA", "RGBA") else [])
+    out = np.concatenate(parts, axis=2)
+    return out[:, :, 0] if mode == "L" else out
+
+
+def flow_side(n: int, block: int) -> int:
+    """How many of a plane's ``n`` rows (or columns) go through the flow: ``n`` rounded down to the
+    block when the rest is a strip of at most half a block, otherwise all ``n`` (then padded)."""
+    rest = n % block
+    return n - rest if n >= block and 0 < rest <= block // 2 else n
+
+
+def flow_shape(height: int, width: int, block: int) -> tuple[int, int]:
+    """The part of a plane (top left) that goes through the flow; the rest is strips."""
+    return flow_side(height, block), flow_side(width, block)
+
+
+def padded_size(height: int, width: int, block: int) -> tuple[int, int]:
+    return -(-height // block) * block, -(-width // block) * block
+
+
+def pad_plane(plane: np.ndarray, block: int) -> np.ndarray:
+    """Edge-pad a plane to multiples of the flow's block."""
+    h, w = plane.shape[:2]
+    hp, wp = padded_size(h, w, block)
+    return np.pad(plane, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+
+
+def exact_input(planes: Sequence[np.ndarray]) -> torch.Tensor:
+    """Padded H x W x 3 uint8 planes -> exact-path batch (B, 3, H, W) float64, centred."""
+    x = torch.from_numpy(np.stack(planes)).permute(0, 3, 1, 2).to(torch.float64)
+    return x - 128.0
+
+
+def training_input(batch: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, H, W, 3) uint8 planes -> centred float32 (N, 3, H, W): the training path's input."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    return x.permute(0, 3, 1, 2).float() - 128.0
