@@ -1,0 +1,334 @@
+"""Assemble docs/results.md from the benchmark results under benchmarks/results/.
+
+    python benchmarks/results_doc.py            # rewrite docs/results.md
+    python benchmarks/results_doc.py --check    # exit 1 if docs/results.md is not what this writes
+
+Each benchmark script writes its table to benchmarks/results/NAME.md (and its figures to NAME.json);
+this script puts every table in one page, each with fixed text saying what it measures and how to
+read it. Figures in that text are read from the table or its JSON, never typed here, so the page
+stays true when a benchmark is re-run. A note about one particular run (a model since replaced,
+a busy machine) is tied to that run's date and is left out once the table is measured again.
+A table this script has no section for is an error: a new benchmark must be given its text here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+OUTPUT = ROOT / "docs" / "results.md"
+
+# Bytes a one-tile stream carries beyond its ANS words (header and CRC-32; docs/format.md).
+ONE_TILE_OVERHEAD_BYTES = 12
+
+
+@dataclass
+class Result:
+    """One benchmark's output: its Markdown (as the script wrote it) and its JSON, if any."""
+
+    name: str
+    markdown: str
+    data: dict | None
+
+    def table(self, index: int = 0) -> list[dict[str, str]]:
+        """The index-th Markdown table as rows of {column: cell}."""
+        tables: list[list[list[str]]] = []
+        previous_was_table = False
+        for line in self.markdown.splitlines():
+            is_table = line.startswith("|")
+            if is_table and not previous_was_table:
+                tables.append([])
+            if is_table:
+                tables[-1].append(split_row(line))
+            previous_was_table = is_table
+        head, _rule, *rows = tables[index]
+        return [dict(zip(head, row)) for row in rows]
+
+    def bench_row(self, codec: str) -> dict:
+        """A codec's figures from an `icnn bench` JSON (its one dataset)."""
+        (dataset,) = self.data["datasets"]
+        for row in dataset["results"]:
+            if row["codec"] == codec:
+                return row
+        raise SystemExit(f"results_doc: {self.name}.json has no codec {codec}")
+
+    def bpd(self, codec: str) -> float:
+        return self.bench_row(codec)["bpd"]
+
+    def date(self) -> str | None:
+        """The run's date (YYYY-MM-DD) from its JSON."""
+        return self.data["date"][:10] if self.data and "date" in self.data else None
+
+
+def escape_pipes_in_first_column(markdown: str) -> str:
+    """Escape a '|' written inside a table's first column (latent_bits.md's 'z2|z1').
+
+    A row with k more cells than its table's header has k pipes in its first column; unescaped,
+    Markdown would shift the row's cells k columns to the right."""
+    lines, columns = [], 0
+    for line in markdown.splitlines():
+        if not line.startswith("|"):
+            columns = 0
+        elif not columns:
+            columns = len(split_row(line))
+        elif len(split_row(line)) > columns:
+            cells = split_row(line)
+            extra = len(cells) - columns
+            line = "| " + " | ".join(["\\|".join(cells[:extra + 1]), *cells[extra + 1:]]) + " |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def split_row(line: str) -> list[str]:
+    """A Markdown table row's cells, split at its unescaped pipes."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+
+def load_result(name: str) -> Result:
+    md = RESULTS / f"{name}.md"
+    if not md.is_file():
+        raise SystemExit(f"results_doc: {md.relative_to(ROOT)} is missing (run benchmarks/{name}.py)")
+    js = RESULTS / f"{name}.json"
+    markdown = escape_pipes_in_first_column(md.read_text().strip())
+    return Result(name, markdown, json.loads(js.read_text()) if js.is_file() else None)
+
+
+def compared(a: float, b: float) -> str:
+    """'9.7 % larger' / '2.2 % smaller': a against b."""
+    change = 100 * (a / b - 1)
+    return f"{abs(change):.1f} % {'larger' if change > 0 else 'smaller'}"
+
+
+# -- the text of each section ----------------------------------------------------------------------
+
+
+def cifar10_text(r: Result) -> str:
+    row = r.bench_row("icnn:cifar10")
+    icnn, nll = row["bpd"], row["nll_bpd"]
+    (dataset,) = r.data["datasets"]
+    overhead = 8 * ONE_TILE_OVERHEAD_BYTES * dataset["images"] / dataset["dims"]
+    return (
+        f"The shipped `cifar10` model writes {icnn:.3f} bpd on these {dataset['images']:,} test images: files "
+        f"{compared(icnn, r.bpd('jpegxl'))} than JPEG XL's ({r.bpd('jpegxl'):.3f}) and "
+        f"{compared(icnn, r.bpd('webp'))} than WebP's ({r.bpd('webp'):.3f}). The coded size is "
+        f"{icnn - nll:.3f} bpd above the model's own nll, of which the {ONE_TILE_OVERHEAD_BYTES} bytes of "
+        f"header and checksum that each one-tile stream carries are {overhead:.3f} bpd (see "
+        "[the format](format.md)); the rest is the ANS coder and the exact networks. Nearly all the time of "
+        "encoding and of decoding goes into the exact integer networks "
+        f"({row['encode_MBps']:.3f} and {row['decode_MBps']:.3f} MB/s in this run); the speeds of every codec "
+        "vary from run to run on these shared virtual machines. How the model was trained, and the figures of "
+        "the models before it: [models](models.md), [training](training.md)."
+    )
+
+
+def photos_text(r: Result) -> str:
+    return photo_set_text(r, "the five scikit-image photographs")
+
+
+def photo_val_text(r: Result) -> str:
+    return photo_set_text(r, "the validation photographs") + (
+        " The validation split is every 10th file of the photo training set (`--holdout-every 10`): photographs "
+        "from the same four sources as the training images, never trained on."
+    )
+
+
+def photo_set_text(r: Result, what: str) -> str:
+    photo = r.bpd("icnn:photo")
+    return (
+        f"On {what} the `photo` model writes {photo:.3f} bpd: {compared(photo, r.bpd('icnn:cifar10'))} than the "
+        f"CIFAR-10 model and {compared(photo, r.bpd('png'))} than PNG, but {compared(photo, r.bpd('jpegxl'))} "
+        f"than JPEG XL ({r.bpd('jpegxl'):.3f}) and {compared(photo, r.bpd('webp'))} than WebP "
+        f"({r.bpd('webp'):.3f})."
+    )
+
+
+def photo_val_sources_text(r: Result) -> str:
+    rows = r.table()
+    gap_column = "icnn:photo vs jpegxl"
+    closest = min(rows, key=lambda row: float(row[gap_column].rstrip("%")))
+    farthest = max(rows, key=lambda row: float(row[gap_column].rstrip("%")))
+    webp_gap = max(rows, key=lambda row: float(row["icnn:photo"]) - float(row["webp"]))
+    behind_webp = all(float(row["icnn:photo"]) > float(row["webp"]) for row in rows)
+    easiest = min(rows, key=lambda row: float(row["jpegxl"]))
+    text = (
+        "The same files of the validation split, by the data set each photograph comes from "
+        "(`benchmarks/photo_val.py` writes this table from the per-image sizes of the run above). "
+        f"The photo model is closest to JPEG XL on {closest['source']} ({closest[gap_column]}) and farthest on "
+        f"{farthest['source']} ({farthest[gap_column]}); {easiest['source']} is the set JPEG XL codes in the "
+        "fewest bits. McMaster's photographs come from uncompressed originals; Urban100's and Sun-Hays80's are "
+        "web photographs halved with a 2×2 box filter; BSDS300's were released as JPEG. "
+    )
+    if behind_webp:
+        text += (f"It is behind WebP on every set, by most on {webp_gap['source']} "
+                 f"({webp_gap['icnn:photo']} against {webp_gap['webp']}).")
+    return text
+
+
+def grey_text(r: Result) -> str:
+    grey = r.bpd("icnn:photo-grey")
+    return (
+        "Grey images are coded as runs of three horizontal neighbours, one position's three channels "
+        f"([format](format.md)). The grey model `photo-grey` writes {grey:.3f} bpd: "
+        f"{compared(grey, r.bpd('icnn:photo'))} than the colour `photo` model on the same grey images and "
+        f"{compared(grey, r.bpd('png'))} than PNG, but {compared(grey, r.bpd('jpegxl'))} than JPEG XL. "
+        "bpd here is bits per grey value."
+    )
+
+
+def strips_text(r: Result) -> str:
+    total = next(row for row in r.table() if row["photo"] == "all")
+    sizes = sorted({row["size"] for row in r.table() if row["size"]})
+    return (
+        "Format 4 codes the last rows or columns of a plane beyond the flow's block as *strips*, predicted from "
+        "their decoded neighbours, where format 3 padded the plane to the block by repeating edge pixels "
+        f"([format](format.md)). On these photographs, all {' or '.join(sizes)}, the strips save {total['saved']} "
+        f"of the bits ({total['format 3 bpd']} → {total['format 4 bpd']} bpd), the strips themselves costing "
+        f"{total['strip bits per value']} bits per value. The table names the model it was measured with."
+    )
+
+
+def tiling_text(r: Result) -> str:
+    rows = r.table()
+    default = next(row for row in rows if row["tile"] == "256")
+    largest = rows[-1]
+    fastest = min(rows, key=lambda row: float(row["encode s"]))
+    return (
+        "Tiles are coded independently, so the network loses context at their borders. A tile of "
+        f"{largest['tile']} holds each of these photographs whole, so its row is the untiled baseline. The default "
+        f"tile, 256, costs {default['cost vs whole'].lstrip('+')} more than whole-image coding"
+        + (", is the fastest here" if fastest is default else "")
+        + " and bounds the working memory (larger tiles cost time as well as memory here)."
+    )
+
+
+def large_text(r: Result) -> str:
+    d = r.data
+    exact = "it decodes exactly" if d["exact"] else "it does NOT decode exactly"
+    return (
+        f"A {d['width']}×{d['height']} photograph, a mosaic of the scikit-image photos, coded in tiles of "
+        f"{d['tile']} with {d['jobs']} jobs ({exact}); the "
+        "peaks are the peak RSS of the whole process. On a terminal the CLI shows a progress bar of tiles for "
+        "such images."
+    )
+
+
+def fuzz_text(r: Result) -> str:
+    d = r.data
+    return (
+        f"`benchmarks/fuzz.py` damages {d['source_streams']} source streams in {len(d['by_mutation'])} ways "
+        f"(seed {d['seed']}) and decodes each result: every decode must be a clean `DecodeError` or the exact "
+        "original pixels, never a crash, a hang or wrong pixels (a damaged stream can still decode exactly, "
+        "when the damage falls where the decoder never reads). The test suite runs the same harness on fewer "
+        "streams; `icnn_codec/tools/fuzz.py` defines the kinds of damage."
+    )
+
+
+def latent_bits_text(r: Result) -> str:
+    return (
+        "Each latent group's share of a model's bits (its own −log₂ p, float path): the groups factored out "
+        "at level 1 hold half of the latents and cost the fewest bits per latent; the deeper levels and the "
+        "top sub-lattices hold few latents that cost more each. The models named are the ones measured, "
+        "which may since have been replaced ([models](models.md))."
+    )
+
+
+@dataclass
+class Section:
+    name: str  # benchmarks/results/NAME.md
+    title: str
+    command: str
+    text: Callable[[Result], str]
+    plot: bool = False  # NAME.png, drawn by `icnn bench --plot`
+    run_notes: dict[str, str] = field(default_factory=dict)  # run date -> what only that run needs said
+
+
+SECTIONS = [
+    Section("cifar10", "CIFAR-10 test1k", "python benchmarks/cifar10.py", cifar10_text, plot=True),
+    Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True),
+    Section("photo_val", "Photographs: the photo model's validation split", "python benchmarks/photo_val.py",
+            photo_val_text, plot=True),
+    Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
+            photo_val_sources_text),
+    Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True),
+    Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),
+    Section("tiling", "Tiling", "python benchmarks/tiling.py", tiling_text, run_notes={
+        "2026-11-25": "This run was made in format 2 with the photo model of the time, c227 (the same networks "
+                      "less the checkerboards): the table's `photo` is that model."}),
+    Section("large", "A large image", "python benchmarks/large.py", large_text, run_notes={
+        "2026-11-25": "This run was made with the photo model of the time, 62bb (the same networks less the top "
+                      "context): the line's `photo` is that model."}),
+    Section("fuzz", "Robustness: damaged streams", "python benchmarks/fuzz.py --streams 20000", fuzz_text,
+            run_notes={
+                "2026-11-26": "This run was made in format 6 while a training run shared the two cores, so its "
+                              "decode times are slower than on an idle machine; its source streams included a "
+                              "stored tile and a stream of format 2."}),
+    Section("latent_bits", "Where the bits go", "python benchmarks/latent_bits.py", latent_bits_text),
+]
+
+INTRO = """\
+# Results
+
+*Generated by `python benchmarks/results_doc.py` from the tables under `benchmarks/results/`, which
+the benchmark scripts write; edit the scripts, not this page.*
+
+Every figure is measured on this project's 2-core virtual machines, CPU only; each table names its
+machine and date. *bpd* counts every byte of the files as written (one file per image, headers
+included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image (untiled, float
+path, padding included, no scale offsets) plus the exact code length of its strips, so the gap is
+roughly the container, tiling and coder overhead less what the encoder's scale offsets save (on
+photographs the files can be smaller than the nll). Speeds are raw pixel MB per wall-clock second
+inside the codec calls; memory is the peak RSS above the start. The README's summary table is copied
+from the first three tables here.
+"""
+
+
+def verified_exact(results: list[Result]) -> str:
+    """A sentence on the bench runs' decodes, from their JSON (never claimed, always counted)."""
+    rows = [row for r in results if r.data and "datasets" in r.data
+            for ds in r.data["datasets"] for row in ds["results"]]
+    if rows and all(row["lossless"] and not row.get("mismatched_images") for row in rows):
+        return "In every table written by `icnn bench` below, every decode was verified pixel-exact."
+    return "**Some decodes in the tables below did not give back the original pixels: see the lossless column.**"
+
+
+def render() -> str:
+    known = {s.name for s in SECTIONS}
+    unknown = sorted(p.stem for p in RESULTS.glob("*.md") if p.stem not in known)
+    if unknown:
+        raise SystemExit(f"results_doc: no section for benchmarks/results/{unknown[0]}.md: give it its text here")
+    results = [load_result(s.name) for s in SECTIONS]
+    parts = [INTRO, verified_exact(results) + "\n"]
+    for section, result in zip(SECTIONS, results):
+        parts.append(f"## {section.title}\n\n`{section.command}`\n")
+        parts.append(section.text(result) + "\n")
+        note = section.run_notes.get(result.date() or "")
+        if note:
+            parts.append(f"*{note}*\n")
+        parts.append(result.markdown + "\n")
+        if section.plot:
+            parts.append(f"![{section.title}: bpd against decode speed](../benchmarks/results/{section.name}.png)\n")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/results.md is out of date")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not OUTPUT.is_file() or OUTPUT.read_text() != text:
+            sys.exit("results_doc: docs/results.md is out of date: run python benchmarks/results_doc.py")
+        return
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({len(SECTIONS)} sections)")
+
+
+if __name__ == "__main__":
+    main()
