@@ -5,7 +5,6 @@ temporary name and renamed, so a failure never leaves a half-written file behind
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -14,16 +13,17 @@ import tempfile
 from pathlib import Path
 
 import click
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import codec, container
+from . import __version__, codec, container
 from .errors import IcnnError, OptionError
+from .imagefile import read_image, write_image
 from .flow import FlowConfig
 from .tools.bench import bench_command
 from .training import TrainConfig, export_run, resolve_model
 from .training import train as run_training
-from .zoo import DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, default_model_name, installed_model_name, read_model_file
+from .zoo import (DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, default_model_name,
+                  installed_model_name, model_card, model_role, read_model_file)
 
 SUFFIX = ".icnn"
 USER_ERRORS = (IcnnError, OSError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -130,7 +130,7 @@ def _run_each(inputs, outputs, work) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="icnn-codec")
+@click.version_option(__version__, message=f"%(prog)s (icnn-codec) %(version)s, stream format {container.FORMAT_VERSION}")
 def main() -> None:
     """icnn: lossless image compression with integer discrete flows.
 
@@ -157,11 +157,15 @@ def main() -> None:
                    "memory and parallelism grow with tiles. "
                    f"[default: {codec.DEFAULT_TILE}; {codec.GREY_DEFAULT_TILE} for grey images]")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
-def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
-    """Compress images (PNG, WebP, ... anything Pillow reads; '-' is stdin) to .icnn streams.
+@click.option("--strip", is_flag=True, help="Drop the metadata (ICC profile, EXIF, XMP, text, resolution) instead of keeping it.")
+def compress(inputs, output, model, force, quiet, tile, jobs, strip) -> None:
+    """Compress images (PNG, GIF, WebP, TIFF, ... anything Pillow reads; '-' is stdin) to .icnn streams.
 
-    a.png becomes a.png.icnn unless -o says otherwise. Supported: 8-bit L, LA, RGB, RGBA and
-    palette images (palette images are stored as their RGB/RGBA pixels).
+    a.png becomes a.png.icnn unless -o says otherwise. Everything comes back: every frame of an
+    animation or multi-page file (with durations, loop count, disposal), the ICC profile, EXIF,
+    XMP, text and resolution (unless --strip), and the samples: 8-bit L, LA, RGB, RGBA, palette
+    (kept as their RGB/RGBA pixels) and 16-bit grey. Deeper samples Pillow cannot give exactly
+    (16-bit colour PNGs) are refused, never truncated.
     """
     try:
         m = resolve_model(model) if model else None  # None: the default model for each image's size
@@ -181,17 +185,18 @@ def compress(inputs, output, model, force, quiet, tile, jobs) -> None:
     def work(src: str, dst: str) -> None:
         _check_free(dst, force)  # before minutes of coding, not after
         raw = _read_input(src)
-        with Image.open(io.BytesIO(raw)) as im:
-            im.load()
-            with TileProgress(f"{src}: tiles", quiet) as progress:
-                data = codec.compress(im, model=m, tile=tile, jobs=jobs, progress=progress)
+        document = read_image(raw)
+        with TileProgress(f"{src}: tiles", quiet) as progress:
+            data = codec.compress_document(document, model=m, tile=tile, jobs=jobs, strip=strip, progress=progress)
         _write_output(dst, data, force)
         if not quiet:
             h = codec.read_header(data)
-            dims = h.width * h.height * h.channels
+            dims = h.width * h.height * h.channels * h.n_frames
             used = m.name if m else default_model_name(h.height, h.width, h.mode)
+            frames = f", {h.n_frames} frames" if h.n_frames > 1 else ""
             click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
-                       f"({h.width}x{h.height} {h.mode}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})", err=True)
+                       f"({h.width}x{h.height} {h.mode}{frames}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})",
+                       err=True)
 
     _run_each(inputs, _outputs(inputs, output, lambda p: p + SUFFIX), work)
 
@@ -202,37 +207,20 @@ def _decoded_name(path: str) -> str:
     return base if base != path and Path(base).suffix.lower() in Image.registered_extensions() else base + ".png"
 
 
-def _encode_image(pixels: np.ndarray, dst: str) -> bytes:
-    """Encode decoded pixels losslessly in the format the output's extension names (PNG for '-')."""
-    im = Image.fromarray(pixels)
+def _encode_image(document, dst: str) -> bytes:
+    """Encode a decoded document losslessly in the format the output's extension names (PNG for
+    '-'); what the format cannot keep of its metadata or timing is a warning, what it cannot hold
+    of its frames or pixels an error."""
     ext = Path(dst).suffix.lower() if dst != "-" else ".png"
     fmt = Image.registered_extensions().get(ext)
     if fmt is None:
-        raise IcnnError(f"unknown output format '{ext}' (use .png, .webp, .tif, .bmp, ...)")
+        raise IcnnError(f"unknown output format '{ext}' (use .png, .webp, .tif, .gif, .bmp, ...)")
     if fmt in ("JPEG", "MPO"):
         raise IcnnError("refusing to write a lossy JPEG; use .png")
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **({"lossless": True, "exact": True} if fmt == "WEBP" else {}))
-    if not _holds_exactly(buf.getvalue(), im.mode, pixels):
-        raise IcnnError(f"{fmt} cannot hold this {im.mode} image exactly; use .png")
-    return buf.getvalue()
-
-
-def _holds_exactly(encoded: bytes, mode: str, pixels: np.ndarray) -> bool:
-    """Whether an encoded image reads back as ``pixels``. Some formats cannot hold every image
-    (WebP has no grey mode, GIF 256 colours, BMP no alpha) and Pillow converts silently. A GIF
-    reads back as a palette image and WebP drops an alpha plane that is all opaque: pixels that
-    convert back exactly are kept."""
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # our own bytes, as large as the stream allowed: no bomb guard
-    try:
-        with Image.open(io.BytesIO(encoded)) as back:
-            back.load()
-            if not (back.mode in (mode, "P") or (mode, back.mode) == ("RGBA", "RGB")):
-                return False
-            return np.array_equal(np.asarray(back if back.mode == mode else back.convert(mode)), pixels)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    written = write_image(document, fmt)
+    for item in written.dropped:
+        click.echo(f"icnn: warning: {dst}: dropped {item}", err=True)
+    return written.data
 
 
 @main.command()
@@ -246,7 +234,10 @@ def _holds_exactly(encoded: bytes, mode: str, pixels: np.ndarray) -> bool:
 def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     """Decompress .icnn streams ('-' is stdin); a.png.icnn becomes a.png.
 
-    The format follows the output's extension (PNG, WebP lossless, TIFF, BMP, ...).
+    The format follows the output's extension (PNG, WebP lossless, TIFF, GIF, BMP, ...): all
+    frames and the metadata it can hold are written, and the file is read back and compared. A
+    format that cannot hold the frames or pixels exactly is an error (nothing written); metadata
+    or timing it cannot keep is a warning.
     """
     try:
         given = resolve_model(model) if model else None
@@ -257,9 +248,9 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     def work(src: str, dst: str) -> None:
         _check_free(dst, force)
         with TileProgress(f"{src}: tiles") as progress:
-            pixels = codec.decompress(_read_input(src), model=given, jobs=jobs or codec.default_jobs(),
-                                      max_pixels=max_pixels or None, progress=progress)
-        _write_output(dst, _encode_image(pixels, dst), force)
+            document = codec.decompress_document(_read_input(src), model=given, jobs=jobs or codec.default_jobs(),
+                                                 max_pixels=max_pixels or None, progress=progress)
+        _write_output(dst, _encode_image(document, dst), force)
 
     _run_each(inputs, _outputs(inputs, output, _decoded_name), work)
 
@@ -268,29 +259,59 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(file, as_json) -> None:
-    """Show a stream's header: size, mode, model, tiling, bpd, and how many tiles are stored raw
-    (checks the tile index; decodes nothing but each tile's first bit)."""
+    """Show a stream's header (size, mode, frames, model, tiling, bpd), how its tiles were coded
+    and the metadata it keeps. Checks the tile index and the metadata's checksum; decodes no pixels."""
     try:
         data = _read_input(file)
         h = codec.read_header(data)
         overhead = container.overhead_bytes(data)
-        stored = codec.tile_kinds(data).count("stored")
+        kinds = codec.tile_kinds(data)
+        metadata = codec.read_metadata(data).summary()
     except USER_ERRORS as exc:
         _fail(file, exc)
         sys.exit(1)
     model = installed_model_name(h.model_fingerprint)
     fields = {
         "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
-        "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile, "tiles": h.n_tiles,
-        "stored_tiles": stored,
+        "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile,
+        "tiles": len(kinds), "tile_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
-        "bpd": round(8 * len(data) / (h.width * h.height * h.channels), 4),
+        "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),
+        "metadata": metadata,
     }
     if as_json:
         click.echo(json.dumps(fields, indent=1))
-    else:
-        for k, v in fields.items():
-            click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
+        return
+    for k, v in fields.items():
+        if k == "metadata":
+            v = "; ".join(v) if v else "none"
+        elif k == "tile_kinds":
+            v = ", ".join(f"{n} {kind}" for kind, n in v.items())
+        click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models(as_json) -> None:
+    """List the installed models: name, fingerprint, file size, what icnn compress uses it for,
+    and the bpd measured with it (from its model card)."""
+    rows = []
+    for name, path in sorted(available_models().items()):
+        try:
+            m = read_model_file(path)
+        except IcnnError as exc:
+            _fail(str(path), exc)
+            continue
+        card = model_card(name, m.fingerprint)
+        rows.append({"name": name, "fingerprint": f"{m.fingerprint:04x}", "bytes": path.stat().st_size,
+                     "for": model_role(name), "measured": card.get("measured", {}), "path": str(path)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:12} {r['fingerprint']}  {r['bytes'] / 1e6:5.1f} MB  {r['for']}")
+        for what, bpd in r["measured"].items():
+            click.echo(f"{'':12} {'':4}  {'':8}  {bpd} bpd on {what}")
 
 
 def _architecture_options(f):

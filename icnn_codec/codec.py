@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from . import container, payload
-from .container import MAX_PIXELS, Header, Tile, TileData
-from .errors import DecodeError, OptionError
-from .payload import TileKind, TileShape
+from .container import MAX_PIXELS, Animation, FrameInfo, Header, Stream, Tile, TileData
+from .errors import DecodeError, OptionError, UnsupportedImageError
+from .imagefile import Frame, ImageDocument, Metadata
+from .payload import CodedTile, TileKind, TileShape
 from .planes import as_pixels
 from .progress import Progress
 from .zoo import Model, default_model_name, find_model_by_fingerprint, load_model
@@ -38,69 +39,107 @@ DEFAULT_BATCH = 64  # tiles per network evaluation, at most (see payload.BATCH_P
 
 @dataclass(frozen=True)
 class TileToEncode:
-    pixels: np.ndarray  # H x W x C uint8
+    pixels: np.ndarray  # H x W x C, uint8 or uint16
     header: Header  # of the tile's image
-    index: int  # the tile's index in that image
+    number: int  # the tile's number in that stream (frame by frame)
 
 
 @dataclass(frozen=True)
 class TileToDecode:
     data: TileData
     header: Header
-    index: int
+    number: int
+
+    @property
+    def place(self) -> Tile:
+        return self.header.tiles()[self.number % self.header.n_tiles]
 
     @property
     def shape(self) -> TileShape:
-        tile = self.header.tiles()[self.index]
-        return TileShape(tile.height, tile.width, self.header.mode)
+        return TileShape(self.place.height, self.place.width, self.header.mode)
+
+
+@dataclass
+class _Image:
+    """What one stream holds, before coding: its frames' pixels (one shape and mode) and the rest."""
+
+    frames: list[np.ndarray]
+    mode: str
+    animation: Animation | None = None
+    metadata: bytes = b""
 
 
 # -- encoding ---------------------------------------------------------------------------------
 def encode_tiles(model: Model, tiles: list[TileToEncode], batch_size: int = DEFAULT_BATCH) -> list[TileData]:
-    """Code tiles (any sizes, of any images) independently: each one's checksum and payload."""
-    words = payload.encode_tiles(model, [t.pixels for t in tiles], batch_size)
-    return [TileData(container.pixel_checksum(t.pixels, t.header, t.index), w) for t, w in zip(tiles, words)]
+    """Code tiles (any sizes, of any images) independently: each one's checksum, kind and payload."""
+    coded = payload.encode_tiles(model, [t.pixels for t in tiles], batch_size)
+    return [TileData(container.pixel_checksum(t.pixels, t.header, t.number), c.kind, c.payload) for t, c in zip(tiles, coded)]
 
 
 def default_tile(mode: str, block: int = 16) -> int:
     """The tile side used for an image of this mode (and a model of this block) unless one is asked for."""
-    return GREY_DEFAULT_TILE if mode in ("L", "LA") and GREY_DEFAULT_TILE % block == 0 else DEFAULT_TILE
+    return GREY_DEFAULT_TILE if mode in ("L", "LA", "L16", "LA16") and GREY_DEFAULT_TILE % block == 0 else DEFAULT_TILE
 
 
 def compress_many(images: Iterable, /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
                   tile: int | None = None, jobs: int = 1, progress: Progress | None = None) -> list[bytes]:
-    """Compress images (numpy uint8 H x W or H x W x C with C in 1..4, or PIL images).
+    """Compress images (numpy uint8 or uint16 H x W or H x W x C with C in 1..4, or PIL images).
 
     ``model=None`` picks the default model for each image's size and mode (see :func:`default_model_name`);
     ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
     ``jobs`` > 1 codes the tiles in that many threads; ``progress(done, total, "tiles")`` hears of
     every few tiles coded. Tiles of one size share network evaluations.
     """
-    if tile is not None:
-        container.check_tile_side(tile)
-    items = [as_pixels(im) for im in images]
-    given = load_model(model) if model is not None else None
-    models = [given or load_model(default_model_name(px.shape[0], px.shape[1], mode)) for px, mode in items]
-    tile_sides = [tile or default_tile(mode, m.block) for (_, mode), m in zip(items, models)]
-    for side, m in {(side, m.fingerprint): (side, m) for side, m in zip(tile_sides, models)}.values():
-        if side % m.block:
-            raise OptionError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
-    headers = [Header(mode, px.shape[1], px.shape[0], m.fingerprint, side)
-               for (px, mode), m, side in zip(items, models, tile_sides)]
-    coded: dict[tuple[int, int], TileData] = {}
-    total = sum(h.n_tiles for h in headers)
-    for m in {m.fingerprint: m for m in models}.values():  # one fingerprint, the same integer networks
-        keys = [(i, t) for i, h in enumerate(headers) if models[i].fingerprint == m.fingerprint for t in h.tiles()]
-        tiles = [TileToEncode(_tile_pixels(items[i][0], t), headers[i], t.index) for i, t in keys]
-        done = _run_tiles(encode_tiles, m, tiles, batch_size, jobs, _offset(progress, len(coded), total))
-        coded.update({(i, t.index): d for (i, t), d in zip(keys, done)})
-    return [container.pack(h, [coded[(i, t.index)] for t in h.tiles()]) for i, h in enumerate(headers)]
+    return _compress([_Image([px], mode) for px, mode in map(as_pixels, images)], model, batch_size, tile, jobs, progress)
 
 
 def compress(image, /, *, model: ModelLike = None, tile: int | None = None, jobs: int = 1,
              progress: Progress | None = None) -> bytes:
-    """Compress one image (numpy uint8 H x W or H x W x C with C in 1..4, or a PIL image)."""
+    """Compress one image (numpy uint8 or uint16 H x W or H x W x C with C in 1..4, or a PIL image)."""
     return compress_many([image], model=model, tile=tile, jobs=jobs, progress=progress)[0]
+
+
+def compress_document(document: ImageDocument, /, *, model: ModelLike = None, tile: int | None = None, jobs: int = 1,
+                      strip: bool = False, progress: Progress | None = None) -> bytes:
+    """Compress every frame of a document (see :func:`icnn_codec.imagefile.read_image`) with its
+    durations, loop count and disposal, and its metadata (unless ``strip``)."""
+    frames = [as_pixels(f.pixels) for f in document.frames]
+    if not frames:
+        raise UnsupportedImageError("an image with no frames")
+    if len({(px.shape, mode) for px, mode in frames}) > 1:
+        raise UnsupportedImageError("frames of different sizes or modes (an icnn stream holds frames of one size)")
+    animation = None
+    if len(frames) > 1:
+        animation = Animation(tuple(FrameInfo(f.duration_ms, f.disposal) for f in document.frames),
+                              document.loop, document.default_image)
+    metadata = b"" if strip or document.metadata.is_empty else document.metadata.to_bytes()
+    image = _Image([px for px, _ in frames], frames[0][1], animation, metadata)
+    return _compress([image], model, DEFAULT_BATCH, tile, jobs, progress)[0]
+
+
+def _compress(images: list[_Image], model: ModelLike, batch_size: int, tile: int | None, jobs: int,
+              progress: Progress | None) -> list[bytes]:
+    if tile is not None:
+        container.check_tile_side(tile)
+    given = load_model(model) if model is not None else None
+    models = [given or load_model(default_model_name(im.frames[0].shape[0], im.frames[0].shape[1], im.mode)) for im in images]
+    tile_sides = [tile or default_tile(im.mode, m.block) for im, m in zip(images, models)]
+    for side, m in {(side, m.fingerprint): (side, m) for side, m in zip(tile_sides, models)}.values():
+        if side % m.block:
+            raise OptionError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
+    headers = [Header(im.mode, im.frames[0].shape[1], im.frames[0].shape[0], m.fingerprint, side, im.animation,
+                      bool(im.metadata)) for im, m, side in zip(images, models, tile_sides)]
+    coded: dict[tuple[int, int], TileData] = {}
+    total = sum(h.n_tiles * h.n_frames for h in headers)
+    for m in {m.fingerprint: m for m in models}.values():  # one fingerprint, the same integer networks
+        keys = [(i, f, t) for i, h in enumerate(headers) if models[i].fingerprint == m.fingerprint
+                for f in range(h.n_frames) for t in h.tiles()]
+        tiles = [TileToEncode(_tile_pixels(images[i].frames[f], t), headers[i], f * headers[i].n_tiles + t.index)
+                 for i, f, t in keys]
+        done = _run_tiles(encode_tiles, m, tiles, batch_size, jobs, _offset(progress, len(coded), total))
+        coded.update({(i, tile.number): d for (i, _, _), tile, d in zip(keys, tiles, done)})
+    return [container.pack(h, [coded[(i, n)] for n in range(h.n_tiles * h.n_frames)], images[i].metadata)
+            for i, h in enumerate(headers)]
 
 
 def _tile_pixels(pixels: np.ndarray, tile: Tile) -> np.ndarray:
@@ -144,54 +183,85 @@ def decode_tiles(model: Model, tiles: list[TileToDecode], batch_size: int = DEFA
 
 
 def _decode_checked(model: Model, shape: TileShape, tiles: list[TileToDecode]) -> list[np.ndarray]:
-    pixels = payload.decode_tiles(model, shape, [t.data.words for t in tiles])
+    pixels = payload.decode_tiles(model, shape, [CodedTile(t.data.kind, t.data.payload) for t in tiles])
     for px, t in zip(pixels, tiles):
-        if container.pixel_checksum(px, t.header, t.index) != t.data.crc32:
+        if container.pixel_checksum(px, t.header, t.number) != t.data.crc32:
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
     return pixels
 
 
-def decompress_many(datas: Iterable[bytes], /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
-                    jobs: int = 1, max_pixels: int | None = MAX_PIXELS, progress: Progress | None = None) -> list[np.ndarray]:
-    """Decompress streams to uint8 arrays (H x W for L images, H x W x C otherwise); tiles of one
-    model, size and mode share network evaluations.
-
-    Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded;
-    ``progress(done, total, "tiles")`` hears of every few tiles decoded.
-    """
+def _decode_streams(streams: list[Stream], model: ModelLike, batch_size: int, jobs: int,
+                    progress: Progress | None) -> list[list[np.ndarray]]:
+    """Every frame of every stream, H x W x C each."""
     given = load_model(model) if model is not None else None
-    parsed = [container.unpack(d, max_pixels) for d in datas]
-    models = [model_for(h, given) for h, _ in parsed]
-    images = [np.empty((h.height, h.width, h.channels), np.uint8) for h, _ in parsed]
-    filled = [0] * len(parsed)
-    total, before = sum(h.n_tiles for h, _ in parsed), 0
+    models = [model_for(s.header, given) for s in streams]
+    frames = [[np.empty((s.header.height, s.header.width, s.header.channels),
+                        np.uint16 if s.header.sample_bits == 16 else np.uint8) for _ in range(s.header.n_frames)]
+              for s in streams]
+    filled = [0] * len(streams)
+    total, before = sum(s.header.n_tiles * s.header.n_frames for s in streams), 0
     for m in {m.fingerprint: m for m in models}.values():  # one fingerprint, the same integer networks
-        keys = [(i, t) for i, (h, _) in enumerate(parsed) if models[i].fingerprint == m.fingerprint for t in h.tiles()]
-        tiles = [TileToDecode(parsed[i][1][t.index], parsed[i][0], t.index) for i, t in keys]
+        keys = [(i, n) for i, s in enumerate(streams) if models[i].fingerprint == m.fingerprint
+                for n in range(s.header.n_tiles * s.header.n_frames)]
+        tiles = [TileToDecode(streams[i].tiles[n], streams[i].header, n) for i, n in keys]
         decoded = _run_tiles(decode_tiles, m, tiles, batch_size, jobs, _offset(progress, before, total))
         before += len(keys)
-        for (i, t), px in zip(keys, decoded):
-            images[i][t.top : t.top + t.height, t.left : t.left + t.width] = px.reshape(t.height, t.width, -1)
+        for (i, n), tile, px in zip(keys, tiles, decoded):
+            t = tile.place
+            frames[i][n // tile.header.n_tiles][t.top : t.top + t.height, t.left : t.left + t.width] = px.reshape(t.height, t.width, -1)
             filled[i] += 1
-    if any(n != h.n_tiles for n, (h, _) in zip(filled, parsed)):  # np.empty holds garbage: never return it
+    if any(n != s.header.n_tiles * s.header.n_frames for n, s in zip(filled, streams)):  # np.empty holds garbage
         raise RuntimeError("internal error: a tile was not decoded")
-    return [im[:, :, 0] if h.mode == "L" else im for im, (h, _) in zip(images, parsed)]
+    return frames
+
+
+def _as_returned(pixels: np.ndarray) -> np.ndarray:
+    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+
+
+def decompress_many(datas: Iterable[bytes], /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
+                    jobs: int = 1, max_pixels: int | None = MAX_PIXELS, progress: Progress | None = None) -> list[np.ndarray]:
+    """Decompress streams to arrays (uint8, or uint16 for 16-bit samples; H x W for grey images,
+    H x W x C otherwise); tiles of one model, size and mode share network evaluations.
+
+    Streams larger than ``max_pixels`` are refused (None: no limit) before anything is decoded;
+    ``progress(done, total, "tiles")`` hears of every few tiles decoded. A stream of several
+    frames is refused: :func:`decompress_document` gives them all.
+    """
+    streams = [container.unpack(d, max_pixels) for d in datas]
+    for s in streams:
+        if s.header.n_frames > 1:
+            raise UnsupportedImageError(f"the stream holds {s.header.n_frames} frames: decompress_document gives them all")
+    return [_as_returned(f[0]) for f in _decode_streams(streams, model, batch_size, jobs, progress)]
 
 
 def decompress(data: bytes, /, *, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS,
                progress: Progress | None = None) -> np.ndarray:
-    """Decompress one stream to a uint8 array: H x W for L images, H x W x C otherwise."""
+    """Decompress one stream to an array: H x W for grey images, H x W x C otherwise."""
     return decompress_many([data], model=model, jobs=jobs, max_pixels=max_pixels, progress=progress)[0]
 
 
+def decompress_document(data: bytes, /, *, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS,
+                        progress: Progress | None = None) -> ImageDocument:
+    """Every frame of a stream with its duration and disposal, the loop count and the metadata."""
+    stream = container.unpack(data, max_pixels)
+    metadata = Metadata.from_bytes(stream.metadata) if stream.metadata else Metadata()
+    pixels = _decode_streams([stream], model, DEFAULT_BATCH, jobs, progress)[0]
+    animation = stream.header.animation
+    if animation is None:
+        return ImageDocument([Frame(_as_returned(pixels[0]), None, None)], None, metadata, None)
+    frames = [Frame(_as_returned(px), info.duration_ms, info.disposal) for px, info in zip(pixels, animation.frames)]
+    return ImageDocument(frames, animation.plays, metadata, None, animation.default_image)
+
+
 def decompress_tile(data: bytes, index: int, /, *, model: ModelLike = None) -> np.ndarray:
-    """Decode one tile only (see :meth:`Header.tiles` for where it lies); the rest is not decoded."""
-    header, tiles = container.unpack(data, None)
-    m = model_for(header, model)
-    if not 0 <= index < header.n_tiles:
-        raise IndexError(f"tile {index} of {header.n_tiles}")
-    px = decode_tiles(m, [TileToDecode(tiles[index], header, index)])[0]
-    return px[:, :, 0] if header.mode == "L" and px.ndim == 3 else px
+    """Decode one tile only (see :meth:`Header.tiles` for where it lies; frames after the first
+    number on); the rest is not decoded."""
+    stream = container.unpack(data, None)
+    m = model_for(stream.header, model)
+    if not 0 <= index < len(stream.tiles):
+        raise IndexError(f"tile {index} of {len(stream.tiles)}")
+    return _as_returned(decode_tiles(m, [TileToDecode(stream.tiles[index], stream.header, index)])[0])
 
 
 def read_header(data: bytes, /) -> Header:
@@ -199,11 +269,22 @@ def read_header(data: bytes, /) -> Header:
     return container.read_header(data)[0]
 
 
+def read_metadata(data: bytes, /) -> Metadata:
+    """The metadata a stream keeps (no pixels decoded); DecodeError if its chunk is damaged."""
+    stream = container.unpack(data, None)
+    return Metadata.from_bytes(stream.metadata) if stream.metadata else Metadata()
+
+
 def tile_kinds(data: bytes, /) -> list[str]:
-    """How each tile was coded: "model", or "stored" (its raw bytes, where the model's code was
-    longer). Reads one symbol per tile; DecodeError for a malformed stream."""
-    _, tiles = container.unpack(data, None)
-    return ["stored" if payload.tile_kind(t.words) == TileKind.STORED else "model" for t in tiles]
+    """How each tile was coded: "model", "raw", "flat", "palette", "filtered" or "split16"."""
+    return [_kind_name(t.kind) for t in container.unpack(data, None).tiles]
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return TileKind(kind).name.lower()
+    except ValueError:
+        raise DecodeError(f"corrupt stream (unknown tile kind {kind})") from None
 
 
 # -- parallel tiles ---------------------------------------------------------------------------

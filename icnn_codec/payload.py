@@ -1,25 +1,33 @@
-"""A tile's payload: what one tile's ANS words hold, and in which order. This is the one place
-that order is written down; the encoder pushes exactly the reverse of what the decoder pops.
+"""A tile's payload: what one tile holds, and in which order. This is the one place that says so.
 
-What the decoder pops, first to last:
+Every tile has a *kind* (a byte in the container) and a payload:
 
-1. the tile's **kind** (one of two symbols): model-coded, or stored. A stored tile then holds its
-   bytes (H x W x C uint8, row-major), one uniform 8-bit symbol each, and nothing else: the encoder
-   stores a tile when the model would spend more than 8 bits a value (noise, synthetic data).
-2. for each plane of a model-coded tile (:mod:`icnn_codec.planes`), the colour plane first, then
-   the alpha plane:
+* ``MODEL``: the flow's code, the ANS words (uint32, little-endian) of constriction's coder. What
+  the decoder pops from them, first to last, for each plane of the tile
+  (:mod:`icnn_codec.planes`), the colour plane first, then the alpha plane:
 
-   a. the plane's **scale offsets**: one flag symbol, and when it is set one shift of the scale
-      index per latent group (:func:`icnn_codec.entropy.decode_scale_offsets`);
-   b. the plane's **latent groups** in the flow's decoding order, the top first
-      (:meth:`icnn_codec.flow.IntegerFlow.decode`), each as
-      :func:`icnn_codec.entropy.decode_latents` pops it;
-   c. the plane's **strips**, if any: the right strip, then the bottom one, each its scale offset
-      and then its steps (:mod:`icnn_codec.strips`).
+  a. the plane's **scale offsets**: one flag symbol, and when it is set one shift of the scale
+     index per latent group (:func:`icnn_codec.entropy.decode_scale_offsets`);
+  b. the plane's **latent groups** in the flow's decoding order, the top first
+     (:meth:`icnn_codec.flow.IntegerFlow.decode`), each as :func:`icnn_codec.entropy.decode_latents`
+     pops it;
+  c. the plane's **strips**, if any: the right strip, then the bottom one, each its scale offset
+     and then its steps (:mod:`icnn_codec.strips`).
 
-The tile's words must then be used up: anything left over is a corrupt stream. Tiles of one size
-and mode share network evaluations (batches): :func:`encode_tiles` and :func:`decode_tiles` take
-lists of them.
+  The encoder pushes exactly the reverse, and the words must then be used up.
+* ``RAW``, ``FLAT``, ``PALETTE``, ``FILTERED``: the classic codings of :mod:`icnn_codec.classic`,
+  which win on graphics (few colours, flat areas, sharp edges) where the model loses.
+* ``SPLIT16``: a tile of 16-bit samples, as two 8-bit tiles: the length of the first part
+  (varint), then the high bytes' kind and payload (any 8-bit kind), then the low bytes' kind and
+  payload (a classic kind: low bytes are mostly noise to the model).
+
+The encoder codes each 8-bit tile both ways where either can win and keeps the shorter: a tile of
+few colours first classically, and through the model only when that costs more than
+:data:`MODEL_WORTH_TRYING` bits a value; any other tile through the model, and classically as well
+when it has at most :data:`CLASSIC_COLOURS` colours or the model spends :data:`CLASSIC_BITS` bits
+a value or more (the classic coders' slow trials skipped where they cannot win). Tiles of one
+size and mode share network evaluations (batches): :func:`encode_tiles` and :func:`decode_tiles`
+take lists of them.
 """
 from __future__ import annotations
 
@@ -32,23 +40,38 @@ import constriction
 import numpy as np
 import torch
 
-from . import entropy, strips
-from .container import CHANNELS
+from . import classic, entropy, strips
+from .classic import ClassicKind
+from .container import read_varint, varint
 from .errors import DecodeError
 from .planes import exact_input, flow_shape, pad_plane, padded_size, pixels_of, plane_shapes, planes_of
 from .priors import ExactParams
 from .zoo import Model
 
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 buffers)
+# When the classic coders are tried (see the module's docstring): they win on graphics, whose tiles
+# have few distinct pixels, and on noise, where the model spends nearly 8 bits a value; a photograph's
+# tile (tens of thousands of colours, 3-5 bits a value) is not worth their time.
+FEW_COLOURS = 256  # up to this many colours: the classic coders first ...
+MODEL_WORTH_TRYING = 1.0  # ... and under this many bits a value, the model is not run at all
+CLASSIC_COLOURS = 4096  # after the model: the classic coders too, up to this many colours ...
+CLASSIC_BITS = 7.0  # ... or where the model spends at least this many bits a value
 
 
 class TileKind(IntEnum):
+    """A tile's kind byte (part of the stream format)."""
+
     MODEL = 0
-    STORED = 1
+    RAW = 1
+    FLAT = 2
+    PALETTE = 3
+    FILTERED = 4
+    SPLIT16 = 5
 
 
-_tile_kind = constriction.stream.model.Uniform(len(TileKind))
-_byte = constriction.stream.model.Uniform(256)
+_CLASSIC = {TileKind.RAW: ClassicKind.RAW, TileKind.FLAT: ClassicKind.FLAT, TileKind.PALETTE: ClassicKind.PALETTE,
+            TileKind.FILTERED: ClassicKind.FILTERED}
+_OF_CLASSIC = {v: k for k, v in _CLASSIC.items()}
 
 
 @dataclass(frozen=True)
@@ -57,7 +80,22 @@ class TileShape:
 
     height: int
     width: int
-    mode: str
+    mode: str  # a container mode: L, LA, RGB, RGBA or their 16-bit forms
+
+    @property
+    def channels(self) -> int:
+        return {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[self.mode8]
+
+    @property
+    def mode8(self) -> str:
+        """The mode of the tile's 8-bit parts."""
+        return self.mode[:-2] if self.mode.endswith("16") else self.mode
+
+
+@dataclass(frozen=True)
+class CodedTile:
+    kind: TileKind
+    payload: bytes
 
 
 def batches(n_items: int, pixels_each: int, batch_size: int) -> Iterable[slice]:
@@ -67,8 +105,54 @@ def batches(n_items: int, pixels_each: int, batch_size: int) -> Iterable[slice]:
 
 
 # -- encoding ---------------------------------------------------------------------------------
-def encode_tiles(model: Model, tiles: Sequence[np.ndarray], batch_size: int = 64) -> list[np.ndarray]:
-    """Each tile's ANS words (uint32). Tiles are H x W x C uint8 blocks of any sizes."""
+def encode_tiles(model: Model, tiles: Sequence[np.ndarray], batch_size: int = 64) -> list[CodedTile]:
+    """Each tile's kind and payload. Tiles are H x W x C blocks of any sizes, uint8 or uint16."""
+    parts: list[np.ndarray] = []  # the 8-bit blocks that may go through the model
+    for pixels in tiles:
+        parts.append((pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels)
+    coded = _encode_8bit(model, parts, batch_size)
+    out = []
+    for pixels, high in zip(tiles, coded):
+        if pixels.dtype != np.uint16:
+            out.append(high)
+            continue
+        low_kind, low_payload = classic.encode_classic((pixels & 0xFF).astype(np.uint8))
+        first = bytes([high.kind]) + high.payload
+        out.append(CodedTile(TileKind.SPLIT16, varint(len(first)) + first + bytes([_OF_CLASSIC[low_kind]]) + low_payload))
+    return out
+
+
+def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[CodedTile]:
+    """The shorter of the model's and the classic coders' coding of each 8-bit tile."""
+    chosen: list[CodedTile | None] = [None] * len(tiles)
+    colours = [_colour_count(pixels) for pixels in tiles]
+    for i, pixels in enumerate(tiles):
+        if colours[i] <= FEW_COLOURS:  # graphics: the classic coders first, and the model only if they do poorly
+            kind, payload = classic.encode_classic(pixels)
+            if 8 * len(payload) <= MODEL_WORTH_TRYING * pixels.size:
+                chosen[i] = CodedTile(_OF_CLASSIC[kind], payload)
+    todo = [i for i, c in enumerate(chosen) if c is None]
+    for i, words in zip(todo, _model_words(model, [tiles[i] for i in todo], batch_size)):
+        coded = CodedTile(TileKind.MODEL, words.astype("<u4").tobytes())
+        if colours[i] <= CLASSIC_COLOURS or 8 * len(coded.payload) >= CLASSIC_BITS * tiles[i].size:
+            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
+            if len(payload) < len(coded.payload):
+                coded = CodedTile(_OF_CLASSIC[kind], payload)
+        chosen[i] = coded
+    return chosen
+
+
+def _colour_count(pixels: np.ndarray) -> int:
+    """How many distinct pixels (all channels) a tile has."""
+    flat = pixels.reshape(-1, pixels.shape[2]).astype(np.uint32)
+    packed = np.zeros(len(flat), np.uint32)
+    for c in range(flat.shape[1]):
+        packed = (packed << 8) | flat[:, c]
+    return len(np.unique(packed))
+
+
+def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Each tile's ANS words under the model."""
     coders = [constriction.stream.stack.AnsCoder() for _ in tiles]
     # Alpha planes are pushed first (popped last), so planes are grouped by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
@@ -84,7 +168,7 @@ def encode_tiles(model: Model, tiles: Sequence[np.ndarray], batch_size: int = 64
         for i, plane in zip(idx, planes):
             strips.encode_strips(coders[i], plane, *flow_shape(*plane.shape[:2], model.block), model.tables)
         _push_planes(model, list(padded), [coders[i] for i in idx], batch_size)
-    return [_finish(pixels, coder) for pixels, coder in zip(tiles, coders)]
+    return [coder.get_compressed() for coder in coders]
 
 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
@@ -102,59 +186,77 @@ def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_siz
             entropy.encode_scale_offsets(coder, offsets)
 
 
-def _finish(pixels: np.ndarray, coder) -> np.ndarray:
-    """Push the tile's kind: the model's code, or the stored bytes where those are shorter."""
-    coder.encode_reverse(np.array([TileKind.MODEL], dtype=np.int32), _tile_kind)
-    words = coder.get_compressed()
-    if 4 * len(words) > pixels.size:  # only then can storing be shorter
-        stored = constriction.stream.stack.AnsCoder()
-        stored.encode_reverse(np.ascontiguousarray(pixels, dtype=np.uint8).ravel().astype(np.int32), _byte)
-        stored.encode_reverse(np.array([TileKind.STORED], dtype=np.int32), _tile_kind)
-        if len(stored.get_compressed()) < len(words):
-            return stored.get_compressed()
-    return words
-
-
 # -- decoding ---------------------------------------------------------------------------------
-def tile_kind(words: np.ndarray) -> TileKind:
-    """How a tile was coded: the first symbol of its words. DecodeError for words no stream holds."""
+def decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+    """The pixels (H x W x C, uint8 or uint16 as the mode says) of tiles of one shape, the
+    model-coded ones in one batch of network evaluations. Any malformed data is a DecodeError."""
     try:
-        return _pop_kind(constriction.stream.stack.AnsCoder(np.ascontiguousarray(words)))
-    except ValueError as exc:  # the coder refuses words no valid stream holds (e.g. a final zero word)
-        raise DecodeError(f"corrupt stream ({exc})") from None
-
-
-def _pop_kind(coder) -> TileKind:
-    return TileKind(int(coder.decode(_tile_kind, 1)[0]))
-
-
-def decode_tiles(model: Model, shape: TileShape, words: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The pixels (H x W x C uint8) of tiles of one shape, in one batch of network evaluations.
-    Any malformed data is a DecodeError."""
-    try:
-        return _decode_tiles(model, shape, words)
+        return _decode_tiles(model, shape, tiles)
     except DecodeError:
         raise
     except Exception as exc:  # the coder or the exact path met data no valid stream holds
         raise DecodeError(f"corrupt stream ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode_tiles(model: Model, shape: TileShape, words: Sequence[np.ndarray]) -> list[np.ndarray]:
-    coders = [constriction.stream.stack.AnsCoder(np.ascontiguousarray(w)) for w in words]
-    kinds = [_pop_kind(c) for c in coders]
-    pixels: list = [None] * len(coders)
-    values = shape.height * shape.width * CHANNELS[shape.mode]
-    for b, kind in enumerate(kinds):
-        if kind == TileKind.STORED:
-            pixels[b] = coders[b].decode(_byte, values).astype(np.uint8).reshape(shape.height, shape.width, -1)
-    coded = [b for b, kind in enumerate(kinds) if kind == TileKind.MODEL]
+def _decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+    wide = shape.mode.endswith("16")
+    parts = [_split16(t) if wide else (t, None) for t in tiles]
+    high = _decode_8bit(model, shape, [p[0] for p in parts])
+    if not wide:
+        return high
+    lows = [_decode_classic(shape, low) for _, low in parts]
+    return [(h.astype(np.uint16) << 8) | lo for h, lo in zip(high, lows)]
+
+
+def _split16(tile: CodedTile) -> tuple[CodedTile, CodedTile]:
+    """The high and low parts of a SPLIT16 tile."""
+    if tile.kind != TileKind.SPLIT16:
+        raise DecodeError("corrupt stream (a 16-bit tile that is not split into bytes)")
+    length, pos = read_varint(tile.payload, 0, "16-bit tile")
+    first, second = tile.payload[pos : pos + length], tile.payload[pos + length :]
+    if len(first) != length or not first or not second:
+        raise DecodeError("corrupt stream (a 16-bit tile's parts do not match their lengths)")
+    return CodedTile(_kind(first[0]), first[1:]), CodedTile(_kind(second[0]), second[1:])
+
+
+def _kind(byte: int) -> TileKind:
+    try:
+        return TileKind(byte)
+    except ValueError:
+        raise DecodeError(f"corrupt stream (unknown tile kind {byte})") from None
+
+
+def _decode_classic(shape: TileShape, tile: CodedTile) -> np.ndarray:
+    if tile.kind not in _CLASSIC:
+        raise DecodeError(f"corrupt stream (a tile part of kind {tile.kind.name} where a classic coding belongs)")
+    return classic.decode_classic(_CLASSIC[tile.kind], tile.payload, shape.height, shape.width, shape.channels)
+
+
+def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+    pixels: list = [None] * len(tiles)
+    coded = []
+    for b, tile in enumerate(tiles):
+        kind = _kind(tile.kind)
+        if kind == TileKind.MODEL:
+            coded.append(b)
+        elif kind in _CLASSIC:
+            pixels[b] = _decode_classic(shape, tile)
+        else:
+            raise DecodeError(f"corrupt stream (a tile of kind {kind.name} in an {shape.mode} image)")
     if coded:
-        planes = [_pop_plane(model, [coders[b] for b in coded], h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode)]
+        coders = [_coder(tiles[b].payload) for b in coded]
+        planes = [_pop_plane(model, coders, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
+        if any(not coder.is_empty() for coder in coders):
+            raise DecodeError("corrupt stream (data left over after the last symbol)")
         for i, b in enumerate(coded):
-            pixels[b] = pixels_of([p[i] for p in planes], shape.mode, shape.width)
-    if any(not coder.is_empty() for coder in coders):
-        raise DecodeError("corrupt stream (data left over after the last symbol)")
+            pixels[b] = pixels_of([p[i] for p in planes], shape.mode8, shape.width).reshape(shape.height, shape.width, -1)
     return pixels
+
+
+def _coder(payload: bytes):
+    if not payload or len(payload) % 4:
+        raise DecodeError("corrupt stream (a model tile's payload is not whole 32-bit words)")
+    return constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
 
 
 def _pop_plane(model: Model, coders: list, height: int, width: int) -> np.ndarray:

@@ -20,25 +20,28 @@ import torch
 from .container import MAX_SIDE
 from .errors import UnsupportedImageError
 
-PIL_MODES = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "1": "L", "P": None, "PA": "RGBA"}
+PIL_MODES = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "1": "L", "P": None, "PA": "RGBA",
+             "I;16": "L16", "I;16L": "L16", "I;16B": "L16", "I;16N": "L16"}
 CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 GREY_GROUP = 3  # horizontally adjacent grey (or alpha) pixels coded as one position's channels
 
 
 def as_pixels(image) -> tuple[np.ndarray, str]:
-    """An image (numpy uint8 HxW / HxWxC, or a PIL image) -> (H x W x C uint8 array, mode)."""
+    """An image (numpy uint8 or uint16 H x W / H x W x C, or a PIL image) -> (H x W x C array, mode):
+    mode L, LA, RGB or RGBA for 8-bit samples, L16, LA16, RGB16 or RGBA16 for 16-bit ones."""
     if hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image
         mode = image.mode
         if mode == "P":
             mode = "RGBA" if "transparency" in image.info else "RGB"
-        elif mode not in PIL_MODES or PIL_MODES[mode] is None:
-            raise UnsupportedImageError(f"unsupported image mode {image.mode!r} (8-bit L, LA, RGB, RGBA and palette images are supported)")
+        elif PIL_MODES.get(mode) is None:
+            raise UnsupportedImageError(f"unsupported image mode {image.mode!r} (8-bit L, LA, RGB, RGBA, palette "
+                                        "and 16-bit grey images are supported)")
         else:
             mode = PIL_MODES[mode]
-        image = np.asarray(image.convert(mode))
+        image = np.asarray(image, dtype=np.uint16) if mode == "L16" else np.asarray(image.convert(mode))
     arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise UnsupportedImageError(f"unsupported pixel type {arr.dtype} (8-bit images only)")
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedImageError(f"unsupported pixel type {arr.dtype} (8-bit or 16-bit unsigned samples only)")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in CHANNEL_MODES:
@@ -47,7 +50,8 @@ def as_pixels(image) -> tuple[np.ndarray, str]:
         raise UnsupportedImageError(f"empty image {arr.shape}")
     if arr.shape[0] > MAX_SIDE or arr.shape[1] > MAX_SIDE:
         raise UnsupportedImageError(f"image too large {arr.shape}")
-    return np.ascontiguousarray(arr), CHANNEL_MODES[arr.shape[2]]
+    mode = CHANNEL_MODES[arr.shape[2]] + ("16" if arr.dtype == np.uint16 else "")
+    return np.ascontiguousarray(arr), mode
 
 
 def grey_plane(channel: np.ndarray) -> np.ndarray:

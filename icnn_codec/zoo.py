@@ -29,6 +29,7 @@ from .priors import LogisticTables
 MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_SUFFIX = ".npz"
+CARDS = "cards.json"  # model cards, beside the model files
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
 PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
 GREY_MODEL = "photo-grey"  # trained on the grey planes of photographs: the default for grey ones
@@ -186,13 +187,36 @@ def looks_like_name(model: str) -> bool:
 
 def default_model_name(height: int, width: int, mode: str = "RGB") -> str:
     """The model ``compress`` uses when none is named: the photo model (its grey version for L
-    and LA images, when installed) unless the image is a thumbnail."""
+    and LA images of 8 or 16 bits, when installed) unless the image is a thumbnail."""
     if max(height, width) <= THUMBNAIL_SIDE:
         return DEFAULT_MODEL
     installed = available_models()
-    if mode in ("L", "LA") and GREY_MODEL in installed:
+    if mode in ("L", "LA", "L16", "LA16") and GREY_MODEL in installed:
         return GREY_MODEL
     return PHOTO_MODEL if PHOTO_MODEL in installed else DEFAULT_MODEL
+
+
+def model_role(name: str) -> str:
+    """What ``icnn compress`` uses an installed model for, by its name."""
+    roles = {
+        PHOTO_MODEL: f"colour images larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} (the default)",
+        GREY_MODEL: f"grey images larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE}",
+        DEFAULT_MODEL: f"thumbnails, both sides at most {THUMBNAIL_SIDE}",
+    }
+    return roles.get(name, "only when named (-m)")
+
+
+def model_card(name: str, fp: int) -> dict:
+    """The card (training data, measured bpd) of an installed model, from ``cards.json`` beside it;
+    empty when there is none for this name and fingerprint."""
+    for d in model_dirs():
+        try:
+            card = json.loads((d / CARDS).read_text()).get(name, {})
+        except (OSError, ValueError):
+            continue
+        if card.get("fingerprint") == f"{fp:04x}":
+            return card
+    return {}
 
 
 def installed_model_name(fp: int) -> str | None:

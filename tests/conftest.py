@@ -36,6 +36,16 @@ def no_scale_offsets(monkeypatch):
     monkeypatch.setattr(entropy, "choose_scale_offsets", lambda groups, tables: [0] * len(groups))
 
 
+@pytest.fixture
+def model_only(monkeypatch):
+    """Every tile is coded by the model: the classic coders are never tried."""
+    from icnn_codec import payload
+
+    monkeypatch.setattr(payload, "FEW_COLOURS", 0)
+    monkeypatch.setattr(payload, "CLASSIC_COLOURS", 0)
+    monkeypatch.setattr(payload, "CLASSIC_BITS", float("inf"))
+
+
 @pytest.fixture(scope="session")
 def model():
     import icnn_codec

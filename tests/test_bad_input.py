@@ -25,7 +25,7 @@ def corpus(cifar_images, photo):
     ]
     streams = [ic.compress(im) for im in images] + [ic.compress(photo[:40, :72], tile=16)]  # 3 x 5 tiles
     images.append(photo[:40, :72])
-    noise = np.random.default_rng(8).integers(0, 256, (24, 40, 3), dtype=np.uint8)  # a stored tile
+    noise = np.random.default_rng(8).integers(0, 256, (24, 40, 3), dtype=np.uint8)  # a raw tile
     streams.append(ic.compress(noise))
     images.append(noise)
     return streams, images
@@ -59,7 +59,7 @@ def test_absurd_declared_sizes_are_refused_before_any_allocation(size):
 def test_a_stream_that_runs_dry_stops_at_once():
     """One word for a whole 1024 x 1024 tile: refused after the first few symbols, not decoded."""
     with pytest.raises(ic.DecodeError, match="ran out"):  # not a checksum failure after a whole tile
-        ic.decompress(forged(1024, 1024, tile=1024, tail=struct.pack("<II", 0, 12345)))
+        ic.decompress(forged(1024, 1024, tile=1024, tail=struct.pack("<IBI", 0, 0, 12345)))  # CRC, kind: model, one word
 
 
 def test_a_large_image_can_be_allowed_explicitly(cifar_images):

@@ -19,7 +19,7 @@ RESULT_KEYS = {"codec": str, "bpd": float, "encode_MBps": float, "decode_MBps": 
 
 def tiny_images(n: int, h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
     """Smooth-ish small RGB images (a gradient plus a little noise): the model codes them in
-    fewer bits than raw (they are not stored), and PNG compresses them."""
+    fewer bits than raw (they are not raw tiles), and PNG compresses them."""
     rng = np.random.default_rng(seed)
     ramp = np.add.outer(np.arange(h), np.arange(w))[None, :, :, None] * 8
     return np.clip(ramp + rng.integers(0, 8, (n, h, w, 3)), 0, 255).astype(np.uint8)
@@ -48,7 +48,7 @@ def lossy_codec(name: str = "lossy") -> Codec:
     return Codec(name, png.encode, decode)
 
 
-def test_json_shape_and_markdown(npz: Path, tmp_path: Path, no_scale_offsets) -> None:
+def test_json_shape_and_markdown(npz: Path, tmp_path: Path, no_scale_offsets, model_only) -> None:
     # Without scale offsets (which can take a file below the model's own nll) the header and the
     # coder only add bits to the nll.
     out, md = tmp_path / "r.json", tmp_path / "r.md"

@@ -91,20 +91,21 @@ def test_info_reports_the_header(image_dir, tmp_path):
     r = icnn("info", "c.icnn", "--json", cwd=tmp_path)
     fields = json.loads(r.stdout)
     assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
-    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 12 and fields["stored_tiles"] == 0
+    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 14 and fields["tile_kinds"] == {"model": 1}
     assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
 
 
-def test_info_counts_the_tiles_stored_raw(tmp_path):
+def test_info_counts_the_tiles_of_each_kind(tmp_path):
     import json
 
     noise = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "noise.png")
     assert icnn("compress", "noise.png", "--tile", "32", cwd=tmp_path).returncode == 0
     fields = json.loads(icnn("info", "noise.png.icnn", "--json", cwd=tmp_path).stdout)
-    assert (fields["tiles"], fields["stored_tiles"]) == (4, 4)
-    zero_last_word = (tmp_path / "noise.png.icnn").read_bytes()[:-4] + bytes(4)
-    (tmp_path / "bad.icnn").write_bytes(zero_last_word)
+    assert (fields["tiles"], fields["tile_kinds"]) == (4, {"raw": 4})
+    data = (tmp_path / "noise.png.icnn").read_bytes()
+    kind = len(data) - 8 * 8 * 3 - 1  # the last tile is 8x8 raw pixels, its kind byte just before them
+    (tmp_path / "bad.icnn").write_bytes(data[:kind] + bytes([99]) + data[kind + 1 :])
     r = icnn("info", "bad.icnn", cwd=tmp_path)
     assert r.returncode == 1 and b"bad.icnn" in r.stderr and b"Traceback" not in r.stderr
 
@@ -125,7 +126,7 @@ def test_tiled_parallel_compression_round_trips(image_dir, tmp_path):
 @pytest.mark.parametrize(
     "make, problem",
     [
-        (lambda d: Image.fromarray(np.zeros((8, 8), np.uint16)).save(d / "deep.png"), "unsupported"),
+        (lambda d: Image.fromarray(np.zeros((8, 8, 3), np.float32)[:, :, 0], "F").save(d / "deep.tif"), "supported"),
         (lambda d: (d / "empty.png").write_bytes(b""), "not an image"),
         (lambda d: (d / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0"), "cut.png"),
     ],

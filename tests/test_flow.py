@@ -13,6 +13,7 @@ from icnn_codec.contexts import checkerboard_half, checkerboard_merge
 from icnn_codec.flow import FlowConfig, IntegerFlow
 from icnn_codec.layers import AdditiveCoupling
 from icnn_codec.planes import exact_input
+from icnn_codec.priors import LogisticTables
 from icnn_codec.quant import QConv2d
 from icnn_codec.training.surgery import grow_from
 from icnn_codec.zoo import flow_to_model
@@ -30,8 +31,15 @@ def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
 
 @pytest.fixture(scope="module")
 def plain() -> ic.Model:
-    """A shipped model without contexts (one prior group, no top context, no checkerboards)."""
-    model = ic.load_model("cifar10-4044")
+    """A model without contexts (one prior group, no top context, no checkerboards), small, with
+    random weights in every layer (zero-initialised heads would make every coupling the identity)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(4044)
+        flow = IntegerFlow(FlowConfig(levels=2, couplings=2, hidden=16, prior_hidden=16, prior_kernels=[3, 1, 3]))
+        with torch.no_grad():
+            for p in flow.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    model = flow_to_model(flow, LogisticTables.build(), "plain")
     assert model.flow.cfg.prior_groups == 1 and not model.flow.cfg.top_context and not model.flow.cfg.checkerboard
     return model
 
@@ -78,7 +86,7 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
     with torch.no_grad():
         x = exact_input(images[:1]).float()
         assert not torch.allclose(flow.nll_bits(x), plain.flow.nll_bits(x), rtol=1e-4)  # the context changed the code
-    streams = [ic.compress(im, contextual, tile=32) for im in images]
+    streams = [ic.compress(im, model=contextual, tile=32) for im in images]
     assert all(np.array_equal(ic.decompress(s, model=contextual), im) for s, im in zip(streams, images))
 
 

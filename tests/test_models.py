@@ -76,8 +76,8 @@ def test_an_installed_name_means_the_installed_model_wherever_the_codec_runs(tmp
     stream = ic.compress(cifar_images[0])
     assert ic.read_header(stream).model_fingerprint == ic.load_model("cifar10").fingerprint
     assert np.array_equal(ic.decompress(stream), cifar_images[0])
-    with pytest.raises(ic.ModelError, match="checkpoint"):
-        ic.load_model("./cifar10")  # a path says: that folder, as a training run
+    with pytest.raises(ic.ModelError, match="is a folder"):
+        ic.load_model("./cifar10")  # a path says: that folder, which is no model file
 
 
 def test_a_damaged_model_file_is_a_model_error_and_does_not_stop_other_streams(tmp_path, monkeypatch, cifar_images):

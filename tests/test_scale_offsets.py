@@ -64,7 +64,7 @@ def test_offsets_round_trip_through_the_coder():
     assert coder.is_empty()
 
 
-def test_an_image_unlike_the_training_photographs_is_coded_shorter_with_offsets_and_decodes_exactly(photo, monkeypatch):
+def test_an_image_unlike_the_training_photographs_is_coded_shorter_with_offsets_and_decodes_exactly(photo, monkeypatch, model_only):
     image = (photo[100:164, 150:246].astype(np.int64) // 4 * 4 + 2).astype(np.uint8)  # steps of 4 levels: unlike any photograph
     chosen = []
     choose = entropy.choose_scale_offsets

@@ -75,9 +75,9 @@ def test_a_damaged_tile_is_an_error_not_a_wrong_picture(crop):
 def test_tiles_that_trade_places_are_an_error_not_a_wrong_picture(crop, rearrange):
     """Tiles 0 and 1 are both 32 x 32, and each one's data is valid on its own: only the tile's
     number in its checksum tells a decoder that it lies in the wrong place."""
-    header, tiles = container.unpack(ic.compress(crop, tile=32))
+    stream = container.unpack(ic.compress(crop, tile=32))
     with pytest.raises(ic.DecodeError, match="checksum"):
-        ic.decompress(container.pack(header, rearrange(tiles)))
+        ic.decompress(container.pack(stream.header, rearrange(stream.tiles)))
 
 
 def test_tile_sizes_outside_the_format_are_refused(crop):
