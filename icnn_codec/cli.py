@@ -273,7 +273,7 @@ def info(file, as_json) -> None:
     model = installed_model_name(h.model_fingerprint)
     fields = {
         "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
-        "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile,
+        "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile_side,
         "tiles": len(kinds), "tile_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),

@@ -91,7 +91,7 @@ class Header:
     width: int
     height: int
     model_fingerprint: int
-    tile: int  # tile side in pixels
+    tile_side: int  # in pixels (a Tile is one tile's place)
     animation: Animation | None = None
     has_metadata: bool = False
 
@@ -110,7 +110,7 @@ class Header:
     @property
     def grid(self) -> tuple[int, int]:
         """(rows, columns) of tiles in a frame."""
-        return -(-self.height // self.tile), -(-self.width // self.tile)
+        return -(-self.height // self.tile_side), -(-self.width // self.tile_side)
 
     @property
     def n_tiles(self) -> int:
@@ -120,7 +120,7 @@ class Header:
 
     def tiles(self) -> list[Tile]:
         rows, cols = self.grid
-        t = self.tile
+        t = self.tile_side
         return [Tile(r * cols + c, r * t, c * t, min(t, self.height - r * t), min(t, self.width - c * t))
                 for r in range(rows) for c in range(cols)]
 
@@ -129,7 +129,7 @@ class Header:
         flags = (_ANIMATION if self.animation else 0) | (_METADATA if self.has_metadata else 0)
         flags |= _DEFAULT_IMAGE if self.animation and self.animation.default_image else 0
         out = (MAGIC + bytes([(FORMAT_VERSION << 4) | MODES.index(self.mode)]) + struct.pack("<H", self.model_fingerprint)
-               + varint(self.width) + varint(self.height) + varint(self.tile // TILE_UNIT) + bytes([flags]))
+               + varint(self.width) + varint(self.height) + varint(self.tile_side // TILE_UNIT) + bytes([flags]))
         if self.animation:
             out += varint(len(self.animation.frames)) + varint(_plus_one(self.animation.plays))
             for f in self.animation.frames:

@@ -73,9 +73,9 @@ def test_a_grey_image_costs_less_than_the_same_grey_repeated_as_rgb(photo):
 
 def test_grey_images_get_tiles_of_384_and_colour_images_of_256(photo):
     grey = np.ascontiguousarray(photo[:400, :400, 0])
-    assert ic.read_header(ic.compress(grey)).tile == 384
-    assert ic.read_header(ic.compress(np.dstack([grey, grey]))).tile == 384
-    assert ic.read_header(ic.compress(photo[:300, :300])).tile == 256
+    assert ic.read_header(ic.compress(grey)).tile_side == 384
+    assert ic.read_header(ic.compress(np.dstack([grey, grey]))).tile_side == 384
+    assert ic.read_header(ic.compress(photo[:300, :300])).tile_side == 256
 
 
 def test_pil_images_are_accepted_and_palette_images_keep_their_pixels():

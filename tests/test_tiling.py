@@ -15,7 +15,7 @@ def crop(photo) -> np.ndarray:
 
 
 def test_tiles_cover_the_image_row_by_row_with_partial_edges():
-    header = container.Header("RGB", width=100, height=70, model_fingerprint=0, tile=32)
+    header = container.Header("RGB", width=100, height=70, model_fingerprint=0, tile_side=32)
     tiles = header.tiles()
     assert header.grid == (3, 4) and len(tiles) == 12
     assert (tiles[3].left, tiles[3].width, tiles[11].top, tiles[11].height) == (96, 4, 64, 6)
