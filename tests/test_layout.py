@@ -131,3 +131,12 @@ def test_no_module_imports_a_posix_only_module_at_start_up(module):
     top_level = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top_level |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
     assert not top_level & POSIX_ONLY
+
+
+def test_the_wheel_lists_every_subpackage():
+    """setuptools packs only the packages pyproject.toml names: a subpackage left out installs a
+    CLI that cannot import it."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    subpackages = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert subpackages <= listed
