@@ -181,6 +181,21 @@ def grey_text(r: Result) -> str:
     )
 
 
+def graphics_text(r: Result) -> str:
+    icnn = r.bpd("icnn")
+    return (
+        "Non-photographic images (screenshots, icons and logos, charts, diagrams, maps, comics, pixel art, "
+        "scanned text; `../shared/data/graphics`, measured only) and five synthetic ones. icnn codes each tile "
+        "with the model or one of its classic codings (flat, palette, filtered rows), whichever is shorter "
+        f"([format](format.md)): {icnn:.3f} bpd, {compared(icnn, r.bpd('png'))} than PNG and "
+        f"{compared(icnn, r.bpd('jpegxl'))} than JPEG XL. Each image against PNG: the next table."
+    )
+
+
+def graphics_images_text(r: Result) -> str:
+    return "Each image's icnn file against PNG's (Pillow, `optimize=True`), from the same run as the table above."
+
+
 def strips_text(r: Result) -> str:
     total = next(row for row in r.table() if row["photo"] == "all")
     sizes = sorted({row["size"] for row in r.table() if row["size"]})
@@ -256,6 +271,8 @@ SECTIONS = [
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
     Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True),
+    Section("graphics", "Graphics", "python benchmarks/graphics.py", graphics_text, plot=True),
+    Section("graphics_images", "Graphics, image by image", "python benchmarks/graphics.py", graphics_images_text),
     Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),
     Section("tiling", "Tiling", "python benchmarks/tiling.py", tiling_text, run_notes={
         "2026-11-25": "This run was made in format 2 with the photo model of the time, c227 (the same networks "
