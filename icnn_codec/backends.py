@@ -63,7 +63,7 @@ class IntConv:
         # A hidden layer: one grid, clamp [0, hi] with hi <= 255 (uint8 out); anything else is a head.
         self.is_hidden = bool((self.out_lo == 0).all() and (self.out_hi == self.out_hi[0]).all()
                               and self.out_hi[0] <= ACT_MAX and (self.out_frac == self.out_frac[0]).all())
-        self.packed: dict = {}  # a backend's prepared weights, by backend (and shape)
+        self.packed: dict = {}  # each backend's prepared weights
 
     def __getstate__(self) -> dict:  # a copy prepares its own kernels (oneDNN's packed weights don't copy)
         return {**self.__dict__, "packed": {}}
@@ -218,8 +218,10 @@ class Int8Backend(Backend):
     def activations(self, a: torch.Tensor) -> torch.Tensor:
         return a.to(torch.uint8).contiguous(memory_format=torch.channels_last)
 
-    def _pack(self, layer: IntConv, a: torch.Tensor) -> tuple:
-        key = (self.name, tuple(a.shape))
+    def _pack(self, layer: IntConv) -> tuple:
+        """The layer's weights prepared once for any input shape (oneDNN's x_shape left open: measured as
+        fast as packing per shape, and a long-running process holds one copy per layer)."""
+        key = self.name
         if key not in layer.packed:
             w_int, w_exp, b_int = layer.kernel_parameters()
             if layer.signed_input:
@@ -228,7 +230,7 @@ class Int8Backend(Backend):
             x_scale = 2.0**-layer.in_frac
             p = layer.padding
             packed = torch.ops.onednn.qconv_prepack(w_int.to(torch.int8), w_scale, x_scale, 0, [1, 1], [p, p],
-                                                    [1, 1], 1, list(a.shape))
+                                                    [1, 1], 1, None)
             bias = (b_int * torch.pow(2.0, -(w_exp + layer.in_frac).double())).float()  # exact: |B| <= 2**24
             zero_points = torch.zeros(w_scale.numel(), dtype=torch.int64)
             layer.packed[key] = (packed, w_scale, x_scale, bias, zero_points)
@@ -237,7 +239,7 @@ class Int8Backend(Backend):
     def conv(self, layer: IntConv, a: torch.Tensor) -> torch.Tensor:
         if a.dtype != torch.uint8:
             a = self.latents(a) if layer.signed_input else self.activations(a)
-        packed, w_scale, x_scale, bias, zero_points = self._pack(layer, a)
+        packed, w_scale, x_scale, bias, zero_points = self._pack(layer)
         p = layer.padding
         args = (a, x_scale, 0, packed, w_scale, zero_points, bias, [1, 1], [p, p], [1, 1], 1)
         if layer.is_hidden:
