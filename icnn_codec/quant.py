@@ -121,7 +121,6 @@ class QConv2d(nn.Module):
         if zero_init:
             nn.init.zeros_(self.conv.weight)
             nn.init.zeros_(self.conv.bias)
-        self.in_frac = in_frac
         self.signed_input = signed_input
         self.split = split
 
@@ -129,7 +128,10 @@ class QConv2d(nn.Module):
             t = torch.as_tensor(v, dtype=torch.float64)
             return t.expand(c_out).clone() if t.dim() == 0 else t
 
-        self.register_buffer("out_frac", per_channel(out_frac).to(torch.int64), persistent=False)
+        # The grids are state (checkpoints, surgery, EMA copies keep them): a converted model's hidden
+        # layers each have their own, and its biases mean nothing on another.
+        self.register_buffer("in_grid", torch.tensor(int(in_frac), dtype=torch.int64))
+        self.register_buffer("out_frac", per_channel(out_frac).to(torch.int64))
         self.register_buffer("out_lo", per_channel(out_lo), persistent=False)
         self.register_buffer("out_hi", per_channel(out_hi), persistent=False)
         # Frozen integer parameters for the exact path (set by freeze() or by loading a model).
@@ -137,6 +139,11 @@ class QConv2d(nn.Module):
         self.register_buffer("w_exp", None, persistent=False)
         self.register_buffer("b_int", None, persistent=False)
         self._kernel: IntConv | None = None
+
+    @property
+    def in_frac(self) -> int:
+        """The input grid's fractional bits (2**-in_frac)."""
+        return int(self.in_grid)
 
     # -- quantisation of the parameters -------------------------------------------------
     def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -168,7 +175,7 @@ class QConv2d(nn.Module):
             if f is not None and not MIN_FRAC <= f <= MAX_FRAC:
                 raise ModelError(f"activation grid 2**-{f} is out of range")
         if in_frac is not None:
-            self.in_frac = int(in_frac)
+            self.in_grid.fill_(int(in_frac))
         if out_frac is not None:
             self.out_frac.fill_(int(out_frac))
         self.w_int = self.w_exp = self.b_int = self._kernel = None

@@ -158,3 +158,18 @@ def _quantised_weights(conv: QConv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """The float weights and bias the training path convolves with (the exact path's integers)."""
     w_int, e, b_int = conv.integer_parameters()
     return (w_int / torch.pow(2.0, e.double()).view(-1, 1, 1, 1)).float(), (b_int / torch.pow(2.0, (e + conv.in_frac).double())).float()
+
+
+def test_a_converted_models_activation_grids_survive_checkpoints_and_growth(model, cifar_images):
+    """The shipped models' hidden layers each have their own grid: a state_dict (checkpoints, EMA) and
+    surgery must carry it, or the biases would stand for other values."""
+    source = model.flow
+    fracs = [net.hidden_fracs() for net in source.qnets()]
+    assert len({f for fs in fracs for f in fs}) > 1  # calibrated, not one default
+    copy_ = IntegerFlow(source.cfg)
+    copy_.load_state_dict(source.state_dict())
+    assert [net.hidden_fracs() for net in copy_.qnets()] == fracs
+    grown = grown_flow(source, couplings=source.cfg.couplings + 2)
+    x = exact_input(list(cifar_images[:2])).float()
+    with torch.no_grad():
+        assert torch.equal(grown.nll_bits(x), source.nll_bits(x))
