@@ -16,7 +16,8 @@ import click
 from PIL import Image, UnidentifiedImageError
 
 from . import __version__, codec, container
-from .errors import IcnnError, OptionError
+from .backends import current_backend
+from .errors import IcnnError, ModelError, OptionError
 from .imagefile import read_image, write_image
 from .flow import FlowConfig
 from .tools.bench import bench_command
@@ -278,6 +279,7 @@ def info(file, as_json) -> None:
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),
         "metadata": metadata,
+        "conv_backend": _conv_backend(),
     }
     if as_json:
         click.echo(json.dumps(fields, indent=1))
@@ -288,6 +290,14 @@ def info(file, as_json) -> None:
         elif k == "tile_kinds":
             v = ", ".join(f"{n} {kind}" for kind, n in v.items())
         click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
+
+
+def _conv_backend() -> str:
+    """The backend this machine decodes with (int8, float32 or float64), or why there is none."""
+    try:
+        return current_backend().name
+    except ModelError as exc:
+        return f"none ({exc})"
 
 
 @main.command()

@@ -46,6 +46,7 @@ def prior_head(c_in: int, c_z: int) -> QConv2d:
         out_lo=[mu_lo] * c_z + [ls_lo] * c_z,
         out_hi=[mu_hi] * c_z + [ls_hi] * c_z,
         zero_init=True,
+        split=True,  # 13-bit weights: the head's precision is worth the second half's MACs
     )
     with torch.no_grad():
         head.conv.bias[c_z:] = INITIAL_LOG2_SCALE
@@ -141,8 +142,8 @@ class TopPrior(nn.Module):
     def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         mu_lo, mu_hi = priors.mu_bounds_q()
         ls_lo, ls_hi = priors.ls_bounds_q()
-        mu16 = torch.clamp(torch.floor(self.mu.detach().double() * 2**priors.MU_FRAC + 0.5), mu_lo, mu_hi)
-        ls8 = torch.clamp(torch.floor(self.log_scale.detach().double() * 2**priors.LS_FRAC + 0.5), ls_lo, ls_hi)
+        mu16 = torch.clamp(torch.round(self.mu.detach().double() * 2**priors.MU_FRAC), mu_lo, mu_hi)
+        ls8 = torch.clamp(torch.round(self.log_scale.detach().double() * 2**priors.LS_FRAC), ls_lo, ls_hi)
         return mu16, ls8
 
     def freeze(self) -> None:

@@ -22,7 +22,7 @@ from . import priors
 from .contexts import (SUBLATTICES, CheckerboardTwin, ConditionalPrior, DecodeLatents, LatentGroup, SublatticeContext,
                        TopPrior, code_group, decode_group)
 from .layers import AdditiveCoupling, ChannelFlip, Sequential, Squeeze
-from .quant import QConv2d
+from .quant import QConv2d, QNet
 
 
 @dataclass
@@ -122,6 +122,9 @@ class IntegerFlow(nn.Module):
 
     def qconvs(self) -> list[QConv2d]:
         return [m for m in self.modules() if isinstance(m, QConv2d)]
+
+    def qnets(self) -> list[QNet]:
+        return [m for m in self.modules() if isinstance(m, QNet)]
 
     def freeze(self) -> None:
         """Fix the integer parameters of the exact path from the current float parameters."""

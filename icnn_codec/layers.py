@@ -51,8 +51,8 @@ class ChannelFlip(Transform):
 
 def translation_head(c_in: int, c_out: int, in_frac: int) -> QConv2d:
     """Output layer of a coupling network: integer translations, zero-initialised (ReZero-like:
-    every coupling starts as the identity)."""
-    return QConv2d(c_in, c_out, 3, in_frac, 0, -TRANSLATION_LIMIT, TRANSLATION_LIMIT, zero_init=True)
+    every coupling starts as the identity). Its weights are split (13 bits): a head's precision matters."""
+    return QConv2d(c_in, c_out, 3, in_frac, 0, -TRANSLATION_LIMIT, TRANSLATION_LIMIT, zero_init=True, split=True)
 
 
 class AdditiveCoupling(Transform):

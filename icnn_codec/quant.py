@@ -1,26 +1,23 @@
-"""Fixed-point convolutions with two paths: a float training path and an exact coding path.
+"""Exact 8-bit fixed-point convolutions, with two paths: a float training path and an exact coding path.
 
-Every value that decides a bit at decode time (a coupling's rounded translation, a prior's
-quantised parameters) comes out of a network built from :class:`QConv2d`. Its arithmetic is
-fixed point with power-of-two scales:
+Every value that decides a bit at decode time (a coupling's rounded translation, a prior's quantised
+parameters) comes out of a network built from :class:`QConv2d`. Its arithmetic is fixed point with
+power-of-two scales (``docs/format.md``, "Exact 8-bit arithmetic", has every bound):
 
-* activations are integers ``a`` standing for ``a / 2**frac``;
-* weights are integers ``W`` (at most ``WEIGHT_BITS`` bits, sign included) standing for
-  ``W / 2**e_c`` with one exponent ``e_c`` per output channel; biases share the
-  accumulator's scale ``2**-(frac_in + e_c)``;
-* the accumulator is rescaled by a power of two and rounded (``floor(x + 1/2)``) onto the
-  output grid, then clamped (ReLU with a cap for hidden layers).
+* a network's input is integer latents clamped to +-255, read as ``x / 2**INPUT_FRAC``;
+* hidden activations are uint8 integers ``a`` standing for ``a / 2**f``, one ``f`` per layer;
+* weights are integers ``|W| <= 64`` standing for ``W / 2**e_c`` (one exponent per output channel);
+  a head's weights are split, ``W = 64 W_hi + W_lo`` (13 bits), each half an ordinary layer;
+  the bias shares the accumulator's scale ``2**-(f_in + e_c)``;
+* every output channel obeys the L1 rule ``255 sum|W| + |B| <= 2**24``, so every partial sum is an
+  integer within 2**24, exact in float32 and int32 in any summation order;
+* the accumulator is rescaled by a power of two, rounded half to even onto the output grid and
+  clamped (to [0, 255] for hidden layers: a ReLU with a cap).
 
-**Exact path** (inputs of dtype float64): tensors hold integers, convolution runs in float64.
-All products and partial sums stay below 2**53 (the clamped inputs and 12-bit weights bound any
-sum of products by about 2**36, and each accumulator, bias included, is checked against 2**52 at
-run time), so every
-summation order gives the same, exact, result: thread count, batch size, SIMD width, mkldnn or
-not, CPU or GPU cannot change a single value. Scaling by a power of two and ``floor`` are exact.
-
-**Training path** (float32): the same quantisation is simulated ("fake quantisation") with
-straight-through gradients, so the trained network is the network the exact path runs, up to
-float32 noise in the accumulator.
+**Exact path** (inputs of dtype float64 holding integers): the layers run on the backend that
+``backends.current_backend()`` chose (int8, float32 or float64; each admitted by a canary), all giving
+the same integers. **Training path** (float32): the same quantisation simulated with straight-through
+gradients. Under the L1 rule its float32 sums are exact too, so it computes what the decoder computes.
 """
 from __future__ import annotations
 
@@ -28,30 +25,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WEIGHT_BITS = 12  # |W| <= 2**11 - 1
-MAX_WEIGHT_EXP = 20  # per-channel weight scale is 2**-e, 0 <= e <= 20
-MAX_BIAS = 2.0**40
-HIDDEN_FRAC = 6  # hidden activations on a 1/64 grid ...
-HIDDEN_MAX = 2**14 - 1  # ... in [0, 256)
+from .backends import (ACT_MAX, LATENT_LIMIT, MAX_WEIGHT_EXP, MIN_WEIGHT_EXP, SPLIT_BITS, WEIGHT_MAX, IntConv,
+                       channel_rule, current_backend)
+from .errors import ModelError
+
 INPUT_FRAC = 6  # integer latents enter a network as x / 64 ...
-INPUT_LIMIT = 2**12  # ... clamped to [-64, 64]
-EXACT_LIMIT = 2.0**52  # every float64 accumulator must stay below this
+INPUT_LIMIT = LATENT_LIMIT  # ... clamped to +-255
+HIDDEN_MAX = ACT_MAX  # hidden activations are uint8 ...
+HIDDEN_FRAC = 5  # ... on a 2**-5 grid in a new network (a converted one has its own grid per layer)
+MIN_FRAC, MAX_FRAC = 1, 8  # the grids a hidden layer may use
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """floor(x + 1/2) with a straight-through gradient (the same rounding as the exact path)."""
-    return x + (torch.floor(x + 0.5) - x).detach()
+    """Round half to even (the exact path's rule) with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
 
 
 class _OntoGrid(torch.autograd.Function):
-    """clamp(round_ste(y * scale), lo, hi) / scale in three in-place passes, with the gradient
-    that composition has (straight through where the clamp lets the value pass, zero where it
-    clamps). The unfused composition costs about ten passes over every activation, forward and
-    backward, which made it as slow as the convolutions themselves in training on a CPU."""
+    """clamp(round(y * scale), lo, hi) / scale (half to even) in three in-place passes, with the gradient
+    that composition has: straight through where the clamp lets the value pass, zero where it clamps."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        rounded = torch.mul(y, scale).add_(0.5).floor_()
+        rounded = torch.mul(y, scale).round_()
         clamped = torch.clamp(rounded, lo, hi)
         ctx.save_for_backward(clamped == rounded)
         return clamped.div_(scale)
@@ -73,20 +69,38 @@ def quantize_input(x: torch.Tensor) -> torch.Tensor:
     return x if is_exact(x) else x / 2**INPUT_FRAC
 
 
-def weight_exponents(weight: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel e such that max|w_c| * 2**e < 2**(WEIGHT_BITS-1); exact (frexp, no log)."""
-    peak = weight.detach().abs().flatten(1).amax(dim=1)
-    _, exp = torch.frexp(peak)  # peak < 2**exp
-    e = (WEIGHT_BITS - 1) - exp.to(torch.int64)
-    e = torch.where(peak > 0, e, torch.full_like(e, MAX_WEIGHT_EXP))
-    return torch.clamp(e, 0, MAX_WEIGHT_EXP)
+def integer_parameters(w: torch.Tensor, b: torch.Tensor, in_frac: int, split: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W, e, B) for float weights ``w`` (c_out, c_in, k, k) and biases ``b``: W and B float64 holding
+    integers, e int64. e_c is the largest exponent at which max|w_c| rounds to at most one above the weight
+    limit L (64; 64 * 2**SPLIT_BITS for a split head; the one above is clamped to L), lowered by one,
+    repeatedly, for a channel that would break the L1 rule. Elementwise and exact (frexp, powers of two):
+    training and freezing agree. The "one above" makes the integers a fixed point: those of a loaded model
+    come back unchanged (with "at most L", a peak rounded to L/2 would come back as L at e + 1)."""
+    w, b = w.detach().double(), b.detach().double()
+    limit = WEIGHT_MAX * 2 ** (SPLIT_BITS if split else 0)
+    peak = w.abs().flatten(1).amax(dim=1)
+    _, p = torch.frexp(peak)  # peak < 2**p
+    e = (limit.bit_length() - 1) - p.to(torch.int64)  # peak * 2**e < limit
+    e = e + (torch.round(peak * torch.pow(2.0, (e + 1).double())) <= limit + 1).to(torch.int64)
+    e = torch.clamp(torch.where(peak > 0, e, torch.full_like(e, MAX_WEIGHT_EXP)), MIN_WEIGHT_EXP, MAX_WEIGHT_EXP)
+    while True:
+        w_int = torch.clamp(torch.round(w * torch.pow(2.0, e.double()).view(-1, 1, 1, 1)), -limit, limit)
+        b_int = torch.round(b * torch.pow(2.0, (e + in_frac).double()))
+        over = ~channel_rule(w_int, b_int, split)
+        if not over.any():
+            return w_int, e, b_int
+        if (e[over] <= MIN_WEIGHT_EXP).any():
+            raise ModelError("a convolution's parameters cannot meet the 8-bit scheme's exactness bound")
+        e = torch.where(over, e - 1, e)
 
 
 class QConv2d(nn.Module):
     """A convolution whose output lands on a fixed-point grid, exactly reproducible.
 
-    ``out_frac`` (per output channel) is the output grid's fractional bits; ``out_lo/out_hi``
-    the clamp, in output-grid integers. ``in_frac`` is the input grid's fractional bits.
+    ``in_frac``: the input grid's fractional bits. ``out_frac`` (per output channel): the output
+    grid's; ``out_lo``/``out_hi``: the clamp, in output-grid integers. ``signed_input``: the input is
+    latents (a network's first layer); ``split``: 13-bit weights run as two halves (heads).
     """
 
     def __init__(
@@ -99,123 +113,131 @@ class QConv2d(nn.Module):
         out_lo: list[float] | float,
         out_hi: list[float] | float,
         zero_init: bool = False,
+        signed_input: bool = False,
+        split: bool = False,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
         if zero_init:
             nn.init.zeros_(self.conv.weight)
             nn.init.zeros_(self.conv.bias)
-        self.in_frac = in_frac
+        self.signed_input = signed_input
+        self.split = split
 
         def per_channel(v):
             t = torch.as_tensor(v, dtype=torch.float64)
             return t.expand(c_out).clone() if t.dim() == 0 else t
 
-        self.register_buffer("out_frac", per_channel(out_frac).to(torch.int64), persistent=False)
+        # The grids are state (checkpoints, surgery, EMA copies keep them): a converted model's hidden
+        # layers each have their own, and its biases mean nothing on another.
+        self.register_buffer("in_grid", torch.tensor(int(in_frac), dtype=torch.int64))
+        self.register_buffer("out_frac", per_channel(out_frac).to(torch.int64))
         self.register_buffer("out_lo", per_channel(out_lo), persistent=False)
         self.register_buffer("out_hi", per_channel(out_hi), persistent=False)
         # Frozen integer parameters for the exact path (set by freeze() or by loading a model).
         self.register_buffer("w_int", None, persistent=False)
         self.register_buffer("w_exp", None, persistent=False)
         self.register_buffer("b_int", None, persistent=False)
+        self._kernel: IntConv | None = None
+
+    @property
+    def in_frac(self) -> int:
+        """The input grid's fractional bits (2**-in_frac)."""
+        return int(self.in_grid)
 
     # -- quantisation of the parameters -------------------------------------------------
     def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W_int, e, b_int) from the float parameters; elementwise and exact."""
-        w = self.conv.weight.detach().double()
-        e = weight_exponents(w)
-        lim = 2 ** (WEIGHT_BITS - 1) - 1
-        w_int = torch.clamp(torch.floor(w * torch.pow(2.0, e).view(-1, 1, 1, 1) + 0.5), -lim, lim)
-        b_scale = torch.pow(2.0, (e + self.in_frac).double())
-        b_int = torch.clamp(torch.floor(self.conv.bias.detach().double() * b_scale + 0.5), -MAX_BIAS, MAX_BIAS)
-        return w_int, e, b_int
+        return integer_parameters(self.conv.weight, self.conv.bias, self.in_frac, self.split)
 
     def freeze(self) -> None:
         """Fix the integer parameters that the exact path uses."""
-        self.w_int, self.w_exp, self.b_int = self.integer_parameters()
+        self._set_integers(*self.integer_parameters())
 
     def load_integer_parameters(self, w_int, w_exp, b_int) -> None:
-        """Set the exact parameters from a model file, and the float ones to what they stand for."""
-        self.w_int = torch.as_tensor(w_int, dtype=torch.float64)
-        self.w_exp = torch.as_tensor(w_exp, dtype=torch.int64)
-        self.b_int = torch.as_tensor(b_int, dtype=torch.float64)
+        """Set the exact parameters from a model file (refused unless they meet the exactness bound), and
+        the float ones to what they stand for."""
+        self._set_integers(torch.as_tensor(w_int, dtype=torch.float64), torch.as_tensor(w_exp, dtype=torch.int64),
+                           torch.as_tensor(b_int, dtype=torch.float64))
         with torch.no_grad():
             self.conv.weight.copy_(self.w_int / torch.pow(2.0, self.w_exp.double()).view(-1, 1, 1, 1))
             self.conv.bias.copy_(self.b_int / torch.pow(2.0, (self.w_exp + self.in_frac).double()))
 
+    def _set_integers(self, w_int: torch.Tensor, w_exp: torch.Tensor, b_int: torch.Tensor) -> None:
+        self._kernel = IntConv(w_int, w_exp, b_int, self.in_frac, self.out_frac, self.out_lo, self.out_hi,
+                               self.signed_input, self.split)  # checks the bounds
+        self.w_int, self.w_exp, self.b_int = self._kernel.w_int, self._kernel.w_exp, self._kernel.b_int
+
+    def set_grid(self, in_frac: int | None = None, out_frac: int | None = None) -> None:
+        """Move the input or output grid (a hidden layer's, set when a model is converted or loaded);
+        frozen integers, which depend on the grids, are dropped."""
+        for f in (in_frac, out_frac):
+            if f is not None and not MIN_FRAC <= f <= MAX_FRAC:
+                raise ModelError(f"activation grid 2**-{f} is out of range")
+        if in_frac is not None:
+            self.in_grid.fill_(int(in_frac))
+        if out_frac is not None:
+            self.out_frac.fill_(int(out_frac))
+        self.w_int = self.w_exp = self.b_int = self._kernel = None
+
+    def kernel(self) -> IntConv:
+        """The frozen integers as the backends run them."""
+        if self._kernel is None:
+            raise ModelError("QConv2d.freeze() must run before the exact path")
+        return self._kernel
+
     # -- the two paths -------------------------------------------------------------------
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return self._exact(a) if is_exact(a) else self._fake_quant(a)
+        if is_exact(a):
+            backend = current_backend()
+            x = backend.latents(a) if self.signed_input else backend.activations(a)
+            return backend.conv(self.kernel(), x).double()
+        return self._fake_quant(a)
 
     def _fake_quant(self, a: torch.Tensor) -> torch.Tensor:
-        w = self.conv.weight
-        e = weight_exponents(w)
-        lim = 2 ** (WEIGHT_BITS - 1) - 1
-        scale = torch.pow(2.0, e.float()).view(-1, 1, 1, 1)
-        w_q = torch.clamp(round_ste(w * scale), -lim, lim) / scale
+        w, b = self.conv.weight, self.conv.bias
+        _, e, _ = integer_parameters(w, b, self.in_frac, self.split)
+        limit = WEIGHT_MAX * 2 ** (SPLIT_BITS if self.split else 0)
+        w_scale = torch.pow(2.0, e.float()).view(-1, 1, 1, 1)
         b_scale = torch.pow(2.0, (e + self.in_frac).float())
-        b_q = round_ste(self.conv.bias * b_scale) / b_scale
+        w_q = torch.clamp(round_ste(w * w_scale), -limit, limit) / w_scale
+        b_q = round_ste(b * b_scale) / b_scale
         y = F.conv2d(a, w_q, b_q, padding=self.conv.padding)
-        out_scale = torch.pow(2.0, self.out_frac.float()).view(1, -1, 1, 1)
-        lo = self.out_lo.float().view(1, -1, 1, 1)
-        hi = self.out_hi.float().view(1, -1, 1, 1)
-        return _OntoGrid.apply(y, out_scale, lo, hi)
-
-    def _exact(self, a: torch.Tensor) -> torch.Tensor:
-        """Integer in, integer out (on the output grid), every step exact in float64."""
-        if self.w_int is None:
-            raise RuntimeError("QConv2d.freeze() must run before the exact path")
-        acc = exact_conv2d(a, self.w_int, self.b_int)
-        # Bound check: |acc| <= sum|a||W| + |b|; one cheap reduction guards exactness.
-        if acc.numel() and float(acc.abs().max()) >= EXACT_LIMIT:
-            raise ArithmeticError("fixed-point accumulator out of the exact range")
-        shift = (self.out_frac - self.in_frac - self.w_exp).double().view(1, -1, 1, 1)
-        y = torch.floor(acc * torch.pow(2.0, shift) + 0.5)
-        return torch.clamp(y, self.out_lo.view(1, -1, 1, 1), self.out_hi.view(1, -1, 1, 1))
+        view = (1, -1, 1, 1)
+        out_scale = torch.pow(2.0, self.out_frac.float()).view(view)
+        return _OntoGrid.apply(y, out_scale, self.out_lo.float().view(view), self.out_hi.float().view(view))
 
 
-def exact_conv2d(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """A 'same' convolution of integer-valued float64 tensors as one matrix product per kernel tap.
-
-    The sum is the one F.conv2d computes, in another order (exact either way, all partial sums
-    being integers below 2**53), but without float64 convolution's im2col buffer, which is
-    kernel-area times the input: that buffer set the codec's memory per tile.
-    """
-    n, c, h, wd = a.shape
-    k = w.shape[-1]
-    pad = k // 2
-    padded = F.pad(a, (pad, pad, pad, pad)) if pad else a
-    out = b.view(1, -1, 1).repeat(n, 1, h * wd)
-    for i in range(k):
-        for j in range(k):
-            tap = padded[:, :, i : i + h, j : j + wd].reshape(n, c, h * wd)
-            out.add_(torch.matmul(w[:, :, i, j], tap))
-    return out.view(n, -1, h, wd)
-
-
-def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int) -> QConv2d:
-    """A hidden layer: ReLU with a cap, on the hidden grid."""
-    return QConv2d(c_in, c_out, kernel_size, in_frac, HIDDEN_FRAC, 0.0, float(HIDDEN_MAX))
+def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int, first: bool = False) -> QConv2d:
+    """A hidden layer: ReLU with a cap, uint8 on the hidden grid."""
+    return QConv2d(c_in, c_out, kernel_size, in_frac, HIDDEN_FRAC, 0.0, float(HIDDEN_MAX), signed_input=first)
 
 
 class QNet(nn.Module):
     """conv3x3 -> [conv(k) -> ReLU]* -> head: the network inside couplings and priors.
 
-    Input: integer latents (clamped, read as x/64). Output: values on the head's grid, returned
-    in real units in training and as output-grid integers on the exact path.
+    Input: integer latents (clamped, read as x/64). Output: values on the head's grid, returned in real
+    units in training and as output-grid integers (float64) on the exact path, where the activations
+    between layers stay in the backend's own tensors (uint8 on int8).
     """
 
     def __init__(self, c_in: int, hidden: int, kernels: list[int], head: QConv2d) -> None:
         super().__init__()
         layers = []
         frac, c = INPUT_FRAC, c_in
-        for k in kernels:
-            layers.append(hidden_conv(c, hidden, k, frac))
+        for i, k in enumerate(kernels):
+            layers.append(hidden_conv(c, hidden, k, frac, first=i == 0))
             frac, c = HIDDEN_FRAC, hidden
         self.body = nn.ModuleList(layers)
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_exact(x):
+            backend = current_backend()
+            a = backend.latents(x)
+            for layer in self.qconvs():
+                a = backend.conv(layer.kernel(), a)
+            return a.double()
         a = quantize_input(x)
         for layer in self.body:
             a = layer(a)
@@ -223,3 +245,16 @@ class QNet(nn.Module):
 
     def qconvs(self) -> list[QConv2d]:
         return [*self.body, self.head]
+
+    def hidden_fracs(self) -> list[int]:
+        """The grid of each hidden layer's output (2**-f)."""
+        return [int(layer.out_frac[0]) for layer in self.body]
+
+    def set_hidden_fracs(self, fracs: list[int]) -> None:
+        """Put hidden layer i's output, and so layer i + 1's input, on the grid 2**-fracs[i]."""
+        if len(fracs) != len(self.body):
+            raise ModelError("one activation grid per hidden layer is needed")
+        convs = self.qconvs()
+        for i, f in enumerate(fracs):
+            convs[i].set_grid(out_frac=f)
+            convs[i + 1].set_grid(in_frac=f)

@@ -4,8 +4,10 @@ A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
 
 * ``meta``: UTF-8 JSON (format name and version, the model's name, the flow's architecture
   and a free-form ``training`` record);
-* ``convN.w`` (int16), ``convN.e`` (int8), ``convN.b`` (int64): the integer weights, per-channel
-  weight exponents and integer biases of the N-th fixed-point convolution, in module order;
+* ``convN.w`` (int8; int16 for a head's 13-bit split weights), ``convN.e`` (int8), ``convN.b`` (int32),
+  ``convN.f`` (int8): the integer weights, per-channel weight exponents, integer biases and input grid
+  (2**-f) of the N-th fixed-point convolution, in module order (the 8-bit scheme of ``quant.py``; every
+  channel meets its exactness bound, checked at load);
 * ``top.mu16``, ``top.ls8``: the top prior's grid integers;
 * ``tables.counts``, ``tables.offsets``: the prior's integer probability tables.
 
@@ -27,7 +29,7 @@ from .flow import FlowConfig, IntegerFlow
 from .priors import LogisticTables
 
 MODEL_FORMAT = "icnn-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: the exact 8-bit arithmetic (1: 12-bit weights, float64)
 MODEL_SUFFIX = ".npz"
 CARDS = "cards.json"  # model cards, beside the model files
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
@@ -76,9 +78,10 @@ def model_arrays(flow: IntegerFlow, tables: LogisticTables, meta: dict) -> dict[
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)}
     for i, conv in enumerate(flow.qconvs()):
         w, e, b = conv.integer_parameters()
-        arrays[f"conv{i}.w"] = w.numpy().astype(np.int16)
+        arrays[f"conv{i}.w"] = w.numpy().astype(np.int16 if conv.split else np.int8)
         arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)
-        arrays[f"conv{i}.b"] = b.numpy().astype(np.int64)
+        arrays[f"conv{i}.b"] = b.numpy().astype(np.int32)
+        arrays[f"conv{i}.f"] = np.array(conv.in_frac, dtype=np.int8)
     mu16, ls8 = flow.top.integer_parameters()
     arrays["top.mu16"] = mu16.numpy().astype(np.int32)
     arrays["top.ls8"] = ls8.numpy().astype(np.int32)
@@ -126,6 +129,9 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
             raise ModelError(f"model file version {meta.get('version')} is not supported")
         flow = IntegerFlow(FlowConfig.from_dict(meta["config"]))
         convs = flow.qconvs()
+        index = {id(conv): i for i, conv in enumerate(convs)}
+        for net in flow.qnets():  # the activation grids first: the biases' meaning depends on them
+            net.set_hidden_fracs([int(arrays[f"conv{index[id(c)]}.f"]) for c in net.qconvs()[1:]])
         for i, conv in enumerate(convs):
             w, e, b = arrays[f"conv{i}.w"], arrays[f"conv{i}.e"], arrays[f"conv{i}.b"]
             if tuple(w.shape) != tuple(conv.conv.weight.shape):

@@ -95,6 +95,21 @@ def test_info_reports_the_header(image_dir, tmp_path):
     assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
 
 
+def test_info_names_the_convolution_backend_and_the_environment_forces_one(image_dir, tmp_path):
+    import json
+    import os
+
+    assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
+    assert json.loads(icnn("info", "c.icnn", "--json", cwd=tmp_path).stdout)["conv_backend"] in ("int8", "float32", "float64")
+    forced = {**os.environ, "ICNN_CONV_BACKEND": "float32"}
+    r = subprocess.run([*ICNN, "info", "c.icnn", "--json"], cwd=tmp_path, env=forced, capture_output=True, timeout=300)
+    assert json.loads(r.stdout)["conv_backend"] == "float32"
+    unknown = {**os.environ, "ICNN_CONV_BACKEND": "int4"}
+    r = subprocess.run([*ICNN, "decompress", "c.icnn", "-o", "c.png"], cwd=tmp_path, env=unknown, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0 and "int4" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_info_counts_the_tiles_of_each_kind(tmp_path):
     import json
 

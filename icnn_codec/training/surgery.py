@@ -67,7 +67,8 @@ def _split_priors_into_groups(flow: IntegerFlow, source: IntegerFlow) -> None:
 
 def copy_net_with_new_inputs(net: QNet, source: QNet, head_rows: list[int] | None = None) -> None:
     """Make ``net`` compute what ``source`` does (its head's ``head_rows`` outputs, or all) while
-    its first layer's extra inputs, which ``source`` lacks, get zero weights."""
+    its first layer's extra inputs, which ``source`` lacks, get zero weights (and its activation grids)."""
+    net.set_hidden_fracs(source.hidden_fracs())
     with torch.no_grad():
         for conv, src_conv in zip(net.qconvs(), source.qconvs()):
             w, bias = src_conv.conv.weight, src_conv.conv.bias
