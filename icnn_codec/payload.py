@@ -21,11 +21,11 @@ Every tile has a *kind* (a byte in the container) and a payload:
   (varint), then the high bytes' kind and payload (any 8-bit kind), then the low bytes' kind and
   payload (a classic kind: low bytes are mostly noise to the model).
 
-The encoder codes each 8-bit tile both ways where either can win and keeps the shorter: a tile of
-few colours first classically, and through the model only when that costs more than
-:data:`MODEL_WORTH_TRYING` bits a value; any other tile through the model, and classically as well
-when it has at most :data:`CLASSIC_COLOURS` colours or the model spends :data:`CLASSIC_BITS` bits
-a value or more (the classic coders' slow trials skipped where they cannot win). Tiles of one
+The encoder codes each 8-bit tile both ways and keeps the shorter: a tile of few colours first
+classically, and through the model only when that costs more than :data:`MODEL_WORTH_TRYING` bits
+a value; any other tile through the model and classically (the classic coders' slow trials
+skipped where they cannot beat the model: a smooth gradient has many colours and yet is a
+classic coder's, not the model's). Tiles of one
 size and mode share network evaluations (batches): :func:`encode_tiles` and :func:`decode_tiles`
 take lists of them.
 """
@@ -49,13 +49,10 @@ from .priors import ExactParams
 from .zoo import Model
 
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 buffers)
-# When the classic coders are tried (see the module's docstring): they win on graphics, whose tiles
-# have few distinct pixels, and on noise, where the model spends nearly 8 bits a value; a photograph's
-# tile (tens of thousands of colours, 3-5 bits a value) is not worth their time.
-FEW_COLOURS = 256  # up to this many colours: the classic coders first ...
-MODEL_WORTH_TRYING = 1.0  # ... and under this many bits a value, the model is not run at all
-CLASSIC_COLOURS = 4096  # after the model: the classic coders too, up to this many colours ...
-CLASSIC_BITS = 7.0  # ... or where the model spends at least this many bits a value
+# Graphics have few distinct pixels: their tiles are coded classically first, and through the model
+# only when that costs more than MODEL_WORTH_TRYING bits a value.
+FEW_COLOURS = 256
+MODEL_WORTH_TRYING = 1.0
 
 
 class TileKind(IntEnum):
@@ -134,10 +131,9 @@ def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
     todo = [i for i, c in enumerate(chosen) if c is None]
     for i, words in zip(todo, _model_words(model, [tiles[i] for i in todo], batch_size)):
         coded = CodedTile(TileKind.MODEL, words.astype("<u4").tobytes())
-        if colours[i] <= CLASSIC_COLOURS or 8 * len(coded.payload) >= CLASSIC_BITS * tiles[i].size:
-            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
-            if len(payload) < len(coded.payload):
-                coded = CodedTile(_OF_CLASSIC[kind], payload)
+        kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
+        if len(payload) < len(coded.payload):
+            coded = CodedTile(_OF_CLASSIC[kind], payload)
         chosen[i] = coded
     return chosen
 

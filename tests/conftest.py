@@ -40,10 +40,10 @@ def no_scale_offsets(monkeypatch):
 def model_only(monkeypatch):
     """Every tile is coded by the model: the classic coders are never tried."""
     from icnn_codec import payload
+    from icnn_codec.classic import ClassicKind
 
     monkeypatch.setattr(payload, "FEW_COLOURS", 0)
-    monkeypatch.setattr(payload, "CLASSIC_COLOURS", 0)
-    monkeypatch.setattr(payload, "CLASSIC_BITS", float("inf"))
+    monkeypatch.setattr(payload.classic, "encode_classic", lambda pixels, size_to_beat=None: (ClassicKind.RAW, pixels.tobytes()))
 
 
 @pytest.fixture(scope="session")
