@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 OUTPUT = ROOT / "docs" / "results.md"
 
-# Bytes a one-tile stream carries beyond its ANS words (header and CRC-32; docs/format.md).
-ONE_TILE_OVERHEAD_BYTES = 12
+# Bytes a one-tile 32x32 stream carries beyond its payload (header, CRC-32, kind; docs/format.md).
+ONE_TILE_OVERHEAD_BYTES = 14
 
 
 @dataclass
@@ -109,7 +109,7 @@ def compared(a: float, b: float) -> str:
 
 
 def cifar10_text(r: Result) -> str:
-    row = r.bench_row("icnn:cifar10")
+    row = r.bench_row("icnn")  # a bare icnn: the model icnn compress picks for a thumbnail, cifar10
     icnn, nll = row["bpd"], row["nll_bpd"]
     (dataset,) = r.data["datasets"]
     overhead = 8 * ONE_TILE_OVERHEAD_BYTES * dataset["images"] / dataset["dims"]
@@ -118,7 +118,7 @@ def cifar10_text(r: Result) -> str:
         f"{compared(icnn, r.bpd('jpegxl'))} than JPEG XL's ({r.bpd('jpegxl'):.3f}) and "
         f"{compared(icnn, r.bpd('webp'))} than WebP's ({r.bpd('webp'):.3f}). The coded size is "
         f"{icnn - nll:.3f} bpd above the model's own nll, of which the {ONE_TILE_OVERHEAD_BYTES} bytes of "
-        f"header and checksum that each one-tile stream carries are {overhead:.3f} bpd (see "
+        f"header, checksum and kind that each one-tile stream carries are {overhead:.3f} bpd (see "
         "[the format](format.md)); the rest is the ANS coder and the exact networks. Nearly all the time of "
         "encoding and of decoding goes into the exact integer networks "
         f"({row['encode_MBps']:.3f} and {row['decode_MBps']:.3f} MB/s in this run); the speeds of every codec "
@@ -264,13 +264,17 @@ class Section:
 
 
 SECTIONS = [
-    Section("cifar10", "CIFAR-10 test1k", "python benchmarks/cifar10.py", cifar10_text, plot=True),
+    Section("cifar10", "CIFAR-10 test1k", "python benchmarks/cifar10.py", cifar10_text, plot=True, run_notes={
+        "2026-11-26": "This run was made in format 6 with the 12-bit model 97f3, before its conversion to the 8-bit "
+                      "db68 (+0.41 % on test1k[:200], `python benchmarks/conversion.py`)."}),
     Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True),
     Section("photo_val", "Photographs: the photo model's validation split", "python benchmarks/photo_val.py",
             photo_val_text, plot=True),
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
-    Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True),
+    Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True, run_notes={
+        "2026-11-26": "This run was made in format 6 with the 12-bit models 7df7 and 2a19, before their conversion "
+                      "to the 8-bit 90ab and 90db."}),
     Section("graphics", "Graphics", "python benchmarks/graphics.py", graphics_text, plot=True),
     Section("graphics_images", "Graphics, image by image", "python benchmarks/graphics.py", graphics_images_text),
     Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),
