@@ -332,6 +332,25 @@ def _decompress(data: bytes, compressor: int, stream_size: int) -> bytes:
 # Palette
 
 
+def _packed_pixels(pixels: np.ndarray) -> np.ndarray:
+    """H x W uint32: each pixel's channels as one number."""
+    packed = np.zeros(pixels.shape[:2], np.uint32)
+    for ch in range(pixels.shape[2]):
+        packed = (packed << 8) | pixels[:, :, ch]
+    return packed
+
+
+def _colours_within(packed: np.ndarray, limit: int) -> bool:
+    # A cheap look first: a photographic block shows more than 256 values in its first rows.
+    return np.unique(packed[: -(-4096 // packed.shape[1])]).size <= limit
+
+
+def has_few_colours(pixels: np.ndarray, limit: int = 256) -> bool:
+    """Whether an H x W x C uint8 block has at most ``limit`` distinct pixels."""
+    packed = _packed_pixels(pixels)
+    return _colours_within(packed, limit) and np.unique(packed).size <= limit
+
+
 def _small_palette(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(colours, index of every pixel) if the block has at most 256 distinct pixels, else None.
 
@@ -339,11 +358,8 @@ def _small_palette(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     similar colours are near each other, which helps the filters.
     """
     height, width, channels = pixels.shape
-    packed = np.zeros((height, width), np.uint32)
-    for ch in range(channels):
-        packed = (packed << 8) | pixels[:, :, ch]
-    # A cheap look first: a photographic block shows more than 256 values in its first rows.
-    if np.unique(packed[: -(-4096 // width)]).size > 256:
+    packed = _packed_pixels(pixels)
+    if not _colours_within(packed, 256):
         return None
     colours, inverse = np.unique(packed, return_inverse=True)
     if colours.size > 256:

@@ -122,29 +122,23 @@ def encode_tiles(model: Model, tiles: Sequence[np.ndarray], batch_size: int = 64
 def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[CodedTile]:
     """The shorter of the model's and the classic coders' coding of each 8-bit tile."""
     chosen: list[CodedTile | None] = [None] * len(tiles)
-    colours = [_colour_count(pixels) for pixels in tiles]
+    classic_first: dict[int, CodedTile] = {}  # graphics: coded classically before the model
     for i, pixels in enumerate(tiles):
-        if colours[i] <= FEW_COLOURS:  # graphics: the classic coders first, and the model only if they do poorly
+        if FEW_COLOURS and classic.has_few_colours(pixels, FEW_COLOURS):
             kind, payload = classic.encode_classic(pixels)
+            classic_first[i] = CodedTile(_OF_CLASSIC[kind], payload)
             if 8 * len(payload) <= MODEL_WORTH_TRYING * pixels.size:
-                chosen[i] = CodedTile(_OF_CLASSIC[kind], payload)
+                chosen[i] = classic_first[i]
     todo = [i for i, c in enumerate(chosen) if c is None]
     for i, words in zip(todo, _model_words(model, [tiles[i] for i in todo], batch_size)):
         coded = CodedTile(TileKind.MODEL, words.astype("<u4").tobytes())
-        kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
-        if len(payload) < len(coded.payload):
-            coded = CodedTile(_OF_CLASSIC[kind], payload)
-        chosen[i] = coded
+        if i in classic_first:
+            other = classic_first[i]
+        else:
+            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
+            other = CodedTile(_OF_CLASSIC[kind], payload)
+        chosen[i] = other if len(other.payload) < len(coded.payload) else coded
     return chosen
-
-
-def _colour_count(pixels: np.ndarray) -> int:
-    """How many distinct pixels (all channels) a tile has."""
-    flat = pixels.reshape(-1, pixels.shape[2]).astype(np.uint32)
-    packed = np.zeros(len(flat), np.uint32)
-    for c in range(flat.shape[1]):
-        packed = (packed << 8) | flat[:, c]
-    return len(np.unique(packed))
 
 
 def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:
