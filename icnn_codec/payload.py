@@ -42,7 +42,7 @@ import torch
 
 from . import classic, entropy, strips
 from .classic import ClassicKind
-from .container import read_varint, varint
+from .container import CHANNELS, read_varint, varint
 from .errors import DecodeError
 from .planes import exact_input, flow_shape, pad_plane, padded_size, pixels_of, plane_shapes, planes_of
 from .priors import ExactParams
@@ -81,7 +81,7 @@ class TileShape:
 
     @property
     def channels(self) -> int:
-        return {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[self.mode8]
+        return CHANNELS[self.mode]
 
     @property
     def mode8(self) -> str:
