@@ -339,6 +339,11 @@ def _architecture_options(f):
         click.option("--checkerboard/--no-checkerboard", default=False, show_default=True,
                      help="Code each prior group of every level in two passes over a checkerboard, the second half of "
                           "the positions given the first (a spatial context inside levels; padding as --top-context)."),
+        click.option("--error-context/--no-error-context", default=False, show_default=True,
+                     help="Passes after a decoded group (checkerboard halves, the second channel group, later top "
+                          "sub-lattices) also see its residuals and scales: where its neighbours were surprising."),
+        click.option("--mixing", type=click.Choice(["flip", "lifting"]), default="flip", show_default=True,
+                     help="Channel mixing before each coupling: a flip, or a learned integer-invertible 1x1 lifting."),
     ]):
         f = option(f)
     return f
@@ -396,7 +401,8 @@ def _run_options(f):
 def _flow_config(options: dict) -> FlowConfig:
     return FlowConfig(levels=options["levels"], couplings=options["couplings"], hidden=options["hidden"],
                       prior_hidden=options["hidden"], prior_kernels=[3, 1, 3], prior_groups=int(options["prior_groups"]),
-                      top_context=options["top_context"], checkerboard=options["checkerboard"])
+                      top_context=options["top_context"], checkerboard=options["checkerboard"],
+                      error_context=options["error_context"], mixing=options["mixing"])
 
 
 def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:

@@ -28,42 +28,77 @@ INITIAL_LOG2_SCALE = 2.0  # priors start wide (s = 4) so early training is stabl
 DecodeLatents = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (mu16, ls8) -> the group's latents
 
 
+class PriorParams(NamedTuple):
+    """A group's prior parameters: on the training path mu and log2 s (on their grids), on the exact
+    path the grid integers mu16 = 16 mu and ls8 = 8 log2 s. With a mixture of K logistics each is
+    (B, K*C, H, W), component-major, and ``logits`` holds the components' base-2 weight logits."""
+
+    mu: torch.Tensor
+    log_scale: torch.Tensor
+    logits: torch.Tensor | None = None
+
+    def half(self, colour: int) -> "PriorParams":
+        """The parameters at one colour of the checkerboard."""
+        return PriorParams(*(None if t is None else checkerboard_half(t, colour) for t in self))
+
+
 class LatentGroup(NamedTuple):
-    """Latents and their prior parameters: on the training path mu and log2 s (on their grids);
-    on the exact path the grid integers mu16 = 16 mu and ls8 = 8 log2 s."""
+    """Latents and their prior parameters (see :class:`PriorParams`)."""
 
     z: torch.Tensor
     mu: torch.Tensor
     log_scale: torch.Tensor
+    logits: torch.Tensor | None = None
+
+    @property
+    def params(self) -> PriorParams:
+        return PriorParams(self.mu, self.log_scale, self.logits)
 
 
-def prior_head(c_in: int, c_z: int) -> QConv2d:
+def error_inputs(z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+    """The error context of decoded latents: their residuals z - floor(mu) and their scales' grid
+    integers 8 log2 s (the first component's, for a mixture), as (B, 2C, H, W) integers on both paths.
+    A later pass reads from them where its neighbours were surprising and how wide their priors were."""
+    c = z.shape[1]
+    mu, ls = params.mu[:, :c], params.log_scale[:, :c]
+    if is_exact(z):
+        return torch.cat([z - torch.floor(mu / 2**priors.MU_FRAC), ls], dim=1)
+    return torch.cat([z - torch.floor(mu), torch.round(ls * 2**priors.LS_FRAC)], dim=1).detach()
+
+
+def prior_head(c_in: int, c_z: int, mixtures: int = 1) -> QConv2d:
+    """Means, log2 scales and (for a mixture) weight logits of ``mixtures`` logistics per latent."""
     mu_lo, mu_hi = priors.mu_bounds_q()
     ls_lo, ls_hi = priors.ls_bounds_q()
+    n = mixtures * c_z
+    lg = priors.LOGIT_LIMIT * 2**priors.LOGIT_FRAC
+    logits = n if mixtures > 1 else 0
     head = QConv2d(
-        c_in, 2 * c_z, 3, HIDDEN_FRAC,
-        out_frac=[priors.MU_FRAC] * c_z + [priors.LS_FRAC] * c_z,
-        out_lo=[mu_lo] * c_z + [ls_lo] * c_z,
-        out_hi=[mu_hi] * c_z + [ls_hi] * c_z,
+        c_in, 2 * n + logits, 3, HIDDEN_FRAC,
+        out_frac=[priors.MU_FRAC] * n + [priors.LS_FRAC] * n + [priors.LOGIT_FRAC] * logits,
+        out_lo=[mu_lo] * n + [ls_lo] * n + [-lg] * logits,
+        out_hi=[mu_hi] * n + [ls_hi] * n + [lg] * logits,
         zero_init=True,
         split=True,  # 13-bit weights: the head's precision is worth the second half's MACs
     )
     with torch.no_grad():
-        head.conv.bias[c_z:] = INITIAL_LOG2_SCALE
+        head.conv.bias[n : 2 * n] = INITIAL_LOG2_SCALE
     return head
 
 
 class ConditionalPrior(nn.Module):
-    """p(z | h): a discretised logistic per latent with mean and scale from a network of h."""
+    """p(z | h): a discretised logistic (or a mixture of them) per latent, its parameters from a
+    network of h."""
 
-    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int], mixtures: int = 1) -> None:
         super().__init__()
-        self.c_z = c_z
-        self.net = QNet(c_cond, hidden, kernels, prior_head(hidden, c_z))
+        self.c_z, self.mixtures = c_z, mixtures
+        self.net = QNet(c_cond, hidden, kernels, prior_head(hidden, c_z, mixtures))
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor) -> PriorParams:
         out = self.net(h)
-        return out[:, : self.c_z], out[:, self.c_z :]
+        n = self.c_z * self.mixtures
+        return PriorParams(out[:, :n], out[:, n : 2 * n], out[:, 2 * n :] if self.mixtures > 1 else None)
 
 
 def _colour_index(like: torch.Tensor, colour: int) -> torch.Tensor:
@@ -93,40 +128,57 @@ def checkerboard_merge(black: torch.Tensor, white: torch.Tensor) -> torch.Tensor
 
 class CheckerboardTwin(nn.Module):
     """The prior of a group's white positions, given what its black positions' prior sees plus the
-    black latents (white ones zeroed): each white latent has decoded neighbours on four sides
-    (fewer at a tile's border). Every white position sees the same pattern (known 4-neighbours,
-    zeros on itself and its diagonals), so one convolution, read at the white positions, serves."""
+    black latents (white ones zeroed), and with an error context their residuals and scales too: each
+    white latent has decoded neighbours on four sides (fewer at a tile's border). Every white position
+    sees the same pattern (known 4-neighbours, zeros on itself and its diagonals), so one convolution,
+    read at the white positions, serves."""
 
-    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int]) -> None:
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int], mixtures: int = 1,
+                 error_context: bool = False) -> None:
         super().__init__()
-        self.prior = ConditionalPrior(c_cond + c_z, c_z, hidden, kernels)
+        self.error_context = error_context
+        self.prior = ConditionalPrior(c_cond + c_z * (3 if error_context else 1), c_z, hidden, kernels, mixtures)
 
-    def forward(self, cond: torch.Tensor, black: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters at every position (read them at the white ones) given the black half."""
-        return self.prior(torch.cat([cond, checkerboard_merge(black, torch.zeros_like(black))], dim=1))
+    def forward(self, cond: torch.Tensor, black: torch.Tensor, black_params: PriorParams,
+                extra: torch.Tensor | None = None) -> PriorParams:
+        """Parameters at every position (read them at the white ones) given the black half (and
+        ``extra``, the group prior's own error context)."""
+        inputs = [cond, checkerboard_merge(black, torch.zeros_like(black))]
+        if self.error_context:
+            errors = error_inputs(black, black_params)
+            inputs += ([] if extra is None else [extra]) + [checkerboard_merge(errors, torch.zeros_like(errors))]
+        return self.prior(torch.cat(inputs, dim=1))
 
 
-def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
-    """One prior group's latents in encoding order: without a twin p(z | cond); with one, the
-    white half given the black half, then the black half (decoded first)."""
-    mu, ls = prior(cond)
+def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor,
+               extra: torch.Tensor | None = None) -> tuple[list[LatentGroup], torch.Tensor]:
+    """One prior group's latents in encoding order (without a twin p(z | cond, extra); with one, the
+    white half given the black half, then the black half, decoded first), and their error context.
+    ``extra``: an error context of earlier groups, the last of the prior's inputs."""
+    params = prior(cond if extra is None else torch.cat([cond, extra], dim=1))
     if twin is None:
-        return [LatentGroup(z, mu, ls)]
-    black = LatentGroup(*(checkerboard_half(t, 0) for t in (z, mu, ls)))
-    mu_w, ls_w = twin(cond, black.z)
-    white = LatentGroup(*(checkerboard_half(t, 1) for t in (z, mu_w, ls_w)))
-    return [white, black]
+        return [LatentGroup(z, *params)], error_inputs(z, params)
+    black_params = params.half(0)
+    black = checkerboard_half(z, 0)
+    white_params = twin(cond, black, black_params, extra).half(1)
+    white = checkerboard_half(z, 1)
+    errors = checkerboard_merge(error_inputs(black, black_params), error_inputs(white, white_params))
+    return [LatentGroup(white, *white_params), LatentGroup(black, *black_params)], errors
 
 
-def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
-    """The inverse of ``code_group``: the group's latents from ``decode_latents``."""
-    mu, ls = prior(cond)
+def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor,
+                 decode_latents: DecodeLatents, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of ``code_group``: the group's latents from ``decode_latents``, and their error context."""
+    params = prior(cond if extra is None else torch.cat([cond, extra], dim=1))
     if twin is None:
-        return decode_latents(mu, ls)
-    black = decode_latents(checkerboard_half(mu, 0), checkerboard_half(ls, 0))
-    mu_w, ls_w = twin(cond, black)
-    white = decode_latents(checkerboard_half(mu_w, 1), checkerboard_half(ls_w, 1))
-    return checkerboard_merge(black, white)
+        z = decode_latents(params.mu, params.log_scale)
+        return z, error_inputs(z, params)
+    black_params = params.half(0)
+    black = decode_latents(black_params.mu, black_params.log_scale)
+    white_params = twin(cond, black, black_params, extra).half(1)
+    white = decode_latents(white_params.mu, white_params.log_scale)
+    errors = checkerboard_merge(error_inputs(black, black_params), error_inputs(white, white_params))
+    return checkerboard_merge(black, white), errors
 
 
 class TopPrior(nn.Module):
@@ -175,15 +227,20 @@ SUBLATTICES = 4  # positions in a 2x2 block, in raster order
 class SublatticeContext(nn.Module):
     """A spatial context for the top latents: the four sub-lattices of their 2x2 blocks are coded
     in turn, the first under the per-channel top prior, each next one under a conditional prior of
-    the sub-lattices before it, so most top latents see decoded neighbours on every side.
+    the sub-lattices before it (and, with an error context, of their residuals and scales), so most
+    top latents see decoded neighbours on every side.
 
     The top latents are a coarse image (1/8 of the resolution for 3 levels) whose neighbours
     predict each other well; the per-channel prior alone cannot use that.
     """
 
-    def __init__(self, channels: int, hidden: int, kernels: list[int]) -> None:
+    def __init__(self, channels: int, hidden: int, kernels: list[int], mixtures: int = 1,
+                 error_context: bool = False) -> None:
         super().__init__()
-        self.nets = nn.ModuleList(ConditionalPrior(k * channels, channels, hidden, kernels) for k in range(1, SUBLATTICES))
+        self.error_context = error_context
+        per_part = channels * (3 if error_context else 1)
+        self.nets = nn.ModuleList(ConditionalPrior(k * per_part, channels, hidden, kernels, mixtures)
+                                  for k in range(1, SUBLATTICES))
 
     @staticmethod
     def split(h: torch.Tensor) -> list[torch.Tensor]:
@@ -196,16 +253,26 @@ class SublatticeContext(nn.Module):
         b, c, height, width = parts[0].shape
         return Squeeze().inverse(torch.stack(parts, dim=2).view(b, c * SUBLATTICES, height, width))
 
+    def _condition(self, parts: list[torch.Tensor], errors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts + errors if self.error_context else parts, dim=1)
+
     def latent_groups(self, h: torch.Tensor, top: "TopPrior") -> list[LatentGroup]:
         """The top latents in encoding order (the sub-lattice decoded last first)."""
         parts = self.split(h)
-        groups = [LatentGroup(parts[0], *top(parts[0]))]
+        params = PriorParams(*top(parts[0]))
+        groups, errors = [LatentGroup(parts[0], *params)], [error_inputs(parts[0], params)]
         for k, net in enumerate(self.nets, start=1):
-            groups.append(LatentGroup(parts[k], *net(torch.cat(parts[:k], dim=1))))
+            params = net(self._condition(parts[:k], errors))
+            groups.append(LatentGroup(parts[k], *params))
+            errors.append(error_inputs(parts[k], params))
         return groups[::-1]
 
     def decode(self, like: torch.Tensor, top: "TopPrior", decode_latents: DecodeLatents) -> torch.Tensor:
-        parts = [decode_latents(*top(self.split(like)[0]))]
+        params = PriorParams(*top(self.split(like)[0]))
+        parts = [decode_latents(params.mu, params.log_scale)]
+        errors = [error_inputs(parts[0], params)]
         for net in self.nets:
-            parts.append(decode_latents(*net(torch.cat(parts, dim=1))))
+            params = net(self._condition(parts, errors))
+            parts.append(decode_latents(params.mu, params.log_scale))
+            errors.append(error_inputs(parts[-1], params))
         return self.merge(parts)

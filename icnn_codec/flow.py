@@ -21,7 +21,7 @@ from torch import nn
 from . import priors
 from .contexts import (SUBLATTICES, CheckerboardTwin, ConditionalPrior, DecodeLatents, LatentGroup, SublatticeContext,
                        TopPrior, code_group, decode_group)
-from .layers import AdditiveCoupling, ChannelFlip, Sequential, Squeeze
+from .layers import AdditiveCoupling, ChannelFlip, LiftingMix, Sequential, Squeeze
 from .quant import QConv2d, QNet
 
 
@@ -43,6 +43,14 @@ class FlowConfig:
     # True: each prior group of every level is coded in two passes over a checkerboard, the second
     # half of the positions given the first (a spatial context inside a level; one more pass each).
     checkerboard: bool = False
+    # Logistics per latent in every conditional prior (1: one; more: a mixture with learned weights).
+    mixtures: int = 1
+    # True: passes that follow a decoded group also see its residuals z - floor(mu) and its scales
+    # (checkerboard twins, the second channel group, the top's later sub-lattices).
+    error_context: bool = False
+    # The channel mixing before each coupling: "flip" (reverse the order) or "lifting" (a learned
+    # integer-invertible 1x1 mixing, triangular lifting steps after the flip).
+    mixing: str = "flip"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +70,10 @@ class Level(nn.Module):
         super().__init__()
         c = channels_in * 4
         steps = [Squeeze()]
+        if cfg.mixing not in ("flip", "lifting"):
+            raise ValueError(f"mixing must be 'flip' or 'lifting', not {cfg.mixing!r}")
         for _ in range(cfg.couplings):
-            steps += [ChannelFlip(), AdditiveCoupling(c, cfg.hidden, cfg.kernels)]
+            steps += [ChannelFlip() if cfg.mixing == "flip" else LiftingMix(c), AdditiveCoupling(c, cfg.hidden, cfg.kernels)]
         self.transform = Sequential(steps)
         self.keep = c // 2
         c_z = c - self.keep
@@ -71,31 +81,41 @@ class Level(nn.Module):
             raise ValueError(f"prior_groups must be 1 or 2, not {cfg.prior_groups}")
         # z = [z1, z2]: p(z1 | h) p(z2 | h, z1), or p(z | h) in one group.
         self.split = c_z // 2 if cfg.prior_groups == 2 else c_z
-        self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels)
-        self.context_prior = (ConditionalPrior(self.keep + self.split, c_z - self.split, cfg.prior_hidden, cfg.prior_kernels)
+        k, errors = cfg.mixtures, cfg.error_context
+        self.error_context = errors
+        self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels, k)
+        self.context_prior = (ConditionalPrior(self.keep + self.split * (3 if errors else 1), c_z - self.split,
+                                               cfg.prior_hidden, cfg.prior_kernels, k)
                               if cfg.prior_groups == 2 else None)
         # The checkerboard twins of the two priors. Model files store weights in ``qconvs()`` order:
         # without a checkerboard the twins are None, and they are registered after the priors, so
         # the networks of a model without them keep their places.
         def twin(c_cond: int, c_group: int) -> CheckerboardTwin | None:
-            return CheckerboardTwin(c_cond, c_group, cfg.prior_hidden, cfg.prior_kernels) if cfg.checkerboard else None
+            return (CheckerboardTwin(c_cond, c_group, cfg.prior_hidden, cfg.prior_kernels, k, errors)
+                    if cfg.checkerboard else None)
 
         self.prior_twin = twin(self.keep, self.split)
-        self.context_twin = twin(self.keep + self.split, c_z - self.split) if self.context_prior is not None else None
+        # The second group's twin sees z1's error context as well, after the black half's.
+        self.context_twin = (twin(self.keep + self.split * (3 if errors else 1), c_z - self.split)
+                             if self.context_prior is not None else None)
 
     def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
         """The factored-out latents z given h, in encoding order (the group decoded last first)."""
         z1 = z[:, : self.split]
-        first = code_group(self.prior, self.prior_twin, h, z1)
+        first, errors = code_group(self.prior, self.prior_twin, h, z1)
         if self.context_prior is None:
             return first
-        return code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :]) + first
+        second, _ = code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :],
+                               errors if self.error_context else None)
+        return second + first
 
     def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
-        z1 = decode_group(self.prior, self.prior_twin, h, decode_latents)
+        z1, errors = decode_group(self.prior, self.prior_twin, h, decode_latents)
         if self.context_prior is None:
             return z1
-        return torch.cat([z1, decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents)], dim=1)
+        z2, _ = decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents,
+                             errors if self.error_context else None)
+        return torch.cat([z1, z2], dim=1)
 
     def group_names(self, level: str) -> list[str]:
         """Names of ``latent_groups``' groups, in the same order."""
@@ -118,10 +138,14 @@ class IntegerFlow(nn.Module):
             c = level.keep
         self.levels = nn.ModuleList(levels)
         self.top = TopPrior(c)
-        self.top_context = SublatticeContext(c, cfg.prior_hidden, cfg.prior_kernels) if cfg.top_context else None
+        self.top_context = (SublatticeContext(c, cfg.prior_hidden, cfg.prior_kernels, cfg.mixtures, cfg.error_context)
+                            if cfg.top_context else None)
 
     def qconvs(self) -> list[QConv2d]:
         return [m for m in self.modules() if isinstance(m, QConv2d)]
+
+    def lifting_mixes(self) -> list[LiftingMix]:
+        return [m for m in self.modules() if isinstance(m, LiftingMix)]
 
     def qnets(self) -> list[QNet]:
         return [m for m in self.modules() if isinstance(m, QNet)]
@@ -156,7 +180,7 @@ class IntegerFlow(nn.Module):
         """-log2 p(x) per image (training path)."""
         total = x.new_zeros(x.shape[0])
         for g in self.forward(x):
-            total = total + priors.discretized_logistic_bits(g.z, g.mu, g.log_scale).flatten(1).sum(1)
+            total = total + priors.mixture_bits(g.z, g.mu, g.log_scale, g.logits).flatten(1).sum(1)
         return total
 
     @torch.no_grad()

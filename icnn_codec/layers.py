@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .quant import HIDDEN_FRAC, QConv2d, QNet
+from .quant import HIDDEN_FRAC, QConv2d, QNet, is_exact, round_ste
 
 TRANSLATION_LIMIT = 2.0**15  # a coupling moves a latent by at most this much
 
@@ -46,6 +46,68 @@ class ChannelFlip(Transform):
         return torch.flip(x, dims=[1])
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.flip(y, dims=[1])
+
+
+LIFT_FRAC = 8  # lifting coefficients on a 1/256 grid ...
+LIFT_LIMIT = 4.0  # ... within +-4
+
+
+class LiftingMix(Transform):
+    """A learned integer-invertible 1x1 channel mixing: the channel flip, then an upper and a lower
+    triangular lifting step, x_i += round(sum_{j>i} U_ij x_j), then x_i += round(sum_{j<i} L_ij x_j).
+    Each step changes a channel by a rounded function of channels it leaves alone, so it undoes
+    exactly, one channel at a time. Zero coefficients (the start) make it the flip. The coefficients
+    are integers over 2**LIFT_FRAC; on the exact path the sums are exact in float64."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.upper = nn.Parameter(torch.zeros(channels, channels))
+        self.lower = nn.Parameter(torch.zeros(channels, channels))
+        self.register_buffer("upper_mask", torch.ones(channels, channels).triu(1), persistent=False)
+        self.register_buffer("lower_mask", torch.ones(channels, channels).tril(-1), persistent=False)
+
+    def integer_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, L): the coefficients' integers (over 2**LIFT_FRAC), as a model file stores them."""
+        with torch.no_grad():
+            return self._coefficients(torch.zeros(0, dtype=torch.float64))
+
+    def load_integer_coefficients(self, upper, lower) -> None:
+        with torch.no_grad():
+            self.upper.copy_(torch.as_tensor(upper, dtype=torch.float64) / 2**LIFT_FRAC)
+            self.lower.copy_(torch.as_tensor(lower, dtype=torch.float64) / 2**LIFT_FRAC)
+
+    def _coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = 2.0**LIFT_FRAC
+        out = []
+        for w, mask in ((self.upper, self.upper_mask), (self.lower, self.lower_mask)):
+            w = w.to(x.dtype)
+            q = torch.clamp(torch.round(w * scale) if is_exact(x) else round_ste(w * scale), -LIFT_LIMIT * scale,
+                            LIFT_LIMIT * scale)
+            out.append(q * mask.to(x.dtype) / (1.0 if is_exact(x) else scale))
+        return out[0], out[1]
+
+    @staticmethod
+    def _shift(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """round(sum_j w_ij x_j): exact path, integer coefficients and sums (exact in float64 below 2**53),
+        one division by a power of two and rounding half to even; training path, the same, simulated."""
+        if is_exact(x):
+            return torch.round(torch.einsum("ij,bjhw->bihw", w, x) / 2.0**LIFT_FRAC)
+        return round_ste(torch.einsum("ij,bjhw->bihw", w, x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        upper, lower = self._coefficients(x)
+        x = torch.flip(x, dims=[1])
+        x = x + self._shift(upper, x)
+        return x + self._shift(lower, x)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        upper, lower = self._coefficients(y)
+        y = y.clone()
+        for i in range(1, y.shape[1]):  # lower step: channel i from the channels before it, already restored
+            y[:, i] -= self._shift(lower[i : i + 1, :i], y[:, :i])[:, 0]
+        for i in reversed(range(y.shape[1] - 1)):  # upper step: from the channels after it
+            y[:, i] -= self._shift(upper[i : i + 1, i + 1 :], y[:, i + 1 :])[:, 0]
         return torch.flip(y, dims=[1])
 
 

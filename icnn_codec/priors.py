@@ -61,6 +61,25 @@ def discretized_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.T
     return -log_p / math.log(2.0)
 
 
+LOGIT_FRAC = 3  # a mixture's component weights: log2-domain logits on a 1/8 grid ...
+LOGIT_LIMIT = 16.0  # ... within +-16
+
+
+def mixture_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+    """-log2 P(z) elementwise under a mixture of K discretised logistics (training path).
+
+    ``z`` is (B, C, ...); ``mu``, ``log2_s`` and ``logits`` are (B, K*C, ...), component-major. The
+    weights are a base-2 softmax of ``logits`` (w_k = 2**l_k / sum 2**l_j), so that an exact coder can
+    build them from a table of powers of two. ``logits`` None: one component."""
+    if logits is None:
+        return discretized_logistic_bits(z, mu, log2_s)
+    k = mu.shape[1] // z.shape[1]
+    shape = (z.shape[0], k, *z.shape[1:])
+    bits = discretized_logistic_bits(z.unsqueeze(1), mu.view(shape), log2_s.view(shape))
+    log2_w = torch.log_softmax(logits.view(shape) * math.log(2.0), dim=1) / math.log(2.0)
+    return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0)
+
+
 def fixed_log2(v: np.ndarray) -> np.ndarray:
     """log2 v in units of 2**-COST_FRAC (truncated) for integers 1 <= v < 2**31, by integer
     arithmetic alone (the bits of the fraction by repeated squaring), so no libm is involved."""

@@ -8,6 +8,7 @@ A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
   ``convN.f`` (int8): the integer weights, per-channel weight exponents, integer biases and input grid
   (2**-f) of the N-th fixed-point convolution, in module order (the 8-bit scheme of ``quant.py``; every
   channel meets its exactness bound, checked at load);
+* ``liftN.u``, ``liftN.l`` (int16): the N-th learned lifting mixing's coefficients over 2**8, if any;
 * ``top.mu16``, ``top.ls8``: the top prior's grid integers;
 * ``tables.counts``, ``tables.offsets``: the prior's integer probability tables.
 
@@ -82,6 +83,10 @@ def model_arrays(flow: IntegerFlow, tables: LogisticTables, meta: dict) -> dict[
         arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)
         arrays[f"conv{i}.b"] = b.numpy().astype(np.int32)
         arrays[f"conv{i}.f"] = np.array(conv.in_frac, dtype=np.int8)
+    for i, mix in enumerate(flow.lifting_mixes()):
+        upper, lower = mix.integer_coefficients()
+        arrays[f"lift{i}.u"] = upper.numpy().astype(np.int16)
+        arrays[f"lift{i}.l"] = lower.numpy().astype(np.int16)
     mu16, ls8 = flow.top.integer_parameters()
     arrays["top.mu16"] = mu16.numpy().astype(np.int32)
     arrays["top.ls8"] = ls8.numpy().astype(np.int32)
@@ -128,6 +133,8 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
         if meta.get("version") != MODEL_FORMAT_VERSION:
             raise ModelError(f"model file version {meta.get('version')} is not supported")
         flow = IntegerFlow(FlowConfig.from_dict(meta["config"]))
+        if flow.cfg.mixtures > 1:
+            raise ModelError("mixture priors have no exact coder yet: such a flow is for training-path ablations")
         convs = flow.qconvs()
         index = {id(conv): i for i, conv in enumerate(convs)}
         for net in flow.qnets():  # the activation grids first: the biases' meaning depends on them
@@ -137,7 +144,13 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
             if tuple(w.shape) != tuple(conv.conv.weight.shape):
                 raise ModelError(f"layer {i} has the wrong shape")
             conv.load_integer_parameters(w.astype(np.float64), e.astype(np.int64), b.astype(np.float64))
-        if f"conv{len(convs)}.w" in arrays:
+        mixes = flow.lifting_mixes()
+        for i, mix in enumerate(mixes):
+            upper, lower = arrays[f"lift{i}.u"], arrays[f"lift{i}.l"]
+            if tuple(upper.shape) != tuple(mix.upper.shape) or tuple(lower.shape) != tuple(mix.lower.shape):
+                raise ModelError(f"lifting mix {i} has the wrong shape")
+            mix.load_integer_coefficients(upper, lower)
+        if f"conv{len(convs)}.w" in arrays or f"lift{len(mixes)}.u" in arrays:
             raise ModelError("model file has more layers than its architecture")
         flow.top.load_integer_parameters(arrays["top.mu16"].astype(np.float64), arrays["top.ls8"].astype(np.float64))
         tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])

@@ -11,7 +11,7 @@ import torch
 import icnn_codec as ic
 from icnn_codec.contexts import checkerboard_half, checkerboard_merge
 from icnn_codec.flow import FlowConfig, IntegerFlow
-from icnn_codec.layers import AdditiveCoupling
+from icnn_codec.layers import AdditiveCoupling, LiftingMix
 from icnn_codec.planes import exact_input
 from icnn_codec.priors import LogisticTables
 from icnn_codec.quant import QConv2d
@@ -20,7 +20,9 @@ from icnn_codec.zoo import flow_to_model
 
 CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True},
             "checkerboards": {"checkerboard": True}, "checkerboards in two groups": {"prior_groups": 2, "checkerboard": True},
-            "two more couplings per level": {"couplings": 6}}
+            "two more couplings per level": {"couplings": 6},
+            "error contexts": {"prior_groups": 2, "checkerboard": True, "top_context": True, "error_context": True},
+            "learned lifting mixing": {"mixing": "lifting"}}
 
 
 def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
@@ -60,6 +62,7 @@ def grown_networks(flow: IntegerFlow, source: IntegerFlow) -> list[torch.nn.Modu
     nets = [net for level in flow.levels for net in (level.context_prior, level.prior_twin, level.context_twin)
             if net is not None]
     nets += [c for level in couplings(flow) for c in level[source.cfg.couplings :]]
+    nets += flow.lifting_mixes() if source.cfg.mixing == "flip" else []
     return nets + ([flow.top_context] if flow.top_context is not None else [])
 
 
@@ -81,6 +84,9 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
         for net in grown_networks(flow, plain.flow):
             for conv in (m for m in net.modules() if isinstance(m, QConv2d)):
                 conv.conv.weight.add_(torch.randn_like(conv.conv.weight) * 0.05)
+            for mix in (m for m in net.modules() if isinstance(m, LiftingMix)):
+                mix.upper.add_(torch.randn_like(mix.upper) * 0.3)
+                mix.lower.add_(torch.randn_like(mix.lower) * 0.3)
     contextual = flow_to_model(flow, plain.tables, "context")
     images = [cifar_images[20], np.ascontiguousarray(photo[:45, :77])]  # padded to the model's block
     with torch.no_grad():
@@ -95,7 +101,7 @@ def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain
     with pytest.raises(ValueError, match="parts this one lacks"):
         grown_flow(richer, top_context=False)
     for other in ({"couplings": plain.flow.cfg.couplings - 2}, {"prior_kernels": [3, 1]}, {"hidden": 96}):
-        with pytest.raises(ValueError, match="only contexts and couplings can be added"):
+        with pytest.raises(ValueError, match="only contexts, couplings, mixtures and learned mixing can be added"):
             grown_flow(plain.flow, **other)
     with pytest.raises(ValueError, match="in pairs"):  # one more channel flip would move the factored-out half
         grown_flow(plain.flow, couplings=plain.flow.cfg.couplings + 1)
@@ -173,3 +179,38 @@ def test_a_converted_models_activation_grids_survive_checkpoints_and_growth(mode
     x = exact_input(list(cifar_images[:2])).float()
     with torch.no_grad():
         assert torch.equal(grown.nll_bits(x), source.nll_bits(x))
+
+
+def test_growing_reports_the_new_elements_those_the_source_had_no_weights_for(plain):
+    flow = IntegerFlow(FlowConfig.from_dict({**plain.flow.cfg.to_dict(), "checkerboard": True, "error_context": True}))
+    new = grow_from(flow, plain.flow)
+    for level in flow.levels:
+        first = level.prior_twin.prior.net.body[0].conv.weight
+        assert not new[first][:, : level.keep].any()  # the prior's own inputs: copied
+        assert new[first][:, level.keep :].all()  # the black half's latents, residuals and scales: new
+        assert not any(new[p].any() for p in level.prior.parameters())
+        assert not any(new[p].any() for p in level.transform.parameters())
+
+
+def test_a_training_step_moves_new_elements_as_many_times_further_as_their_boost_says(plain, cifar_images):
+    from icnn_codec.training.data import ImageSet
+    from icnn_codec.training.loop import NegLogLikelihood, Processes, TrainState, train_step
+    from icnn_codec.training.runs import TrainConfig
+
+    images = ImageSet(cifar_images[:8], [str(i) for i in range(8)])
+    cfg = TrainConfig(batch_size=4, crop=16, lr=1e-3, warmup=1)
+    moves = []
+    for factor in (1.0, 10.0):
+        flow = grown_flow(plain.flow, checkerboard=True, error_context=True)
+        first = flow.levels[0].prior_twin.prior.net.body[0].conv.weight
+        mask = torch.zeros_like(first)
+        mask[:, -4:] = 1
+        state = TrainState(flow, copy.deepcopy(flow), torch.optim.Adam(flow.parameters(), lr=cfg.lr),
+                           boost={first: 1 + mask * (factor - 1)})
+        before = first.detach().clone()
+        train_step(state, NegLogLikelihood(flow), images, cfg, Processes(), "cpu")
+        moves.append(first.detach() - before)
+    plain_move, boosted_move = moves
+    assert plain_move[:, -4:].abs().sum() > 0
+    assert torch.allclose(boosted_move[:, -4:], 10 * plain_move[:, -4:], rtol=1e-4, atol=1e-9)
+    assert torch.allclose(boosted_move[:, :-4], plain_move[:, :-4], rtol=1e-4, atol=1e-9)

@@ -360,3 +360,15 @@ def test_a_failed_start_leaves_no_run_behind_so_the_next_start_uses_its_own_opti
     assert not (tmp_path / "run").exists()
     train(str(dataset), tmp_path / "run", tiny_config(1))
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == asdict(tiny_config(1))
+
+
+@pytest.mark.parametrize("options", [["--checkerboard", "--error-context"], ["--mixing", "lifting"]])
+def test_cli_train_error_contexts_and_lifting_make_a_model_that_codes_exactly(options: list[str], dataset: Path,
+                                                                              tmp_path: Path) -> None:
+    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, *options, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    model = resolve_model(str(tmp_path / "run"))
+    assert model.flow.cfg.error_context == ("--error-context" in options)
+    assert model.flow.cfg.mixing == ("lifting" if "lifting" in options else "flip")
+    image = structured_images(1, 20, 36)[0]
+    assert np.array_equal(ic.decompress(ic.compress(image, model=model), model=model), image)

@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -122,6 +122,10 @@ class TrainState:
     history: dict | None = None
     seconds: float = 0.0  # training time of earlier sessions of the run
     running: float | None = None  # the smoothed training bpd, so a resumed log continues seamlessly
+    # Elements that move this many times faster than the learning rate says (parameter -> multiplier
+    # per element): the zero-initialised parts of a grown model, which would otherwise take hundreds of
+    # steps to cross the weights' quantisation grid.
+    boost: dict[nn.Parameter, torch.Tensor] = field(default_factory=dict)
 
     def checkpoint(self, started: float) -> dict:
         return {"model": self.flow.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -151,7 +155,7 @@ def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | 
         started, metrics = time.time(), {}
         try:
             while state.step < cfg.steps:
-                _train_step(state, loss_module, images, cfg, procs, device)
+                train_step(state, loss_module, images, cfg, procs, device)
                 if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                     log.step(state.step, state.running, learning_rate(cfg, state.step - 1))
                 if eval_images is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
@@ -238,7 +242,7 @@ def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, devi
     return state
 
 
-def _train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg: TrainConfig, procs: Processes,
+def train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg: TrainConfig, procs: Processes,
                 device: str) -> None:
     """One optimizer step on this rank's share of the step's batch, then the EMA."""
     per_rank = max(1, cfg.batch_size // procs.world)
@@ -251,7 +255,11 @@ def _train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.flow.parameters(), 100.0)
+    before = {p: p.detach().clone() for p in state.boost}
     state.optimizer.step()
+    with torch.no_grad():
+        for p, factor in state.boost.items():
+            p.add_((p - before[p]) * (factor - 1))
     with torch.no_grad():
         decay = min(cfg.ema, (1.0 + state.step) / (10.0 + state.step))  # warm-up: an early EMA must not lag
         for pe, p in zip(state.ema.parameters(), state.flow.parameters()):
