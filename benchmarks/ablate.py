@@ -1,0 +1,64 @@
+"""Fixed-budget ablations of the photo model: one command per variant.
+
+    python benchmarks/ablate.py VARIANT [--minutes 20] [--start photo] [--threads 1]
+    python benchmarks/ablate.py --list      # the variants
+    python benchmarks/ablate.py --table     # every saved result as a markdown table
+
+Each variant is grown from the same start, trained for the same wall-clock minutes and measured on
+the central 128x128 crops of the validation split and of photos-unseen
+(:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin.json;
+docs/ablations.md quotes them. Run two at once on a 2-core machine with --threads 1 each.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from common import RESULTS, SHARED
+
+from icnn_codec.training.ablation import VARIANTS, run_ablation, save_result
+
+FOLDER = RESULTS / "ablations"
+
+
+def table() -> str:
+    """Grown variants first (their change is against the start, which they share), then the ones trained
+    from scratch (compare them with each other: their start is random weights)."""
+    rows = [json.loads(p.read_text()) for p in sorted(FOLDER.glob("*.json"))]
+    lines = ["| variant | start | lr (new parts) | minutes | steps | val bpd | change | unseen bpd | change | MAC/pixel | "
+             "networks ms (256²) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["start"] == "scratch", r["minutes"], r["val_bpd"])):
+        grown = r["start"] != "scratch"
+        changes = [f"{r[k + '_bpd'] / r[k + '_bpd_start'] - 1:+.2%}" if grown else "" for k in ("val", "unseen")]
+        new_lr = f"{r['new_lr']:g}" if "new_lr" in r else "none"
+        lr = f"{r['lr']:g} ({new_lr})" if grown else f"{r['lr']:g}"
+        lines.append(f"| {r['variant']} | {r['start']} | {lr} | {r['minutes']:g} | {r['steps']} | {r['val_bpd']:.4f} | "
+                     f"{changes[0]} | {r['unseen_bpd']:.4f} | {changes[1]} | {r['mac_per_pixel']:,} | "
+                     f"{r['network_ms_256']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variant", nargs="?", choices=sorted(VARIANTS))
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--start", default="photo", help="model name, file or run folder (default: photo)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--new-lr", type=float, default=1e-3,
+                        help="learning rate of a grown variant's new, zero-initialised parts (default 1e-3; the rest: 5e-5)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        for name, v in VARIANTS.items():
+            print(f"{name:16} {v.description}")
+    elif args.table:
+        print(table())
+    elif args.variant:
+        result = run_ablation(args.variant, shared=SHARED, start=args.start, minutes=args.minutes, threads=args.threads,
+                              new_lr=args.new_lr,
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print(save_result(result, FOLDER))
+    else:
+        parser.error("name a variant, or --list or --table")
