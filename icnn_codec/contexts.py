@@ -50,9 +50,11 @@ class LatentGroup(NamedTuple):
     log_scale: torch.Tensor
     logits: torch.Tensor | None = None
 
-    @property
-    def params(self) -> PriorParams:
-        return PriorParams(self.mu, self.log_scale, self.logits)
+
+def with_errors(channels: int, error_context: bool) -> int:
+    """Inputs that decoded latents of ``channels`` channels give a later pass: the latents, and with an
+    error context their residuals and scales as well."""
+    return channels * (3 if error_context else 1)
 
 
 def error_inputs(z: torch.Tensor, params: PriorParams) -> torch.Tensor:
@@ -137,7 +139,7 @@ class CheckerboardTwin(nn.Module):
                  error_context: bool = False) -> None:
         super().__init__()
         self.error_context = error_context
-        self.prior = ConditionalPrior(c_cond + c_z * (3 if error_context else 1), c_z, hidden, kernels, mixtures)
+        self.prior = ConditionalPrior(c_cond + with_errors(c_z, error_context), c_z, hidden, kernels, mixtures)
 
     def forward(self, cond: torch.Tensor, black: torch.Tensor, black_params: PriorParams,
                 extra: torch.Tensor | None = None) -> PriorParams:
@@ -150,35 +152,44 @@ class CheckerboardTwin(nn.Module):
         return self.prior(torch.cat(inputs, dim=1))
 
 
-def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor,
-               extra: torch.Tensor | None = None) -> tuple[list[LatentGroup], torch.Tensor]:
-    """One prior group's latents in encoding order (without a twin p(z | cond, extra); with one, the
-    white half given the black half, then the black half, decoded first), and their error context.
-    ``extra``: an error context of earlier groups, the last of the prior's inputs."""
+Latents = Callable[[PriorParams, "int | None"], torch.Tensor]  # (params, checkerboard colour or None) -> latents
+
+
+def _group_passes(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, latents: Latents,
+                  extra: torch.Tensor | None, errors: bool) -> tuple[list[tuple[torch.Tensor, PriorParams]], torch.Tensor | None]:
+    """A group's passes in decoding order, each (latents, params) with its latents from ``latents``
+    (the known ones when coding, the decoded ones when decoding), and the group's error context when
+    ``errors`` asks for it (else None)."""
     params = prior(cond if extra is None else torch.cat([cond, extra], dim=1))
     if twin is None:
-        return [LatentGroup(z, *params)], error_inputs(z, params)
+        z = latents(params, None)
+        return [(z, params)], error_inputs(z, params) if errors else None
     black_params = params.half(0)
-    black = checkerboard_half(z, 0)
+    black = latents(black_params, 0)
     white_params = twin(cond, black, black_params, extra).half(1)
-    white = checkerboard_half(z, 1)
-    errors = checkerboard_merge(error_inputs(black, black_params), error_inputs(white, white_params))
-    return [LatentGroup(white, *white_params), LatentGroup(black, *black_params)], errors
+    white = latents(white_params, 1)
+    passes = [(black, black_params), (white, white_params)]
+    return passes, checkerboard_merge(*(error_inputs(z, p) for z, p in passes)) if errors else None
+
+
+def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor,
+               extra: torch.Tensor | None = None, errors: bool = False) -> tuple[list[LatentGroup], torch.Tensor | None]:
+    """One prior group's latents in encoding order (without a twin p(z | cond, extra); with one, the
+    white half given the black half, then the black half, decoded first), and (``errors``) their error
+    context. ``extra``: an error context of earlier groups, the last of the prior's inputs."""
+    passes, error_context = _group_passes(
+        prior, twin, cond, lambda _, colour: z if colour is None else checkerboard_half(z, colour), extra, errors)
+    return [LatentGroup(z_pass, *params) for z_pass, params in reversed(passes)], error_context
 
 
 def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor,
-                 decode_latents: DecodeLatents, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 decode_latents: DecodeLatents, extra: torch.Tensor | None = None, errors: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The inverse of ``code_group``: the group's latents from ``decode_latents``, and their error context."""
-    params = prior(cond if extra is None else torch.cat([cond, extra], dim=1))
-    if twin is None:
-        z = decode_latents(params.mu, params.log_scale)
-        return z, error_inputs(z, params)
-    black_params = params.half(0)
-    black = decode_latents(black_params.mu, black_params.log_scale)
-    white_params = twin(cond, black, black_params, extra).half(1)
-    white = decode_latents(white_params.mu, white_params.log_scale)
-    errors = checkerboard_merge(error_inputs(black, black_params), error_inputs(white, white_params))
-    return checkerboard_merge(black, white), errors
+    passes, error_context = _group_passes(
+        prior, twin, cond, lambda params, _: decode_latents(params.mu, params.log_scale), extra, errors)
+    z = passes[0][0] if len(passes) == 1 else checkerboard_merge(passes[0][0], passes[1][0])
+    return z, error_context
 
 
 class TopPrior(nn.Module):
@@ -238,8 +249,7 @@ class SublatticeContext(nn.Module):
                  error_context: bool = False) -> None:
         super().__init__()
         self.error_context = error_context
-        per_part = channels * (3 if error_context else 1)
-        self.nets = nn.ModuleList(ConditionalPrior(k * per_part, channels, hidden, kernels, mixtures)
+        self.nets = nn.ModuleList(ConditionalPrior(k * with_errors(channels, error_context), channels, hidden, kernels, mixtures)
                                   for k in range(1, SUBLATTICES))
 
     @staticmethod
@@ -253,26 +263,29 @@ class SublatticeContext(nn.Module):
         b, c, height, width = parts[0].shape
         return Squeeze().inverse(torch.stack(parts, dim=2).view(b, c * SUBLATTICES, height, width))
 
-    def _condition(self, parts: list[torch.Tensor], errors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(parts + errors if self.error_context else parts, dim=1)
+    def _passes(self, first: PriorParams, latents: Callable[[int, PriorParams], torch.Tensor]
+                ) -> list[tuple[torch.Tensor, PriorParams]]:
+        """The four sub-lattices in decoding order, each (latents, params), its latents from
+        ``latents(k, params)`` (the known ones when coding, the decoded ones when decoding)."""
+        passes, errors = [], []
+        params = first
+        for k in range(SUBLATTICES):
+            if k:
+                parts = [z for z, _ in passes]
+                params = self.nets[k - 1](torch.cat(parts + errors if self.error_context else parts, dim=1))
+            z = latents(k, params)
+            passes.append((z, params))
+            if self.error_context:
+                errors.append(error_inputs(z, params))
+        return passes
 
     def latent_groups(self, h: torch.Tensor, top: "TopPrior") -> list[LatentGroup]:
         """The top latents in encoding order (the sub-lattice decoded last first)."""
         parts = self.split(h)
-        params = PriorParams(*top(parts[0]))
-        groups, errors = [LatentGroup(parts[0], *params)], [error_inputs(parts[0], params)]
-        for k, net in enumerate(self.nets, start=1):
-            params = net(self._condition(parts[:k], errors))
-            groups.append(LatentGroup(parts[k], *params))
-            errors.append(error_inputs(parts[k], params))
-        return groups[::-1]
+        passes = self._passes(PriorParams(*top(parts[0])), lambda k, _: parts[k])
+        return [LatentGroup(z, *params) for z, params in reversed(passes)]
 
     def decode(self, like: torch.Tensor, top: "TopPrior", decode_latents: DecodeLatents) -> torch.Tensor:
-        params = PriorParams(*top(self.split(like)[0]))
-        parts = [decode_latents(params.mu, params.log_scale)]
-        errors = [error_inputs(parts[0], params)]
-        for net in self.nets:
-            params = net(self._condition(parts, errors))
-            parts.append(decode_latents(params.mu, params.log_scale))
-            errors.append(error_inputs(parts[-1], params))
-        return self.merge(parts)
+        passes = self._passes(PriorParams(*top(self.split(like)[0])),
+                              lambda _, params: decode_latents(params.mu, params.log_scale))
+        return self.merge([z for z, _ in passes])

@@ -20,7 +20,7 @@ from torch import nn
 
 from . import priors
 from .contexts import (SUBLATTICES, CheckerboardTwin, ConditionalPrior, DecodeLatents, LatentGroup, SublatticeContext,
-                       TopPrior, code_group, decode_group)
+                       TopPrior, code_group, decode_group, with_errors)
 from .layers import AdditiveCoupling, ChannelFlip, LiftingMix, Sequential, Squeeze
 from .quant import QConv2d, QNet
 
@@ -84,7 +84,7 @@ class Level(nn.Module):
         k, errors = cfg.mixtures, cfg.error_context
         self.error_context = errors
         self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels, k)
-        self.context_prior = (ConditionalPrior(self.keep + self.split * (3 if errors else 1), c_z - self.split,
+        self.context_prior = (ConditionalPrior(self.keep + with_errors(self.split, errors), c_z - self.split,
                                                cfg.prior_hidden, cfg.prior_kernels, k)
                               if cfg.prior_groups == 2 else None)
         # The checkerboard twins of the two priors. Model files store weights in ``qconvs()`` order:
@@ -96,25 +96,25 @@ class Level(nn.Module):
 
         self.prior_twin = twin(self.keep, self.split)
         # The second group's twin sees z1's error context as well, after the black half's.
-        self.context_twin = (twin(self.keep + self.split * (3 if errors else 1), c_z - self.split)
+        self.context_twin = (twin(self.keep + with_errors(self.split, errors), c_z - self.split)
                              if self.context_prior is not None else None)
 
     def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
         """The factored-out latents z given h, in encoding order (the group decoded last first)."""
         z1 = z[:, : self.split]
-        first, errors = code_group(self.prior, self.prior_twin, h, z1)
+        wants_errors = self.error_context and self.context_prior is not None
+        first, errors = code_group(self.prior, self.prior_twin, h, z1, errors=wants_errors)
         if self.context_prior is None:
             return first
-        second, _ = code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :],
-                               errors if self.error_context else None)
+        second, _ = code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :], errors)
         return second + first
 
     def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
-        z1, errors = decode_group(self.prior, self.prior_twin, h, decode_latents)
+        wants_errors = self.error_context and self.context_prior is not None
+        z1, errors = decode_group(self.prior, self.prior_twin, h, decode_latents, errors=wants_errors)
         if self.context_prior is None:
             return z1
-        z2, _ = decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents,
-                             errors if self.error_context else None)
+        z2, _ = decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents, errors)
         return torch.cat([z1, z2], dim=1)
 
     def group_names(self, level: str) -> list[str]:

@@ -260,7 +260,6 @@ def train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg:
     with torch.no_grad():
         for p, factor in state.boost.items():
             p.add_((p - before[p]) * (factor - 1))
-    with torch.no_grad():
         decay = min(cfg.ema, (1.0 + state.step) / (10.0 + state.step))  # warm-up: an early EMA must not lag
         for pe, p in zip(state.ema.parameters(), state.flow.parameters()):
             pe.lerp_(p, 1.0 - decay)
