@@ -99,14 +99,35 @@ OFFSET_BITS = 4
 def choose_scale_offsets(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: LogisticTables) -> list[int]:
     """The offset for each (z, mu16, ls8) group of a plane: each group's shortest, or all 0 where
     sending them would not pay."""
-    shifts = np.array(SCALE_OFFSETS)[:, None]  # every offset at once: one row each
-    lengths = np.array([code_length(z, ExactParams.from_grid(mu16, ls8 + shifts), tables) for z, mu16, ls8 in groups],
-                       dtype=np.int64)
-    best = lengths.argmin(axis=1)
-    saved = int(lengths[:, 0].sum() - lengths[np.arange(len(groups)), best].sum())
+    found = [_shortest_offset(z, mu16, ls8, tables) for z, mu16, ls8 in groups]
+    saved = sum(at_zero - best for _, at_zero, best in found)
     if saved <= (OFFSET_BITS * len(groups)) << COST_FRAC:
         return [0] * len(groups)
-    return [SCALE_OFFSETS[i] for i in best]
+    return [offset for offset, _, _ in found]
+
+
+def _shortest_offset(z: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, tables: LogisticTables) -> tuple[int, int, int]:
+    """(offset, length at 0, length at the offset) for one group, by descent from 0.
+
+    A group's code length is close to convex in the offset (a log-scale error costs about its
+    square), so walking from 0 towards the shorter neighbour until the length stops falling finds
+    the least with 3-5 evaluations instead of all 16. Ties keep the offset nearer 0.
+    """
+    def lengths(offsets: list[int]) -> list[int]:
+        shifts = np.array(offsets)[:, None]
+        return [int(v) for v in code_length(z, ExactParams.from_grid(mu16, ls8 + shifts), tables)]
+
+    at_zero, below, above = lengths([0, -1, 1])
+    if min(below, above) >= at_zero:
+        return 0, at_zero, at_zero
+    step, best, offset = (-1, below, -1) if below <= above else (1, above, 1)
+    lowest, highest = min(SCALE_OFFSETS), max(SCALE_OFFSETS)
+    while lowest <= offset + step <= highest:
+        [length] = lengths([offset + step])
+        if length >= best:
+            break
+        best, offset = length, offset + step
+    return offset, at_zero, best
 
 
 def encode_scale_offsets(coder, offsets: list[int]) -> None:

@@ -45,6 +45,18 @@ def test_each_group_gets_the_offset_of_the_scale_its_latents_have(model):
     assert entropy.choose_scale_offsets(groups, model.tables) == [6, 0, -3]
 
 
+def test_the_offset_found_is_the_shortest_of_all_offsets(model):
+    rng = np.random.default_rng(3)
+    n = 4000
+    for wider in (-9, -5, -2, 0, 1, 4, 8, 12):  # eighths of log2 s: within and beyond the offsets' range
+        z = logistic_latents(rng, n, 2.0 * 2 ** (wider / 8))
+        mu16, ls8 = np.zeros(n, np.int64), np.full(n, 8)
+        every = [int(entropy.code_length(z, ExactParams.from_grid(mu16, ls8 + d), model.tables))
+                 for d in entropy.SCALE_OFFSETS]
+        [chosen] = entropy.choose_scale_offsets([(z, mu16, ls8)], model.tables)
+        assert every[entropy.SCALE_OFFSETS.index(chosen)] == min(every)
+
+
 def test_offsets_that_save_less_than_they_cost_are_not_sent(model):
     rng = np.random.default_rng(2)
     n = 200  # a few latents: even a better scale cannot pay for 4 bits an offset
