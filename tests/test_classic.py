@@ -112,6 +112,36 @@ def test_a_size_to_beat_out_of_reach_still_gives_an_exact_coding():
     assert len(payload) <= block.size
 
 
+def photograph_like(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
+    """A smooth field with sensor-like noise: residuals a compressor finds no repeats in."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    field = np.stack([96 + 40 * np.sin(x / 23 + c) + 30 * np.cos(y / 17) for c in range(channels)], axis=2)
+    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
+
+
+def compressor_calls(monkeypatch) -> list:
+    import icnn_codec.classic as classic
+
+    calls = []
+    compress = classic._compress
+    monkeypatch.setattr(classic, "_compress", lambda stream, compressor: calls.append(compressor) or compress(stream, compressor))
+    return calls
+
+
+def test_a_photographic_block_gets_two_bzip2_trials_and_one_lzma_trial(monkeypatch):
+    calls = compressor_calls(monkeypatch)
+    block = photograph_like(128, 128, 3)
+    round_trip(block)
+    assert sorted(c.name for c in calls) == ["BZIP2", "BZIP2", "LZMA"]
+
+
+def test_a_drawing_gets_a_trial_of_every_stream(monkeypatch):
+    calls = compressor_calls(monkeypatch)
+    round_trip(drawing(128, 128, 3))
+    assert [c.name for c in calls].count("BZIP2") == 6  # 2 colour transforms x 3 filter strategies
+
+
 def test_a_non_contiguous_view_is_coded_as_its_pixels():
     image = drawing(64, 64, 4)
     view = image[5:50:2, 3:60:3, :3]
