@@ -34,8 +34,9 @@ class FlowConfig:
     kernels: list[int] = field(default_factory=lambda: [3, 1])  # hidden layers of a coupling net
     prior_hidden: int = 96
     prior_kernels: list[int] = field(default_factory=lambda: [3, 1])
-    # 2: a level's factored-out half is coded as two channel groups, the second conditioned on
-    # the first as well (a context decoded in one more parallel pass); 1: one group.
+    # A level's factored-out half is coded as this many channel groups (1, 2 or 4), each given the
+    # groups before it as well (one more parallel pass each). Groups come from halving: 6 channels in
+    # 4 groups are 2, 1, 2, 1, so the groups of 4 split those of 2.
     prior_groups: int = 1
     # True: the top latents are coded as the four sub-lattices of their 2x2 blocks, each with a
     # prior network of the sub-lattices before it (a spatial context; three more parallel passes).
@@ -77,52 +78,80 @@ class Level(nn.Module):
         self.transform = Sequential(steps)
         self.keep = c // 2
         c_z = c - self.keep
-        if cfg.prior_groups not in (1, 2):
-            raise ValueError(f"prior_groups must be 1 or 2, not {cfg.prior_groups}")
-        # z = [z1, z2]: p(z1 | h) p(z2 | h, z1), or p(z | h) in one group.
-        self.split = c_z // 2 if cfg.prior_groups == 2 else c_z
+        self.group_sizes = channel_groups(c_z, cfg.prior_groups)
         k, errors = cfg.mixtures, cfg.error_context
         self.error_context = errors
-        self.prior = ConditionalPrior(self.keep, self.split, cfg.prior_hidden, cfg.prior_kernels, k)
-        self.context_prior = (ConditionalPrior(self.keep + with_errors(self.split, errors), c_z - self.split,
-                                               cfg.prior_hidden, cfg.prior_kernels, k)
-                              if cfg.prior_groups == 2 else None)
-        # The checkerboard twins of the two priors. Model files store weights in ``qconvs()`` order:
-        # without a checkerboard the twins are None, and they are registered after the priors, so
-        # the networks of a model without them keep their places.
-        def twin(c_cond: int, c_group: int) -> CheckerboardTwin | None:
-            return (CheckerboardTwin(c_cond, c_group, cfg.prior_hidden, cfg.prior_kernels, k, errors)
-                    if cfg.checkerboard else None)
+        # Group i's prior sees h, the groups before it and (error context) their residuals and scales.
+        before = [sum(self.group_sizes[:i]) for i in range(len(self.group_sizes))]
+        conds = [self.keep + with_errors(b, errors) for b in before]
+        priors_ = [ConditionalPrior(cc, size, cfg.prior_hidden, cfg.prior_kernels, k)
+                   for cc, size in zip(conds, self.group_sizes)]
+        twins = [CheckerboardTwin(cc, size, cfg.prior_hidden, cfg.prior_kernels, k, errors)
+                 for cc, size in zip(conds, self.group_sizes)] if cfg.checkerboard else []
+        # Model files store weights in ``qconvs()`` order, which is registration order: the first two
+        # groups' priors, then their checkerboard twins, then any further groups' priors and twins,
+        # so the networks of a model with fewer groups or no twins keep their places.
+        self.prior = priors_[0]
+        self.context_prior = priors_[1] if len(priors_) > 1 else None
+        self.prior_twin = twins[0] if twins else None
+        self.context_twin = twins[1] if len(twins) > 1 else None
+        self.more_priors = nn.ModuleList(priors_[2:])
+        self.more_twins = nn.ModuleList(twins[2:])
 
-        self.prior_twin = twin(self.keep, self.split)
-        # The second group's twin sees z1's error context as well, after the black half's.
-        self.context_twin = (twin(self.keep + with_errors(self.split, errors), c_z - self.split)
-                             if self.context_prior is not None else None)
+    def group_priors(self) -> list[tuple[ConditionalPrior, CheckerboardTwin | None]]:
+        """Each channel group's prior and checkerboard twin (or None), in decoding order."""
+        priors_ = [self.prior] + ([self.context_prior] if self.context_prior is not None else []) + list(self.more_priors)
+        twins = ([self.prior_twin, self.context_twin] + list(self.more_twins)) if self.prior_twin is not None \
+            else [None] * len(priors_)
+        return list(zip(priors_, twins))
 
     def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
         """The factored-out latents z given h, in encoding order (the group decoded last first)."""
-        z1 = z[:, : self.split]
-        wants_errors = self.error_context and self.context_prior is not None
-        first, errors = code_group(self.prior, self.prior_twin, h, z1, errors=wants_errors)
-        if self.context_prior is None:
-            return first
-        second, _ = code_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), z[:, self.split :], errors)
-        return second + first
+        groups: list[LatentGroup] = []
+        seen, errors, start = [h], [], 0
+        pairs = self.group_priors()
+        for i, ((prior, twin), size) in enumerate(zip(pairs, self.group_sizes)):
+            z_i = z[:, start : start + size]
+            coded, error = code_group(prior, twin, _cat(seen), z_i, _cat(errors),
+                                      errors=self.error_context and i + 1 < len(pairs))
+            groups = coded + groups
+            seen.append(z_i)
+            errors += [error] if error is not None else []
+            start += size
+        return groups
 
     def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
-        wants_errors = self.error_context and self.context_prior is not None
-        z1, errors = decode_group(self.prior, self.prior_twin, h, decode_latents, errors=wants_errors)
-        if self.context_prior is None:
-            return z1
-        z2, _ = decode_group(self.context_prior, self.context_twin, torch.cat([h, z1], dim=1), decode_latents, errors)
-        return torch.cat([z1, z2], dim=1)
+        seen, errors = [h], []
+        pairs = self.group_priors()
+        for i, (prior, twin) in enumerate(pairs):
+            z_i, error = decode_group(prior, twin, _cat(seen), decode_latents, _cat(errors),
+                                      errors=self.error_context and i + 1 < len(pairs))
+            seen.append(z_i)
+            errors += [error] if error is not None else []
+        return torch.cat(seen[1:], dim=1)
 
     def group_names(self, level: str) -> list[str]:
         """Names of ``latent_groups``' groups, in the same order."""
-        groups = [f"{level} z2|z1", f"{level} z1"] if self.context_prior is not None else [f"{level} z"]
+        n = len(self.group_sizes)
+        groups = [f"{level} z" if n == 1 else f"{level} z1" if i == 1 else f"{level} z2|z1" if i == 2
+                  else f"{level} z{i}|z1-{i - 1}" for i in range(n, 0, -1)]
         if self.prior_twin is None:
             return groups
         return [f"{name} {colour}" for name in groups for colour in ("white", "black")]
+
+
+def channel_groups(channels: int, groups: int) -> list[int]:
+    """The sizes of ``groups`` channel groups of ``channels`` channels, by halving (first halves larger)."""
+    if groups not in (1, 2, 4) or channels < groups:
+        raise ValueError(f"prior_groups must be 1, 2 or 4 (at most the channels, {channels}), not {groups}")
+    if groups == 1:
+        return [channels]
+    half = (channels + 1) // 2
+    return channel_groups(half, groups // 2) + channel_groups(channels - half, groups // 2)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    return None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 class IntegerFlow(nn.Module):

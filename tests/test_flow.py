@@ -10,7 +10,7 @@ import torch
 
 import icnn_codec as ic
 from icnn_codec.contexts import checkerboard_half, checkerboard_merge
-from icnn_codec.flow import FlowConfig, IntegerFlow
+from icnn_codec.flow import FlowConfig, IntegerFlow, channel_groups
 from icnn_codec.layers import AdditiveCoupling, LiftingMix
 from icnn_codec.planes import exact_input
 from icnn_codec.priors import LogisticTables
@@ -94,6 +94,42 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
         assert not torch.allclose(flow.nll_bits(x), plain.flow.nll_bits(x), rtol=1e-5)  # the context changed the code
     streams = [ic.compress(im, model=contextual, tile=32) for im in images]
     assert all(np.array_equal(ic.decompress(s, model=contextual), im) for s, im in zip(streams, images))
+
+
+def test_channel_groups_halve_so_that_four_groups_split_two():
+    assert channel_groups(6, 1) == [6]
+    assert channel_groups(6, 2) == [3, 3]
+    assert channel_groups(6, 4) == [2, 1, 2, 1]
+    assert channel_groups(12, 4) == [3, 3, 3, 3]
+    for bad in (3, 8):
+        with pytest.raises(ValueError, match="prior_groups must be 1, 2 or 4"):
+            channel_groups(12, bad)
+
+
+def test_four_groups_grown_from_two_start_with_the_same_code(plain, cifar_images):
+    two = grown_flow(plain.flow, prior_groups=2)
+    four = grown_flow(two, prior_groups=4)
+    assert [level.group_sizes for level in four.levels] == [[2, 1, 2, 1], [3, 3, 3, 3]]
+    with torch.no_grad():
+        x = exact_input(list(cifar_images[:16])).float()
+        assert torch.allclose(four.nll_bits(x), two.nll_bits(x), rtol=1e-6)
+
+
+def test_four_groups_grown_from_two_with_checkerboards_start_near_its_code_and_round_trip(plain, cifar_images, photo):
+    two = grown_flow(plain.flow, prior_groups=2, checkerboard=True)
+    four = grown_flow(two, prior_groups=4, error_context=True)  # a half's twin loses the other half's black latents
+    with torch.no_grad():
+        x = exact_input(list(cifar_images[:16])).float()
+        assert torch.allclose(four.nll_bits(x), two.nll_bits(x), rtol=0.02)
+        for level in four.levels:  # make every group's prior depend on its context, for real
+            for prior, twin in level.group_priors()[1:]:
+                for conv in (m for net in (prior, twin) for m in net.modules() if isinstance(m, QConv2d)):
+                    conv.conv.weight.add_(torch.randn_like(conv.conv.weight) * 0.05)
+    model = flow_to_model(four, plain.tables, "four groups")
+    assert len(four.group_names()) == len(set(four.group_names())) == 2 * 2 * 4 + 1
+    images = [cifar_images[21], np.ascontiguousarray(photo[:45, :77])]
+    streams = [ic.compress(im, model=model, tile=32) for im in images]
+    assert all(np.array_equal(ic.decompress(s, model=model), im) for s, im in zip(streams, images))
 
 
 def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain):

@@ -61,12 +61,15 @@ VARIANTS: dict[str, Variant] = {
                              {"error_context": True}),
     "lifting": Variant("learned integer lifting 1x1 mixing instead of channel flips", {"mixing": "lifting"}),
     "couplings+2": Variant("two more additive couplings per level", {"couplings": "+2"}),
+    "groups4": Variant("four channel groups per level instead of two (2, 1, 2, 1 at level 1): each group's "
+                       "second part given its first", {"prior_groups": 4}),
     "small": Variant("small flow from scratch: 3 levels x 2 couplings, 48 wide, priors 48 wide", scratch=True),
     "small-nocouplings": Variant("small, from scratch, no couplings (a multi-scale context model), priors 80 wide",
                                  {"couplings": 0, "prior_hidden": 80}, scratch=True),
     "small-error-context": Variant("small, from scratch, with error contexts", {"error_context": True}, scratch=True),
     "small-mixture3": Variant("small, from scratch, three-logistic mixtures", {"mixtures": 3}, scratch=True),
     "small-lifting": Variant("small, from scratch, learned lifting mixing", {"mixing": "lifting"}, scratch=True),
+    "small-groups4": Variant("small, from scratch, four channel groups per level", {"prior_groups": 4}, scratch=True),
 }
 
 

@@ -28,10 +28,11 @@ class NewElements:
 
 def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter, torch.Tensor]:
     """Start ``flow`` from ``source``'s weights, adding the contexts that ``flow`` has and
-    ``source`` lacks (two prior groups, a top context, checkerboards, error contexts), any couplings
-    beyond ``source``'s, learned lifting mixing in place of flips, and mixture priors, so that both
-    give the same code at first (mixtures: nearly the same); training can then only add what the new
-    parts tell. Other differences are an error.
+    ``source`` lacks (twice the prior groups, a top context, checkerboards, error contexts), any
+    couplings beyond ``source``'s, learned lifting mixing in place of flips, and mixture priors, so
+    that both give the same code at first (mixtures, and checkerboard twins split into more groups:
+    nearly the same); training can then only add what the new parts tell. Other differences are an
+    error.
 
     New couplings go after a level's existing ones and start as the identity (zero heads). They
     come in pairs: each brings a channel flip, and only an even number of flips leaves the
@@ -39,10 +40,12 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
 
     Returns each parameter's mask of new elements (zero-initialised inputs and outputs, new layers).
     """
-    regroup = source.cfg.prior_groups == 1 and flow.cfg.prior_groups == 2
-    if regroup and source.cfg.checkerboard:
+    regroup = flow.cfg.prior_groups == 2 * source.cfg.prior_groups
+    if regroup and source.cfg.checkerboard and source.cfg.prior_groups == 1:
         # The source's twin sees z2's black latents, which the first group's twin cannot: no exact split.
         raise ValueError("cannot start this architecture from that model: add prior groups before checkerboards")
+    if regroup and source.cfg.error_context:
+        raise ValueError("cannot start this architecture from that model: add prior groups before error contexts")
     new_top = flow.top_context is not None and source.top_context is None
     new_twins = flow.cfg.checkerboard and not source.cfg.checkerboard
     added_couplings = flow.cfg.couplings - source.cfg.couplings
@@ -57,7 +60,8 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
         raise ValueError("cannot start this architecture from that model: only contexts, couplings, mixtures and "
                          "learned mixing can be added")
     state = flow.state_dict()
-    regrouped = tuple(f"levels.{i}.prior." for i in range(len(source.levels)))  # split, not copied
+    regrouped = tuple(f"levels.{i}.{part}" for i in range(len(source.levels))  # split, not copied
+                      for part in ("prior.", "context_prior.", "prior_twin.", "context_twin."))
     loaded = {k: v for k, v in source.state_dict().items() if not (regroup and k.startswith(regrouped))}
     if set(loaded) - set(state):
         raise ValueError("cannot start this architecture from that model: it has parts this one lacks")
@@ -80,9 +84,8 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
         start_sublattices_from_top(flow.top_context, flow.top, new)
     if new_twins:
         for level in flow.levels:
-            for prior, twin in ((level.prior, level.prior_twin), (level.context_prior, level.context_twin)):
-                if twin is not None:
-                    copy_net_with_new_inputs(twin.prior.net, prior.net, new=new)
+            for prior, twin in level.group_priors():
+                copy_net_with_new_inputs(twin.prior.net, prior.net, new=new)
     return new.masks
 
 
@@ -110,34 +113,62 @@ def copy_prior_with_new_parts(prior: ConditionalPrior, source: ConditionalPrior,
 
 
 def _split_priors_into_groups(flow: IntegerFlow, source: IntegerFlow, new: NewElements) -> None:
-    """The first group's prior keeps the source prior's rows for z1; the context prior gets the
-    source prior's network with zero weights on its new inputs (z1) and the rows for z2."""
+    """Each source group becomes two: the first keeps the source prior's rows for its channels; the
+    second gets the source prior's network with zero weights on its new inputs (the first's latents)
+    and the rows for the rest. Inputs keep their places: h, then the groups before, in order.
+
+    Checkerboard twins are split alike, but not exactly: the first half's twin can no longer see the
+    second half's black latents (those weights are dropped), and the second half's sees all of the
+    first half where it saw its black latents (those weights move there, now also meeting the white
+    ones). The photo model grown from two groups to four starts 3.8 % above its source's bpd.
+    """
     for level, src in zip(flow.levels, source.levels):
-        c_z, s = src.prior.c_z, level.split
-        rows = {"prior": list(range(s)) + list(range(c_z, c_z + s)),
-                "context_prior": list(range(s, c_z)) + list(range(c_z + s, 2 * c_z))}
-        for name, idx in rows.items():
-            copy_net_with_new_inputs(getattr(level, name).net, src.prior.net, head_rows=idx, new=new)
+        for j, (prior, twin) in enumerate(src.group_priors()):
+            (first, first_twin), (second, second_twin) = level.group_priors()[2 * j : 2 * j + 2]
+            c_z, a = prior.c_z, first.c_z
+            seen = level.keep + sum(level.group_sizes[: 2 * j])  # h and the groups before, as inputs
+            halves = ((first, first_twin, list(range(a)), seen), (second, second_twin, list(range(a, c_z)), seen + a))
+            for new_prior, new_twin, channels, own in halves:
+                rows = channels + [c_z + i for i in channels]
+                copy_net_with_new_inputs(new_prior.net, prior.net, head_rows=rows, new=new)
+                if twin is None:
+                    continue
+                # The source twin's inputs: its cond, then the group's black latents.
+                cond = prior.net.qconvs()[0].conv.in_channels
+                # The other half's black latents: the second half sees all of the first (from its cond slots).
+                slots = list(range(cond)) + [own + channels.index(i) if i in channels else
+                                             seen + i if i < a <= channels[0] else None for i in range(c_z)]
+                copy_net_with_new_inputs(new_twin.prior.net, twin.prior.net, head_rows=rows, new=new,
+                                         input_slots=slots)
 
 
 def copy_net_with_new_inputs(net: QNet, source: QNet, head_rows: list[int] | None = None,
-                             new: NewElements | None = None) -> None:
+                             new: NewElements | None = None, input_slots: list[int | None] | None = None) -> None:
     """Make ``net`` compute what ``source`` does (its head's ``head_rows`` outputs, or all, as its first
     outputs; any further ones start at zero) while its first layer's extra inputs, which ``source``
-    lacks, get zero weights (and its activation grids)."""
+    lacks, get zero weights (and its activation grids). ``input_slots``: where each of ``source``'s
+    inputs goes among ``net``'s (None: nowhere); by default the first ones, in order."""
     net.set_hidden_fracs(source.hidden_fracs())
     with torch.no_grad():
-        for conv, src_conv in zip(net.qconvs(), source.qconvs()):
+        for i, (conv, src_conv) in enumerate(zip(net.qconvs(), source.qconvs())):
             w, bias = src_conv.conv.weight, src_conv.conv.bias
             if conv is net.head and head_rows is not None:
                 w, bias = w[head_rows], bias[head_rows]
             conv.conv.weight.zero_()
             conv.conv.bias.zero_()
-            conv.conv.weight[: w.shape[0], : w.shape[1]] = w
             conv.conv.bias[: bias.shape[0]] = bias
             if new is not None:
-                new.copied(conv.conv.weight, (slice(0, w.shape[0]), slice(0, w.shape[1])))
                 new.copied(conv.conv.bias, slice(0, bias.shape[0]))
+            if i == 0 and input_slots is not None:
+                for src_input, slot in enumerate(input_slots):
+                    if slot is not None:
+                        conv.conv.weight[: w.shape[0], slot] = w[:, src_input]
+                        if new is not None:
+                            new.copied(conv.conv.weight, (slice(0, w.shape[0]), slot))
+                continue
+            conv.conv.weight[: w.shape[0], : w.shape[1]] = w
+            if new is not None:
+                new.copied(conv.conv.weight, (slice(0, w.shape[0]), slice(0, w.shape[1])))
 
 
 def start_sublattices_from_top(context: SublatticeContext, top: TopPrior, new: NewElements | None = None) -> None:
