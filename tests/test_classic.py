@@ -136,6 +136,16 @@ def test_a_photographic_block_gets_two_bzip2_trials_and_one_lzma_trial(monkeypat
     assert sorted(c.name for c in calls) == ["BZIP2", "BZIP2", "LZMA"]
 
 
+def test_a_photographic_block_gets_its_lzma_trial_only_where_lzma_could_gain_a_tenth(monkeypatch):
+    block = photograph_like(128, 128, 3)
+    _, cheap_best = encode_classic(block, size_to_beat=1)  # out of reach: no LZMA trial
+    calls = compressor_calls(monkeypatch)
+    encode_classic(block, size_to_beat=int(0.88 * len(cheap_best)))  # LZMA has never gained 12 % on a photo
+    assert "LZMA" not in [c.name for c in calls]
+    encode_classic(block, size_to_beat=int(0.95 * len(cheap_best)))
+    assert "LZMA" in [c.name for c in calls]
+
+
 def test_a_drawing_gets_a_trial_of_every_stream(monkeypatch):
     calls = compressor_calls(monkeypatch)
     round_trip(drawing(128, 128, 3))
