@@ -125,20 +125,16 @@ def _strip_code(known: np.ndarray, new: np.ndarray) -> list[tuple[np.ndarray, np
 
 def _push_strip(coder, known: np.ndarray, new: np.ndarray, tables: LogisticTables,
                 offsets: tuple[int, ...] = STRIP_OFFSETS) -> None:
-    """Push one strip, with the scale offset (of ``offsets``) that codes it shortest."""
+    """Push one strip, with the scale offset (of ``offsets``) that codes it shortest (by the tables'
+    integer code lengths: the same choice on every machine, without coding it once per offset)."""
     steps = _strip_code(known, new)
-
-    def push(target, offset: int) -> None:
-        for values, mu16, ls8 in reversed(steps):
-            entropy.encode_latents(target, values, ExactParams.from_grid(mu16, ls8 + offset), tables)
-        target.encode_reverse(np.array([STRIP_OFFSETS.index(offset)], dtype=np.int32), _offset_symbol)
-
-    sizes = {}
-    for offset in offsets:
-        trial = constriction.stream.stack.AnsCoder()
-        push(trial, offset)
-        sizes[offset] = trial.num_bits()
-    push(coder, min(offsets, key=sizes.__getitem__))
+    shifts = np.array(offsets)[:, None]
+    lengths = sum(entropy.code_length(values, ExactParams.from_grid(mu16, ls8 + shifts), tables)
+                  for values, mu16, ls8 in steps)
+    offset = offsets[int(np.argmin(lengths))]
+    for values, mu16, ls8 in reversed(steps):
+        entropy.encode_latents(coder, values, ExactParams.from_grid(mu16, ls8 + offset), tables)
+    coder.encode_reverse(np.array([STRIP_OFFSETS.index(offset)], dtype=np.int32), _offset_symbol)
 
 
 def strip_bits(plane: np.ndarray, flow_h: int, flow_w: int, tables: LogisticTables) -> int:
