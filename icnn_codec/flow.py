@@ -14,6 +14,7 @@ the top first, then each level's factored-out latents given what has been decode
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -105,30 +106,34 @@ class Level(nn.Module):
             else [None] * len(priors_)
         return list(zip(priors_, twins))
 
-    def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
-        """The factored-out latents z given h, in encoding order (the group decoded last first)."""
-        groups: list[LatentGroup] = []
-        seen, errors, start = [h], [], 0
-        pairs = self.group_priors()
-        for i, ((prior, twin), size) in enumerate(zip(pairs, self.group_sizes)):
-            z_i = z[:, start : start + size]
-            coded, error = code_group(prior, twin, _cat(seen), z_i, _cat(errors),
-                                      errors=self.error_context and i + 1 < len(pairs))
-            groups = coded + groups
-            seen.append(z_i)
-            errors += [error] if error is not None else []
-            start += size
-        return groups
-
-    def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
+    def _each_group(self, h: torch.Tensor, run: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]) -> list[torch.Tensor]:
+        """Each channel group's latents in decoding order, from ``run(i, prior, twin, cond, extra, errors)``
+        (coding or decoding group i given h, the groups before and their error context ``extra``; it
+        returns the group's latents and, where ``errors`` asks, its own error context)."""
         seen, errors = [h], []
         pairs = self.group_priors()
         for i, (prior, twin) in enumerate(pairs):
-            z_i, error = decode_group(prior, twin, _cat(seen), decode_latents, _cat(errors),
-                                      errors=self.error_context and i + 1 < len(pairs))
+            z_i, error = run(i, prior, twin, _cat(seen), _cat(errors), self.error_context and i + 1 < len(pairs))
             seen.append(z_i)
             errors += [error] if error is not None else []
-        return torch.cat(seen[1:], dim=1)
+        return seen[1:]
+
+    def latent_groups(self, h: torch.Tensor, z: torch.Tensor) -> list[LatentGroup]:
+        """The factored-out latents z given h, in encoding order (the group decoded last first)."""
+        parts = torch.split(z, self.group_sizes, dim=1)
+        groups: list[LatentGroup] = []
+
+        def code(i, prior, twin, cond, extra, errors):
+            coded, error = code_group(prior, twin, cond, parts[i], extra, errors)
+            groups[:0] = coded
+            return parts[i], error
+
+        self._each_group(h, code)
+        return groups
+
+    def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
+        return torch.cat(self._each_group(h, lambda _, prior, twin, cond, extra, errors: decode_group(
+            prior, twin, cond, decode_latents, extra, errors)), dim=1)
 
     def group_names(self, level: str) -> list[str]:
         """Names of ``latent_groups``' groups, in the same order."""
