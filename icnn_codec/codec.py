@@ -4,8 +4,8 @@ An image is cut into square tiles (:mod:`icnn_codec.container`), each coded on i
 payload (:mod:`icnn_codec.payload`): the planes of its pixels (:mod:`icnn_codec.planes`) through
 the flow, or its raw bytes where the model would spend more. Every tile carries a CRC-32 of its
 pixels, its index and the header, so a decode is exact or a :class:`DecodeError`. Tiles of one
-size share network evaluations (batches), and with ``jobs > 1`` the tiles are shared out among
-worker threads.
+size share network evaluations (batches), and the tiles are shared out among worker threads
+(``jobs``: by default one per core).
 
 The functions take the data positionally and every option by keyword.
 """
@@ -43,6 +43,10 @@ class TileToEncode:
     header: Header  # of the tile's image
     number: int  # the tile's number in that stream (frame by frame)
 
+    @property
+    def area(self) -> int:
+        return self.pixels.shape[0] * self.pixels.shape[1]
+
 
 @dataclass(frozen=True)
 class TileToDecode:
@@ -53,6 +57,10 @@ class TileToDecode:
     @property
     def place(self) -> Tile:
         return self.header.tiles()[self.number % self.header.n_tiles]
+
+    @property
+    def area(self) -> int:
+        return self.place.height * self.place.width
 
     @property
     def shape(self) -> TileShape:
@@ -82,24 +90,24 @@ def default_tile(mode: str, block: int = 16) -> int:
 
 
 def compress_many(images: Iterable, /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
-                  tile: int | None = None, jobs: int = 1, progress: Progress | None = None) -> list[bytes]:
+                  tile: int | None = None, jobs: int | None = None, progress: Progress | None = None) -> list[bytes]:
     """Compress images (numpy uint8 or uint16 H x W or H x W x C with C in 1..4, or PIL images).
 
     ``model=None`` picks the default model for each image's size and mode (see :func:`default_model_name`);
     ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
-    ``jobs`` > 1 codes the tiles in that many threads; ``progress(done, total, "tiles")`` hears of
-    every few tiles coded. Tiles of one size share network evaluations.
+    ``jobs``: threads coding the tiles (None: one per core, as JPEG XL's encoder does);
+    ``progress(done, total, "tiles")`` hears of every few tiles coded. Tiles of one size share network evaluations.
     """
     return _compress([_Image([px], mode) for px, mode in map(as_pixels, images)], model, batch_size, tile, jobs, progress)
 
 
-def compress(image, /, *, model: ModelLike = None, tile: int | None = None, jobs: int = 1,
+def compress(image, /, *, model: ModelLike = None, tile: int | None = None, jobs: int | None = None,
              progress: Progress | None = None) -> bytes:
     """Compress one image (numpy uint8 or uint16 H x W or H x W x C with C in 1..4, or a PIL image)."""
     return compress_many([image], model=model, tile=tile, jobs=jobs, progress=progress)[0]
 
 
-def compress_document(document: ImageDocument, /, *, model: ModelLike = None, tile: int | None = None, jobs: int = 1,
+def compress_document(document: ImageDocument, /, *, model: ModelLike = None, tile: int | None = None, jobs: int | None = None,
                       strip: bool = False, progress: Progress | None = None) -> bytes:
     """Compress every frame of a document (see :func:`icnn_codec.imagefile.read_image`) with its
     durations, loop count and disposal, and its metadata (unless ``strip``)."""
@@ -117,7 +125,7 @@ def compress_document(document: ImageDocument, /, *, model: ModelLike = None, ti
     return _compress([image], model, DEFAULT_BATCH, tile, jobs, progress)[0]
 
 
-def _compress(images: list[_Image], model: ModelLike, batch_size: int, tile: int | None, jobs: int,
+def _compress(images: list[_Image], model: ModelLike, batch_size: int, tile: int | None, jobs: int | None,
               progress: Progress | None) -> list[bytes]:
     if tile is not None:
         container.check_tile_side(tile)
@@ -190,7 +198,7 @@ def _decode_checked(model: Model, shape: TileShape, tiles: list[TileToDecode]) -
     return pixels
 
 
-def _decode_streams(streams: list[Stream], model: ModelLike, batch_size: int, jobs: int,
+def _decode_streams(streams: list[Stream], model: ModelLike, batch_size: int, jobs: int | None,
                     progress: Progress | None) -> list[list[np.ndarray]]:
     """Every frame of every stream, H x W x C each."""
     given = load_model(model) if model is not None else None
@@ -220,7 +228,7 @@ def _as_returned(pixels: np.ndarray) -> np.ndarray:
 
 
 def decompress_many(datas: Iterable[bytes], /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
-                    jobs: int = 1, max_pixels: int | None = MAX_PIXELS, progress: Progress | None = None) -> list[np.ndarray]:
+                    jobs: int | None = None, max_pixels: int | None = MAX_PIXELS, progress: Progress | None = None) -> list[np.ndarray]:
     """Decompress streams to arrays (uint8, or uint16 for 16-bit samples; H x W for grey images,
     H x W x C otherwise); tiles of one model, size and mode share network evaluations.
 
@@ -235,13 +243,13 @@ def decompress_many(datas: Iterable[bytes], /, *, model: ModelLike = None, batch
     return [_as_returned(f[0]) for f in _decode_streams(streams, model, batch_size, jobs, progress)]
 
 
-def decompress(data: bytes, /, *, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS,
+def decompress(data: bytes, /, *, model: ModelLike = None, jobs: int | None = None, max_pixels: int | None = MAX_PIXELS,
                progress: Progress | None = None) -> np.ndarray:
     """Decompress one stream to an array: H x W for grey images, H x W x C otherwise."""
     return decompress_many([data], model=model, jobs=jobs, max_pixels=max_pixels, progress=progress)[0]
 
 
-def decompress_document(data: bytes, /, *, model: ModelLike = None, jobs: int = 1, max_pixels: int | None = MAX_PIXELS,
+def decompress_document(data: bytes, /, *, model: ModelLike = None, jobs: int | None = None, max_pixels: int | None = MAX_PIXELS,
                         progress: Progress | None = None) -> ImageDocument:
     """Every frame of a stream with its duration and disposal, the loop count and the metadata."""
     stream = container.unpack(data, max_pixels)
@@ -291,7 +299,7 @@ def _kind_name(kind: int) -> str:
 CHUNK_TILES = 4  # tiles per task: small, so no thread holds much more than its working set
 
 
-def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int,
+def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int | None,
                progress: Callable[[int], None] | None = None) -> list:
     """``work(model, items, batch_size)``, over ``jobs`` threads when there is more than one tile;
     ``progress(tiles done)`` after each chunk of tiles.
@@ -300,10 +308,14 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
     working set (one batch of tiles), and the network's float64 convolutions release the GIL.
     Results do not depend on ``jobs``: every tile is coded on its own, by exact arithmetic.
     """
-    jobs = min(max(1, jobs), len(items))
+    jobs = min(max(1, default_jobs() if jobs is None else jobs), len(items))
     if jobs == 1 and progress is None:
         return work(model, items, batch_size)
-    size = CHUNK_TILES if jobs > 1 else max(CHUNK_TILES, batch_size)  # one job: keep whole batches
+    # A chunk of tiles is one batch of network evaluations at most (small tiles share one), or
+    # CHUNK_TILES large ones; with several jobs, every job gets tiles however few there are.
+    largest = max(it.area for it in items)
+    per_batch = max(CHUNK_TILES, min(batch_size, payload.BATCH_PIXELS // largest))
+    size = min(per_batch, -(-len(items) // jobs)) if jobs > 1 else max(CHUNK_TILES, batch_size)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     done = 0
 

@@ -1,12 +1,16 @@
 """Large images are cut into tiles coded on their own: exact, parallel, seekable, bounded."""
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 import icnn_codec as ic
 from icnn_codec import container
-from icnn_codec.codec import decompress_tile
+from icnn_codec.codec import _run_tiles, decompress_tile
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +40,27 @@ def test_tiled_images_of_every_mode_round_trip_exactly(crop, channels):
 
 
 def test_worker_threads_write_the_same_bytes_and_decode_exactly(crop):
-    one = ic.compress(crop, tile=32)
+    one = ic.compress(crop, tile=32, jobs=1)
     assert ic.compress(crop, tile=32, jobs=2) == one
+    assert ic.compress(crop, tile=32) == one  # by default, one job per core
     assert np.array_equal(ic.decompress(one, jobs=2), crop)
+
+
+@pytest.mark.parametrize("n_tiles", [2, 4, 6, 40])
+def test_every_job_gets_tiles_however_few_there_are(n_tiles):
+    """A photo of four 256-pixel tiles is coded by two threads, not one."""
+    tiles = [SimpleNamespace(area=256 * 256, index=i) for i in range(n_tiles)]
+    workers: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def work(model, chunk, batch_size):
+        time.sleep(0.01)  # long enough that one thread cannot take every chunk
+        with lock:
+            workers.update({t.index: threading.current_thread().name for t in chunk})
+        return [t.index for t in chunk]
+
+    assert _run_tiles(work, None, tiles, 64, jobs=2) == list(range(n_tiles))
+    assert len(set(workers.values())) == 2
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

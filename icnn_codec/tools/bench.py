@@ -499,7 +499,8 @@ def render_table(report: dict, markdown: bool = False) -> str:
     m, method = report["machine"], report["method"]
     batched = any(r["batch"] > 1 for d in report["datasets"] for r in d["results"])
     notes = [
-        (f"icnn: {method['icnn']}; torch threads: {m['torch_threads']}; " if batched else "")
+        "icnn: " + (f"{method['icnn']}; " if batched else "")
+        + f"tiles shared among {m['usable_cpus']} jobs (its default: one per core), torch threads: {m['torch_threads']} in all; "
         + f"classic codecs: one call per image, {m['classic_codec_threads']} thread",
         f"speed: {method['speed']}; memory: {method['memory']}",
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs; {report['date']}",
