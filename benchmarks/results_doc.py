@@ -138,6 +138,14 @@ def photo_val_text(r: Result) -> str:
     )
 
 
+def photos_unseen_text(r: Result) -> str:
+    return photo_set_text(r, "the photographs from unseen sources") + (
+        " These 58 crops (`../shared/data/photos-unseen`: DND, CLIC 2020, USC-SIPI, Tecnick, Middlebury, libjxl's "
+        "test data and others) come from none of the training set's sources: what users bring. Validation only, "
+        "never trained on."
+    )
+
+
 def photo_set_text(r: Result, what: str) -> str:
     photo = r.bpd("icnn:photo")
     return (
@@ -285,6 +293,8 @@ SECTIONS = [
             photo_val_text, plot=True),
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
+    Section("photos_unseen", "Photographs from unseen sources", "python benchmarks/photos_unseen.py",
+            photos_unseen_text, plot=True),
     Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit models 7df7 and 2a19, before their conversion "
                       "to the 8-bit 90ab and 90db."}),
@@ -319,7 +329,7 @@ path, padding included, no scale offsets) plus the exact code length of its stri
 roughly the container, tiling and coder overhead less what the encoder's scale offsets save (on
 photographs the files can be smaller than the nll). Speeds are raw pixel MB per wall-clock second
 inside the codec calls; memory is the peak RSS above the start. The README's summary table is copied
-from the first three tables here.
+from the tables here.
 """
 
 

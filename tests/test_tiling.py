@@ -39,11 +39,12 @@ def test_tiled_images_of_every_mode_round_trip_exactly(crop, channels):
     assert np.array_equal(ic.decompress(data), image)
 
 
-def test_worker_threads_write_the_same_bytes_and_decode_exactly(crop):
-    one = ic.compress(crop, tile=32, jobs=1)
-    assert ic.compress(crop, tile=32, jobs=2) == one
-    assert ic.compress(crop, tile=32) == one  # by default, one job per core
-    assert np.array_equal(ic.decompress(one, jobs=2), crop)
+def test_worker_threads_write_the_same_bytes_and_decode_exactly(photo):
+    image = np.ascontiguousarray(photo[:140, :150])  # 3 x 3 tiles of 64: large enough for threads
+    one = ic.compress(image, tile=64, jobs=1)
+    assert ic.compress(image, tile=64, jobs=2) == one
+    assert ic.compress(image, tile=64) == one  # by default, one job per core
+    assert np.array_equal(ic.decompress(one, jobs=2), image)
 
 
 @pytest.mark.parametrize("n_tiles", [2, 4, 6, 40])
@@ -61,6 +62,14 @@ def test_every_job_gets_tiles_however_few_there_are(n_tiles):
 
     assert _run_tiles(work, None, tiles, 64, jobs=2) == list(range(n_tiles))
     assert len(set(workers.values())) == 2
+
+
+def test_thumbnails_keep_one_job_whatever_is_asked():
+    """Tiles below 64 x 64 are bound by the interpreter, not the arithmetic: threads only contend."""
+    tiles = [SimpleNamespace(area=32 * 32, index=i) for i in range(100)]
+    calls: list[int] = []
+    _run_tiles(lambda model, chunk, batch_size: calls.append(len(chunk)) or [t.index for t in chunk], None, tiles, 64, jobs=2)
+    assert calls == [100]  # one call: one job, the whole list in the caller's batches
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -40,6 +40,7 @@ import torch
 
 from .. import codec as icodec
 from ..errors import ModelError
+from ..payload import batches
 from ..planes import flow_shape, pad_plane, planes_of, training_input
 from ..progress import Progress
 from ..strips import strip_bits
@@ -217,9 +218,10 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
             padded = pad_plane(plane[:flow_h, :flow_w], model.block)
             by_shape.setdefault(padded.shape, []).append(padded)
     with torch.no_grad():
-        for planes in by_shape.values():
-            for start in range(0, len(planes), ICNN_BATCH):
-                x = training_input(np.stack(planes[start : start + ICNN_BATCH]))
+        for shape, planes in by_shape.items():
+            # batches of the codec's size in pixels: 64 photos at once would take gigabytes per layer
+            for part in batches(len(planes), shape[0] * shape[1], ICNN_BATCH):
+                x = training_input(np.stack(planes[part]))
                 total += float(model.flow.nll_bits(x).double().sum())
     return total
 
@@ -500,7 +502,8 @@ def render_table(report: dict, markdown: bool = False) -> str:
     batched = any(r["batch"] > 1 for d in report["datasets"] for r in d["results"])
     notes = [
         "icnn: " + (f"{method['icnn']}; " if batched else "")
-        + f"tiles shared among {m['usable_cpus']} jobs (its default: one per core), torch threads: {m['torch_threads']} in all; "
+        + f"tiles of 64x64 or more shared among {m['usable_cpus']} jobs (its default: one per core), torch threads: "
+        + f"{m['torch_threads']} in all; "
         + f"classic codecs: one call per image, {m['classic_codec_threads']} thread",
         f"speed: {method['speed']}; memory: {method['memory']}",
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs; {report['date']}",
