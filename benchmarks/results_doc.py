@@ -284,17 +284,20 @@ class Section:
     run_notes: dict[str, str] = field(default_factory=dict)  # run date -> what only that run needs said
 
 
+CIFAR10_DB68_NOTE = ("In this run the `icnn:cifar10` row is the CIFAR-10 model before 20d5, db68 (4.031 against 4.015 "
+                     "bpd on test1k).")
+
 SECTIONS = [
     Section("cifar10", "CIFAR-10 test1k", "python benchmarks/cifar10.py", cifar10_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit model 97f3, before its conversion to the 8-bit "
                       "db68 (+0.41 % on test1k[:200], `python benchmarks/conversion.py`)."}),
     Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True),
     Section("photo_val", "Photographs: the photo model's validation split", "python benchmarks/photo_val.py",
-            photo_val_text, plot=True),
+            photo_val_text, plot=True, run_notes={"2026-11-30": CIFAR10_DB68_NOTE}),
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
     Section("photos_unseen", "Photographs from unseen sources", "python benchmarks/photos_unseen.py",
-            photos_unseen_text, plot=True),
+            photos_unseen_text, plot=True, run_notes={"2026-11-30": CIFAR10_DB68_NOTE}),
     Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit models 7df7 and 2a19, before their conversion "
                       "to the 8-bit 90ab and 90db."}),
