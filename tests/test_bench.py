@@ -207,3 +207,20 @@ def test_a_bare_icnn_codes_each_image_as_icnn_compress_does_and_a_named_one_with
     named = bench.make_codec("icnn", model="cifar10")
     assert named.name == "icnn:cifar10"
     assert {ic.read_header(d).model_fingerprint for d in named.encode_batch(images)} == {ic.load_model("cifar10").fingerprint}
+
+
+def test_baselines_run_on_one_thread_and_jpegxl_mt_on_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    imagecodecs = pytest.importorskip("imagecodecs")
+    seen: list[int] = []
+
+    def encode(data, *, lossless=None, effort=None, numthreads=None):
+        seen.append(numthreads)
+        return b"x"
+
+    monkeypatch.setattr(imagecodecs, "jpegxl_encode", encode)
+    monkeypatch.setattr(ic.codec, "default_jobs", lambda: 7)
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    bench.REGISTRY["jpegxl"](None).encode(pixels)
+    bench.REGISTRY["jpegxl-mt"](None).encode(pixels)
+    assert seen == [1, 7]
+    assert "jpegxl-mt" not in bench.DEFAULT_CODECS  # the default bench compares with one-thread baselines

@@ -132,18 +132,20 @@ def _png(arg: str | None) -> Codec:
     return Codec("png", encode, lambda d: np.asarray(Image.open(io.BytesIO(d))))
 
 
-def _single_threaded(fn: Callable) -> Callable:
-    """``fn`` with ``numthreads=1`` where it takes one, so the baselines run on one thread
-    whatever imagecodecs' default is (jpegls and webp_decode take none and are single-threaded)."""
+def _with_threads(fn: Callable, threads: int) -> Callable:
+    """``fn`` with ``numthreads=threads`` where it takes one, so the baselines run on the threads the
+    report names whatever imagecodecs' default is (jpegls and webp_decode take none and are
+    single-threaded)."""
     try:
         takes = "numthreads" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         takes = False
-    return functools.partial(fn, numthreads=1) if takes else fn
+    return functools.partial(fn, numthreads=threads) if takes else fn
 
 
-def _imagecodecs(name: str, kind: str, grey_as_rgb: bool = False, **options) -> CodecFactory:
-    """A factory for ``imagecodecs.<kind>_encode(image, **options)`` / ``<kind>_decode``.
+def _imagecodecs(name: str, kind: str, grey_as_rgb: bool = False, all_cores: bool = False, **options) -> CodecFactory:
+    """A factory for ``imagecodecs.<kind>_encode(image, **options)`` / ``<kind>_decode``, on one
+    thread, or with ``all_cores`` on one per core (as icnn runs by default).
 
     ``grey_as_rgb``: the format has no grey mode (WebP), so a grey image is given as RGB with
     three equal channels, as its own command-line encoder does, and decoded back to grey."""
@@ -156,8 +158,9 @@ def _imagecodecs(name: str, kind: str, grey_as_rgb: bool = False, **options) -> 
             raise CodecUnavailable(f"{name} needs the imagecodecs package ({BENCH_EXTRA_HINT})") from None
         if not getattr(imagecodecs, kind.upper()).available:
             raise CodecUnavailable(f"{name}: this imagecodecs build has no {kind}")
-        enc = _single_threaded(getattr(imagecodecs, f"{kind}_encode"))
-        dec = _single_threaded(getattr(imagecodecs, f"{kind}_decode"))
+        threads = icodec.default_jobs() if all_cores else 1
+        enc = _with_threads(getattr(imagecodecs, f"{kind}_encode"), threads)
+        dec = _with_threads(getattr(imagecodecs, f"{kind}_decode"), threads)
         if grey_as_rgb:  # decodes give the three channels back: see _same_pixels
             return Codec(name, lambda a: bytes(enc(np.dstack([a] * 3) if a.ndim == 2 else a, **options)), dec)
         return Codec(name, lambda a: bytes(enc(a, **options)), dec)
@@ -174,8 +177,9 @@ REGISTRY: dict[str, CodecFactory] = {
     "jpegls": _imagecodecs("jpegls", "jpegls"),
     "jpegxl": _imagecodecs("jpegxl", "jpegxl", lossless=True, effort=7),
     "jpegxl-e9": _imagecodecs("jpegxl-e9", "jpegxl", lossless=True, effort=9),
+    "jpegxl-mt": _imagecodecs("jpegxl-mt", "jpegxl", all_cores=True, lossless=True, effort=7),
 }
-DEFAULT_CODECS = list(REGISTRY)
+DEFAULT_CODECS = [name for name in REGISTRY if name != "jpegxl-mt"]  # the classic codecs on one thread
 
 
 def register_codec(name: str, factory: CodecFactory) -> None:
@@ -504,7 +508,8 @@ def render_table(report: dict, markdown: bool = False) -> str:
         "icnn: " + (f"{method['icnn']}; " if batched else "")
         + f"tiles of 64x64 or more shared among {m['usable_cpus']} jobs (its default: one per core), torch threads: "
         + f"{m['torch_threads']} in all; "
-        + f"classic codecs: one call per image, {m['classic_codec_threads']} thread",
+        + f"classic codecs: one call per image, {m['classic_codec_threads']} thread"
+        + (f" (jpegxl-mt: {m['usable_cpus']})" if any(r["codec"] == "jpegxl-mt" for d in report["datasets"] for r in d["results"]) else ""),
         f"speed: {method['speed']}; memory: {method['memory']}",
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs; {report['date']}",
     ] + [f"skipped {s['codec']}: {s['reason']}" for s in report["skipped"]]
