@@ -181,14 +181,13 @@ def compress(inputs, output, model, force, quiet, tile, jobs, strip) -> None:
     except IcnnError as exc:
         _fail(f"--tile {tile}", exc)
         sys.exit(2)
-    jobs = jobs or codec.default_jobs()
 
     def work(src: str, dst: str) -> None:
         _check_free(dst, force)  # before minutes of coding, not after
         raw = _read_input(src)
         document = read_image(raw)
         with TileProgress(f"{src}: tiles", quiet) as progress:
-            data = codec.compress_document(document, model=m, tile=tile, jobs=jobs, strip=strip, progress=progress)
+            data = codec.compress_document(document, model=m, tile=tile, jobs=jobs or None, strip=strip, progress=progress)
         _write_output(dst, data, force)
         if not quiet:
             h = codec.read_header(data)
@@ -249,7 +248,7 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
     def work(src: str, dst: str) -> None:
         _check_free(dst, force)
         with TileProgress(f"{src}: tiles") as progress:
-            document = codec.decompress_document(_read_input(src), model=given, jobs=jobs or codec.default_jobs(),
+            document = codec.decompress_document(_read_input(src), model=given, jobs=jobs or None,
                                                  max_pixels=max_pixels or None, progress=progress)
         _write_output(dst, _encode_image(document, dst), force)
 

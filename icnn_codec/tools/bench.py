@@ -24,6 +24,7 @@ import gc
 import inspect
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -503,13 +504,15 @@ def render_table(report: dict, markdown: bool = False) -> str:
         lines += [f"{'- ' if markdown else '  '}{r['codec']}: {r['error']}" for r in d["results"] if "error" in r]
         lines.append("")
     m, method = report["machine"], report["method"]
-    batched = any(r["batch"] > 1 for d in report["datasets"] for r in d["results"])
+    results = [r for d in report["datasets"] for r in d["results"]]
+    batched = any(r["batch"] > 1 for r in results)
+    side = math.isqrt(icodec.THREADED_TILE_AREA)
     notes = [
         "icnn: " + (f"{method['icnn']}; " if batched else "")
-        + f"tiles of 64x64 or more shared among {m['usable_cpus']} jobs (its default: one per core), torch threads: "
-        + f"{m['torch_threads']} in all; "
+        + f"tiles of {side}x{side} or more shared among {m['usable_cpus']} jobs (its default: one per core), "
+        + f"torch threads: {m['torch_threads']} in all; "
         + f"classic codecs: one call per image, {m['classic_codec_threads']} thread"
-        + (f" (jpegxl-mt: {m['usable_cpus']})" if any(r["codec"] == "jpegxl-mt" for d in report["datasets"] for r in d["results"]) else ""),
+        + (f" (jpegxl-mt: {m['usable_cpus']})" if any(r["codec"] == "jpegxl-mt" for r in results) else ""),
         f"speed: {method['speed']}; memory: {method['memory']}",
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs; {report['date']}",
     ] + [f"skipped {s['codec']}: {s['reason']}" for s in report["skipped"]]
