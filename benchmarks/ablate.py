@@ -6,8 +6,8 @@
 
 Each variant is grown from the same start, trained for the same wall-clock minutes and measured on
 the central 128x128 crops of the validation split and of photos-unseen
-(:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin.json;
-docs/ablations.md quotes them. Run two at once on a 2-core machine with --threads 1 each.
+(:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin[-START].json
+(START: the start model's fingerprint); docs/ablations.md quotes them. Run two at once on a 2-core machine with --threads 1 each.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def table() -> str:
     for r in sorted(rows, key=lambda r: (r["start"] == "scratch", r["minutes"], r["val_bpd"])):
         grown = r["start"] != "scratch"
         changes = [f"{r[k + '_bpd'] / r[k + '_bpd_start'] - 1:+.2%}" if grown else "" for k in ("val", "unseen")]
-        new_lr = f"{r['new_lr']:g}" if "new_lr" in r else "none"
+        new_lr = f"{r['new_lr']:g}" if "new_lr" in r and r["variant"] != "baseline" else "none"  # no new parts
         lr = f"{r['lr']:g} ({new_lr})" if grown else f"{r['lr']:g}"
         lines.append(f"| {r['variant']} | {r['start']} | {lr} | {r['minutes']:g} | {r['steps']} | {r['val_bpd']:.4f} | "
                      f"{changes[0]} | {r['unseen_bpd']:.4f} | {changes[1]} | {r['mac_per_pixel']:,} | "

@@ -343,6 +343,15 @@ def _architecture_options(f):
                           "sub-lattices) also see its residuals and scales: where its neighbours were surprising."),
         click.option("--mixing", type=click.Choice(["flip", "lifting"]), default="flip", show_default=True,
                      help="Channel mixing before each coupling: a flip, or a learned integer-invertible 1x1 lifting."),
+        click.option("--coupling", type=click.Choice(["additive", "volume-preserving"]), default="additive",
+                     show_default=True, help="Couplings add a translation, or also scale channel pairs by K and 1/K "
+                                             "(rounded lifting steps: exactly invertible)."),
+        click.option("--quadrant-levels", type=int, default=0, show_default=True,
+                     help="The first this many levels code each checkerboard half in two passes more (a 2x2 block's "
+                          "four positions in turn; needs --checkerboard)."),
+        click.option("--colour-stage/--no-colour-stage", default=False, show_default=True,
+                     help="A learned integer colour transform before the first level (lifting steps starting as "
+                          "YCoCg-R; a new run only, it cannot be added to a trained model)."),
     ]):
         f = option(f)
     return f
@@ -401,7 +410,8 @@ def _flow_config(options: dict) -> FlowConfig:
     return FlowConfig(levels=options["levels"], couplings=options["couplings"], hidden=options["hidden"],
                       prior_hidden=options["hidden"], prior_kernels=[3, 1, 3], prior_groups=int(options["prior_groups"]),
                       top_context=options["top_context"], checkerboard=options["checkerboard"],
-                      error_context=options["error_context"], mixing=options["mixing"])
+                      error_context=options["error_context"], mixing=options["mixing"], coupling=options["coupling"],
+                      quadrant_levels=options["quadrant_levels"], colour_stage=options["colour_stage"])
 
 
 def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:

@@ -6,6 +6,8 @@ computes from what the decoder already has. The structures here decide what that
 * :class:`ConditionalPrior` -- p(z | h): a level's factored-out latents given the half that stays
   (and, with two channel groups, the second group given the first as well);
 * :class:`CheckerboardTwin` -- a group's "white" positions given its "black" ones (one more pass);
+* :class:`QuadrantPasses` -- each checkerboard half split once more: a 2x2 block's four positions
+  coded in turn (two more passes);
 * :class:`TopPrior` and :class:`SublatticeContext` -- the latents left after the last level: a
   learned per-channel prior, or their 2x2 sub-lattices coded in turn, each given those before.
 
@@ -39,7 +41,11 @@ class PriorParams(NamedTuple):
 
     def half(self, colour: int) -> "PriorParams":
         """The parameters at one colour of the checkerboard."""
-        return PriorParams(*(None if t is None else checkerboard_half(t, colour) for t in self))
+        return self.part(lambda t: checkerboard_half(t, colour))
+
+    def part(self, where: Callable[[torch.Tensor], torch.Tensor]) -> "PriorParams":
+        """The parameters at the positions ``where`` picks."""
+        return PriorParams(*(None if t is None else where(t) for t in self))
 
 
 class LatentGroup(NamedTuple):
@@ -145,51 +151,134 @@ class CheckerboardTwin(nn.Module):
                 extra: torch.Tensor | None = None) -> PriorParams:
         """Parameters at every position (read them at the white ones) given the black half (and
         ``extra``, the group prior's own error context)."""
-        inputs = [cond, checkerboard_merge(black, torch.zeros_like(black))]
-        if self.error_context:
-            errors = error_inputs(black, black_params)
-            inputs += ([] if extra is None else [extra]) + [checkerboard_merge(errors, torch.zeros_like(errors))]
-        return self.prior(torch.cat(inputs, dim=1))
+        errors = checkerboard_merge(*_with_zeros(error_inputs(black, black_params))) if self.error_context else None
+        return self.prior(self.inputs(cond, checkerboard_merge(*_with_zeros(black)), errors, extra))
+
+    def inputs(self, cond: torch.Tensor, known: torch.Tensor, errors: torch.Tensor | None,
+               extra: torch.Tensor | None) -> torch.Tensor:
+        """The network's input: cond, the known latents (zeros elsewhere), then with an error context
+        ``extra`` and the known latents' error context (zeros elsewhere)."""
+        later = [t for t in (extra, errors) if t is not None] if self.error_context else []
+        return torch.cat([cond, known] + later, dim=1)
 
 
-Latents = Callable[[PriorParams, "int | None"], torch.Tensor]  # (params, checkerboard colour or None) -> latents
+def _with_zeros(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return t, torch.zeros_like(t)
 
 
-def _group_passes(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, latents: Latents,
-                  extra: torch.Tensor | None, errors: bool) -> tuple[list[tuple[torch.Tensor, PriorParams]], torch.Tensor | None]:
+QUADRANTS = ((0, 0), (1, 1), (0, 1), (1, 0))  # a 2x2 block's (row, column) in decoding order: black, then white
+
+
+def quadrant(t: torch.Tensor, k: int) -> torch.Tensor:
+    """The positions of (B, C, H, W) at ``QUADRANTS[k]`` of every 2x2 block: (B, C, H/2, W/2)."""
+    r, c = QUADRANTS[k]
+    return t[:, :, r::2, c::2]
+
+
+def quadrant_merge(parts: list[torch.Tensor | None]) -> torch.Tensor:
+    """The inverse of ``quadrant``: parts[k] at quadrant k (None: zeros there)."""
+    like = next(p for p in parts if p is not None)
+    b, c, h, w = like.shape
+    out = like.new_zeros(b, c, 2 * h, 2 * w)
+    for k, part in enumerate(parts):
+        if part is not None:
+            r, col = QUADRANTS[k]
+            out[:, :, r::2, col::2] = part
+    return out
+
+
+class QuadrantPasses(nn.Module):
+    """A group's two checkerboard passes split once more, four passes over each 2x2 block: the black
+    positions at (0, 0), then those at (1, 1) given them (``black``: the group prior's inputs, the
+    first black latents and their error context), the white ones at (0, 1) under the checkerboard
+    twin (which sees every black latent), then those at (1, 0) given the twin's inputs and the first
+    white latents (``white``). The last pass sees all eight neighbours; with zero weights on their new
+    inputs the two new networks are the group prior and the twin, so a model grown with them starts
+    with its code."""
+
+    def __init__(self, c_cond: int, c_z: int, hidden: int, kernels: list[int], mixtures: int = 1,
+                 error_context: bool = False) -> None:
+        super().__init__()
+        self.error_context = error_context
+        seen = with_errors(c_z, error_context)
+        self.black = ConditionalPrior(c_cond + seen, c_z, hidden, kernels, mixtures)
+        self.white = ConditionalPrior(c_cond + 2 * seen, c_z, hidden, kernels, mixtures)
+
+
+# (params, where: the positions of a full tensor that the pass codes, or None for all) -> the pass's latents
+Latents = Callable[[PriorParams, "Callable[[torch.Tensor], torch.Tensor] | None"], torch.Tensor]
+
+
+def _group_passes(prior: ConditionalPrior, twin: CheckerboardTwin | None, quadrants: QuadrantPasses | None,
+                  cond: torch.Tensor, latents: Latents, extra: torch.Tensor | None, errors: bool
+                  ) -> tuple[list[tuple[torch.Tensor, PriorParams]], Callable[[list[torch.Tensor]], torch.Tensor],
+                             torch.Tensor | None]:
     """A group's passes in decoding order, each (latents, params) with its latents from ``latents``
-    (the known ones when coding, the decoded ones when decoding), and the group's error context when
-    ``errors`` asks for it (else None)."""
-    params = prior(cond if extra is None else torch.cat([cond, extra], dim=1))
+    (the known ones when coding, the decoded ones when decoding), the function that merges the passes'
+    tensors into the group's, and the group's error context when ``errors`` asks for it (else None)."""
+    cond_extra = cond if extra is None else torch.cat([cond, extra], dim=1)
+    params = prior(cond_extra)
     if twin is None:
         z = latents(params, None)
-        return [(z, params)], error_inputs(z, params) if errors else None
-    black_params = params.half(0)
-    black = latents(black_params, 0)
-    white_params = twin(cond, black, black_params, extra).half(1)
-    white = latents(white_params, 1)
-    passes = [(black, black_params), (white, white_params)]
-    return passes, checkerboard_merge(*(error_inputs(z, p) for z, p in passes)) if errors else None
+        return [(z, params)], lambda parts: parts[0], error_inputs(z, params) if errors else None
+    if quadrants is not None:
+        passes = _quadrant_passes(params, twin, quadrants, cond, cond_extra, latents, extra)
+        merge = quadrant_merge
+    else:
+        black_params = params.half(0)
+        black = latents(black_params, lambda t: checkerboard_half(t, 0))
+        white_params = twin(cond, black, black_params, extra).half(1)
+        passes = [(black, black_params), (latents(white_params, lambda t: checkerboard_half(t, 1)), white_params)]
+        merge = lambda parts: checkerboard_merge(*parts)  # noqa: E731
+    return passes, merge, merge([error_inputs(z, p) for z, p in passes]) if errors else None
+
+
+def _quadrant_passes(params: PriorParams, twin: CheckerboardTwin, quadrants: QuadrantPasses, cond: torch.Tensor,
+                     cond_extra: torch.Tensor, latents: Latents, extra: torch.Tensor | None
+                     ) -> list[tuple[torch.Tensor, PriorParams]]:
+    """The four passes of :class:`QuadrantPasses`, in decoding order."""
+    passes: list[tuple[torch.Tensor, PriorParams]] = []
+    zs: list[torch.Tensor | None] = []
+    es: list[torch.Tensor | None] = []
+
+    def decoded(k: int, full: PriorParams) -> None:
+        p = full.part(lambda t: quadrant(t, k))
+        z = latents(p, lambda t: quadrant(t, k))
+        passes.append((z, p))
+        zs.append(z)
+        es.append(error_inputs(z, p) if quadrants.error_context else None)
+
+    def known(parts: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        return [quadrant_merge(parts)] if any(p is not None for p in parts) else []
+
+    decoded(0, params)
+    decoded(1, quadrants.black(torch.cat([cond_extra] + known(zs) + known(es), dim=1)))
+    twin_inputs = twin.inputs(cond, quadrant_merge(zs), quadrant_merge(es) if quadrants.error_context else None, extra)
+    decoded(2, twin.prior(twin_inputs))
+    decoded(3, quadrants.white(torch.cat([twin_inputs] + known([None, None, zs[2]]) + known([None, None, es[2]]),
+                                         dim=1)))
+    return passes
 
 
 def code_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor, z: torch.Tensor,
-               extra: torch.Tensor | None = None, errors: bool = False) -> tuple[list[LatentGroup], torch.Tensor | None]:
+               extra: torch.Tensor | None = None, errors: bool = False, quadrants: QuadrantPasses | None = None
+               ) -> tuple[list[LatentGroup], torch.Tensor | None]:
     """One prior group's latents in encoding order (without a twin p(z | cond, extra); with one, the
-    white half given the black half, then the black half, decoded first), and (``errors``) their error
-    context. ``extra``: an error context of earlier groups, the last of the prior's inputs."""
-    passes, error_context = _group_passes(
-        prior, twin, cond, lambda _, colour: z if colour is None else checkerboard_half(z, colour), extra, errors)
+    white half given the black half, then the black half, decoded first; with quadrants, four passes),
+    and (``errors``) their error context. ``extra``: an error context of earlier groups, the last of
+    the prior's inputs."""
+    passes, _, error_context = _group_passes(
+        prior, twin, quadrants, cond, lambda _, where: z if where is None else where(z), extra, errors)
     return [LatentGroup(z_pass, *params) for z_pass, params in reversed(passes)], error_context
 
 
 def decode_group(prior: ConditionalPrior, twin: CheckerboardTwin | None, cond: torch.Tensor,
-                 decode_latents: DecodeLatents, extra: torch.Tensor | None = None, errors: bool = False
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 decode_latents: DecodeLatents, extra: torch.Tensor | None = None, errors: bool = False,
+                 quadrants: QuadrantPasses | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The inverse of ``code_group``: the group's latents from ``decode_latents``, and their error context."""
-    passes, error_context = _group_passes(
-        prior, twin, cond, lambda params, _: decode_latents(params.mu, params.log_scale), extra, errors)
-    z = passes[0][0] if len(passes) == 1 else checkerboard_merge(passes[0][0], passes[1][0])
-    return z, error_context
+    passes, merge, error_context = _group_passes(
+        prior, twin, quadrants, cond, lambda params, _: decode_latents(params.mu, params.log_scale), extra, errors)
+    return merge([z for z, _ in passes]), error_context
 
 
 class TopPrior(nn.Module):

@@ -5,7 +5,7 @@ whose prior (a discretised logistic) is conditioned on the half that stays. What
 the last level gets a learned per-channel prior, optionally with a spatial context (its 2x2
 sub-lattices coded one after another, each given those before). A level's factored-out latents
 can have contexts too: channel groups (the second given the first) and a checkerboard (the
-"white" positions given the "black" ones).
+"white" positions given the "black" ones), each half of it split once more by quadrants.
 
 ``forward`` returns the latent groups in *encoding* order (level 1 first, the top last); the
 ANS stack hands them back in the opposite order, which is the order ``decode`` needs them in:
@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from . import priors
-from .contexts import (SUBLATTICES, CheckerboardTwin, ConditionalPrior, DecodeLatents, LatentGroup, SublatticeContext,
-                       TopPrior, code_group, decode_group, with_errors)
-from .layers import AdditiveCoupling, ChannelFlip, LiftingMix, Sequential, Squeeze
+from .contexts import (SUBLATTICES, CheckerboardTwin, ConditionalPrior, DecodeLatents, LatentGroup, QuadrantPasses,
+                       SublatticeContext, TopPrior, code_group, decode_group, with_errors)
+from .layers import (AdditiveCoupling, ChannelFlip, ColourLifting, LiftingMix, Sequential, Squeeze,
+                     VolumePreservingCoupling)
 from .quant import QConv2d, QNet
 
 
@@ -53,6 +54,14 @@ class FlowConfig:
     # The channel mixing before each coupling: "flip" (reverse the order) or "lifting" (a learned
     # integer-invertible 1x1 mixing, triangular lifting steps after the flip).
     mixing: str = "flip"
+    # The couplings: "additive" (x_b + t) or "volume-preserving" (x_b's channel pairs scaled by K and
+    # 1/K through rounded lifting steps, then + t; K from the same network as t).
+    coupling: str = "additive"
+    # The first this many levels code each checkerboard half in two passes more: a 2x2 block's four
+    # positions in turn, the last given all eight neighbours (needs checkerboards; two more passes each).
+    quadrant_levels: int = 0
+    # True: a learned integer colour transform (lifting steps, starting as YCoCg-R) before the first level.
+    colour_stage: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,14 +77,18 @@ class FlowConfig:
 
 
 class Level(nn.Module):
-    def __init__(self, channels_in: int, cfg: FlowConfig) -> None:
+    def __init__(self, channels_in: int, cfg: FlowConfig, quadrants: bool = False) -> None:
         super().__init__()
         c = channels_in * 4
         steps = [Squeeze()]
         if cfg.mixing not in ("flip", "lifting"):
             raise ValueError(f"mixing must be 'flip' or 'lifting', not {cfg.mixing!r}")
+        couplings = {"additive": AdditiveCoupling, "volume-preserving": VolumePreservingCoupling}
+        if cfg.coupling not in couplings:
+            raise ValueError(f"coupling must be 'additive' or 'volume-preserving', not {cfg.coupling!r}")
         for _ in range(cfg.couplings):
-            steps += [ChannelFlip() if cfg.mixing == "flip" else LiftingMix(c), AdditiveCoupling(c, cfg.hidden, cfg.kernels)]
+            steps += [ChannelFlip() if cfg.mixing == "flip" else LiftingMix(c),
+                      couplings[cfg.coupling](c, cfg.hidden, cfg.kernels)]
         self.transform = Sequential(steps)
         self.keep = c // 2
         c_z = c - self.keep
@@ -98,6 +111,10 @@ class Level(nn.Module):
         self.context_twin = twins[1] if len(twins) > 1 else None
         self.more_priors = nn.ModuleList(priors_[2:])
         self.more_twins = nn.ModuleList(twins[2:])
+        if quadrants and not cfg.checkerboard:
+            raise ValueError("quadrant passes split checkerboard halves: they need checkerboards")
+        self.quadrants = nn.ModuleList(QuadrantPasses(cc, size, cfg.prior_hidden, cfg.prior_kernels, k, errors)
+                                       for cc, size in zip(conds, self.group_sizes)) if quadrants else None
 
     def group_priors(self) -> list[tuple[ConditionalPrior, CheckerboardTwin | None]]:
         """Each channel group's prior and checkerboard twin (or None), in decoding order."""
@@ -107,13 +124,15 @@ class Level(nn.Module):
         return list(zip(priors_, twins))
 
     def _each_group(self, h: torch.Tensor, run: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]) -> list[torch.Tensor]:
-        """Each channel group's latents in decoding order, from ``run(i, prior, twin, cond, extra, errors)``
-        (coding or decoding group i given h, the groups before and their error context ``extra``; it
-        returns the group's latents and, where ``errors`` asks, its own error context)."""
+        """Each channel group's latents in decoding order, from ``run(i, prior, twin, cond, extra, errors,
+        quadrants)`` (coding or decoding group i given h, the groups before and their error context
+        ``extra``; it returns the group's latents and, where ``errors`` asks, its own error context)."""
         seen, errors = [h], []
         pairs = self.group_priors()
         for i, (prior, twin) in enumerate(pairs):
-            z_i, error = run(i, prior, twin, _cat(seen), _cat(errors), self.error_context and i + 1 < len(pairs))
+            quadrants = None if self.quadrants is None else self.quadrants[i]
+            z_i, error = run(i, prior, twin, _cat(seen), _cat(errors), self.error_context and i + 1 < len(pairs),
+                             quadrants)
             seen.append(z_i)
             errors += [error] if error is not None else []
         return seen[1:]
@@ -123,8 +142,8 @@ class Level(nn.Module):
         parts = torch.split(z, self.group_sizes, dim=1)
         groups: list[LatentGroup] = []
 
-        def code(i, prior, twin, cond, extra, errors):
-            coded, error = code_group(prior, twin, cond, parts[i], extra, errors)
+        def code(i, prior, twin, cond, extra, errors, quadrants):
+            coded, error = code_group(prior, twin, cond, parts[i], extra, errors, quadrants)
             groups[:0] = coded
             return parts[i], error
 
@@ -132,8 +151,8 @@ class Level(nn.Module):
         return groups
 
     def decode_factored(self, h: torch.Tensor, decode_latents: DecodeLatents) -> torch.Tensor:
-        return torch.cat(self._each_group(h, lambda _, prior, twin, cond, extra, errors: decode_group(
-            prior, twin, cond, decode_latents, extra, errors)), dim=1)
+        return torch.cat(self._each_group(h, lambda _, prior, twin, cond, extra, errors, quadrants: decode_group(
+            prior, twin, cond, decode_latents, extra, errors, quadrants)), dim=1)
 
     def group_names(self, level: str) -> list[str]:
         """Names of ``latent_groups``' groups, in the same order."""
@@ -142,6 +161,9 @@ class Level(nn.Module):
                   else f"{level} z{i}|z1-{i - 1}" for i in range(n, 0, -1)]
         if self.prior_twin is None:
             return groups
+        if self.quadrants is not None:
+            return [f"{name} {part}" for name in groups for part in ("white (1,0)", "white (0,1)", "black (1,1)",
+                                                                     "black (0,0)")]
         return [f"{name} {colour}" for name in groups for colour in ("white", "black")]
 
 
@@ -166,11 +188,14 @@ class IntegerFlow(nn.Module):
         super().__init__()
         self.cfg = cfg
         levels, c = [], cfg.in_channels
-        for _ in range(cfg.levels):
-            level = Level(c, cfg)
+        for i in range(cfg.levels):
+            level = Level(c, cfg, quadrants=i < cfg.quadrant_levels)
             levels.append(level)
             c = level.keep
         self.levels = nn.ModuleList(levels)
+        if cfg.colour_stage and cfg.in_channels != 3:
+            raise ValueError("a colour stage needs three channels")
+        self.colour = ColourLifting() if cfg.colour_stage else None
         self.top = TopPrior(c)
         self.top_context = (SublatticeContext(c, cfg.prior_hidden, cfg.prior_kernels, cfg.mixtures, cfg.error_context)
                             if cfg.top_context else None)
@@ -192,7 +217,7 @@ class IntegerFlow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[LatentGroup]:
         groups = []
-        h = x
+        h = x if self.colour is None else self.colour(x)
         for level in self.levels:
             y = level.transform(h)
             h, z = y[:, : level.keep], y[:, level.keep :]
@@ -235,4 +260,4 @@ class IntegerFlow(nn.Module):
         for level in reversed(self.levels):
             z = level.decode_factored(h, decode_latents)
             h = level.transform.inverse(torch.cat([h, z], dim=1))
-        return h
+        return h if self.colour is None else self.colour.inverse(h)

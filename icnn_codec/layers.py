@@ -2,7 +2,8 @@
 
 Every layer maps integers to integers exactly: a squeeze only moves values, a channel flip
 only reorders them, an additive coupling adds an integer translation computed from the half it
-leaves untouched. The same code runs the training path (float32, straight-through rounding)
+leaves untouched, a volume-preserving coupling also scales pairs of channels by K and 1/K through
+rounded lifting steps. The same code runs the training path (float32, straight-through rounding)
 and the exact path (float64 holding integers), see :mod:`icnn_codec.quant`.
 """
 from __future__ import annotations
@@ -111,6 +112,57 @@ class LiftingMix(Transform):
         return torch.flip(y, dims=[1])
 
 
+YCOCG_R_STEPS = ((0, 2, -1.0), (2, 0, 0.5), (1, 2, -1.0), (2, 1, 0.5))  # (target, source, coefficient)
+
+
+class ColourLifting(Transform):
+    """A learned integer colour transform of (R, G, B): four lifting steps, each adding to one channel a
+    rounded weighted sum of the other two, initialised as YCoCg-R (Co = R - B; B += Co/2; Cg = G - B;
+    B += Cg/2, leaving Co, Cg, Y). Each step changes one channel from the others, so it undoes exactly.
+    Coefficients are integers over 2**LIFT_FRAC, as in :class:`LiftingMix`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        start = torch.zeros(len(YCOCG_R_STEPS), 3)
+        for step, (_, source, c) in enumerate(YCOCG_R_STEPS):
+            start[step, source] = c
+        self.coefficients = nn.Parameter(start)
+        mask = torch.ones(len(YCOCG_R_STEPS), 3)
+        for step, (target, _, _) in enumerate(YCOCG_R_STEPS):
+            mask[step, target] = 0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def integer_coefficients(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self._coefficients(torch.zeros(0, dtype=torch.float64))
+
+    def load_integer_coefficients(self, c) -> None:
+        with torch.no_grad():
+            self.coefficients.copy_(torch.as_tensor(c, dtype=torch.float64) / 2**LIFT_FRAC)
+
+    def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        scale = 2.0**LIFT_FRAC
+        w = self.coefficients.to(x.dtype)
+        q = torch.clamp(torch.round(w * scale) if is_exact(x) else round_ste(w * scale), -LIFT_LIMIT * scale,
+                        LIFT_LIMIT * scale)
+        return q * self.mask.to(x.dtype) / (1.0 if is_exact(x) else scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self._coefficients(x)
+        channels = list(x.unbind(1))
+        for step, (target, _, _) in enumerate(YCOCG_R_STEPS):
+            channels[target] = channels[target] + LiftingMix._shift(c[step : step + 1], torch.stack(channels, 1))[:, 0]
+        return torch.stack(channels, 1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        c = self._coefficients(y)
+        channels = list(y.unbind(1))
+        for step in reversed(range(len(YCOCG_R_STEPS))):
+            target = YCOCG_R_STEPS[step][0]
+            channels[target] = channels[target] - LiftingMix._shift(c[step : step + 1], torch.stack(channels, 1))[:, 0]
+        return torch.stack(channels, 1)
+
+
 def translation_head(c_in: int, c_out: int, in_frac: int) -> QConv2d:
     """Output layer of a coupling network: integer translations, zero-initialised (ReZero-like:
     every coupling starts as the identity). Its weights are split (13 bits): a head's precision matters."""
@@ -132,6 +184,94 @@ class AdditiveCoupling(Transform):
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         y_a, y_b = y[:, : self.split], y[:, self.split :]
         return torch.cat([y_a, y_b - self.net(y_a)], dim=1)
+
+
+SCALE_STEPS = 16  # a volume-preserving coupling's scales are 2**(q / 16) ...
+SCALE_INDEX_LIMIT = 32  # ... for integers |q| <= 32: x4 at most
+SHEAR_FRAC = 12  # its lifting coefficients are integers over 2**12
+
+
+def _shear_coefficients(q: int) -> tuple[int, int, int]:
+    """The lifting coefficients (over 2**SHEAR_FRAC) that scale a pair (u, v) to about (K u, v / K),
+    K = 2**(q / SCALE_STEPS): v += u; u += (K - 1) v; v -= u / K; u += (K - K**2) v (the last three
+    rounded).
+    Computed in decimal (software) arithmetic, so the table is the same on every machine."""
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        k = decimal.Decimal(2) ** (decimal.Decimal(q) / SCALE_STEPS)
+        one = 2**SHEAR_FRAC
+        return tuple(int((c * one).to_integral_value(decimal.ROUND_HALF_EVEN)) for c in (k - 1, -1 / k, k - k * k))
+
+
+SHEAR_TABLE = torch.tensor([_shear_coefficients(q) for q in range(-SCALE_INDEX_LIMIT, SCALE_INDEX_LIMIT + 1)],
+                           dtype=torch.float64)  # (65, 3): row q + 32
+
+
+def _shear(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """round(c v) with c on the 2**-SHEAR_FRAC grid: on the exact path c is the grid integer and the
+    product, exact in float64, is divided by a power of two and rounded half to even."""
+    if is_exact(v):
+        return torch.round(c * v / 2.0**SHEAR_FRAC)
+    return round_ste(c * v)
+
+
+class VolumePreservingCoupling(Transform):
+    """(x_a, x_b) -> (x_a, S(x_b) + t): an integer affine coupling whose scales keep the volume. x_b's
+    channels are paired (i with i + n); a network of x_a gives each pair a scale index q, and four
+    rounded lifting steps (shears) take the pair to about (K u, v / K), K = 2**(q/16), then a translation
+    t is added as in the additive coupling. Each shear changes one member by a rounded function of
+    the other, so every step undoes exactly; q = 0 makes the shears the identity and the layer the
+    additive coupling (a grown model starts with its source's code)."""
+
+    def __init__(self, channels: int, hidden: int, kernels: list[int]) -> None:
+        super().__init__()
+        self.split = channels // 2
+        c_b = channels - self.split
+        self.pairs = c_b // 2
+        head = QConv2d(hidden, c_b + self.pairs, 3, HIDDEN_FRAC, 0,
+                       [-TRANSLATION_LIMIT] * c_b + [-SCALE_INDEX_LIMIT] * self.pairs,
+                       [TRANSLATION_LIMIT] * c_b + [SCALE_INDEX_LIMIT] * self.pairs, zero_init=True, split=True)
+        self.net = QNet(self.split, hidden, kernels, head)
+        self.register_buffer("table", SHEAR_TABLE.clone(), persistent=False)
+
+    def _translation_and_coefficients(self, x_a: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.net(x_a)
+        c_b = out.shape[1] - self.pairs
+        q = out[:, c_b:]
+        index = (q.detach() + SCALE_INDEX_LIMIT).long()
+        rows = self.table.to(q.dtype)[index]  # (B, P, H, W, 3)
+        if is_exact(x_a):
+            coefficients = [rows[..., i] for i in range(3)]
+        else:  # the table's values, with the gradient of the unrounded coefficients of K = 2**(q / 16)
+            k = torch.pow(2.0, q / SCALE_STEPS)
+            smooth = [k - 1, -1 / k, k - k * k]
+            coefficients = [rows[..., i] / 2**SHEAR_FRAC + s - s.detach() for i, s in enumerate(smooth)]
+        return out[:, :c_b], coefficients
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_a, x_b = x[:, : self.split], x[:, self.split :]
+        t, (c1, c2, c3) = self._translation_and_coefficients(x_a)
+        n = self.pairs
+        u, v, rest = x_b[:, :n], x_b[:, n : 2 * n], x_b[:, 2 * n :]
+        v = v + u
+        u = u + _shear(v, c1)
+        v = v + _shear(u, c2)
+        u = u + _shear(v, c3)
+        return torch.cat([x_a, torch.cat([u, v, rest], dim=1) + t], dim=1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y_a, y_b = y[:, : self.split], y[:, self.split :]
+        t, (c1, c2, c3) = self._translation_and_coefficients(y_a)
+        y_b = y_b - t
+        n = self.pairs
+        u, v, rest = y_b[:, :n], y_b[:, n : 2 * n], y_b[:, 2 * n :]
+        u = u - _shear(v, c3)
+        v = v - _shear(u, c2)
+        u = u - _shear(v, c1)
+        v = v - u
+        return torch.cat([y_a, u, v, rest], dim=1)
 
 
 class Sequential(Transform):

@@ -9,6 +9,7 @@ A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
   (2**-f) of the N-th fixed-point convolution, in module order (the 8-bit scheme of ``quant.py``; every
   channel meets its exactness bound, checked at load);
 * ``liftN.u``, ``liftN.l`` (int16): the N-th learned lifting mixing's coefficients over 2**8, if any;
+* ``colour.c`` (int16): the colour stage's lifting coefficients over 2**8, if it has one;
 * ``top.mu16``, ``top.ls8``: the top prior's grid integers;
 * ``tables.counts``, ``tables.offsets``: the prior's integer probability tables.
 
@@ -87,6 +88,8 @@ def model_arrays(flow: IntegerFlow, tables: LogisticTables, meta: dict) -> dict[
         upper, lower = mix.integer_coefficients()
         arrays[f"lift{i}.u"] = upper.numpy().astype(np.int16)
         arrays[f"lift{i}.l"] = lower.numpy().astype(np.int16)
+    if flow.colour is not None:
+        arrays["colour.c"] = flow.colour.integer_coefficients().numpy().astype(np.int16)
     mu16, ls8 = flow.top.integer_parameters()
     arrays["top.mu16"] = mu16.numpy().astype(np.int32)
     arrays["top.ls8"] = ls8.numpy().astype(np.int32)
@@ -150,7 +153,10 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
             if tuple(upper.shape) != tuple(mix.upper.shape) or tuple(lower.shape) != tuple(mix.lower.shape):
                 raise ModelError(f"lifting mix {i} has the wrong shape")
             mix.load_integer_coefficients(upper, lower)
-        if f"conv{len(convs)}.w" in arrays or f"lift{len(mixes)}.u" in arrays:
+        if flow.colour is not None:
+            flow.colour.load_integer_coefficients(arrays["colour.c"])
+        if f"conv{len(convs)}.w" in arrays or f"lift{len(mixes)}.u" in arrays or (
+                flow.colour is None and "colour.c" in arrays):
             raise ModelError("model file has more layers than its architecture")
         flow.top.load_integer_parameters(arrays["top.mu16"].astype(np.float64), arrays["top.ls8"].astype(np.float64))
         tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])

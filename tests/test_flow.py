@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec.contexts import checkerboard_half, checkerboard_merge
+from icnn_codec.contexts import QUADRANTS, checkerboard_half, checkerboard_merge, quadrant, quadrant_merge
 from icnn_codec.flow import FlowConfig, IntegerFlow, channel_groups
-from icnn_codec.layers import AdditiveCoupling, LiftingMix
+from icnn_codec.layers import (SCALE_INDEX_LIMIT, SCALE_STEPS, SHEAR_FRAC, AdditiveCoupling, ColourLifting,
+                               LiftingMix, VolumePreservingCoupling)
 from icnn_codec.planes import exact_input
 from icnn_codec.priors import LogisticTables
 from icnn_codec.quant import QConv2d
@@ -22,7 +23,10 @@ CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_c
             "checkerboards": {"checkerboard": True}, "checkerboards in two groups": {"prior_groups": 2, "checkerboard": True},
             "two more couplings per level": {"couplings": 6},
             "error contexts": {"prior_groups": 2, "checkerboard": True, "top_context": True, "error_context": True},
-            "learned lifting mixing": {"mixing": "lifting"}}
+            "learned lifting mixing": {"mixing": "lifting"},
+            "volume-preserving couplings": {"coupling": "volume-preserving"},
+            "quadrant passes at level 1": {"prior_groups": 2, "checkerboard": True, "error_context": True,
+                                           "quadrant_levels": 1}}
 
 
 def grown_flow(source: IntegerFlow, **changes) -> IntegerFlow:
@@ -52,16 +56,18 @@ def grown(request, plain) -> IntegerFlow:
     return grown_flow(plain.flow, **CONTEXTS[request.param])
 
 
-def couplings(flow: IntegerFlow) -> list[list[AdditiveCoupling]]:
+def couplings(flow: IntegerFlow) -> list[list[AdditiveCoupling | VolumePreservingCoupling]]:
     """Each level's couplings, in order."""
-    return [[t for t in level.transform.transforms if isinstance(t, AdditiveCoupling)] for level in flow.levels]
+    return [[t for t in level.transform.transforms if isinstance(t, (AdditiveCoupling, VolumePreservingCoupling))]
+            for level in flow.levels]
 
 
 def grown_networks(flow: IntegerFlow, source: IntegerFlow) -> list[torch.nn.Module]:
     """What ``flow`` has that ``source`` lacks: context priors and the couplings beyond source's."""
-    nets = [net for level in flow.levels for net in (level.context_prior, level.prior_twin, level.context_twin)
-            if net is not None]
-    nets += [c for level in couplings(flow) for c in level[source.cfg.couplings :]]
+    nets = [net for level in flow.levels for net in (level.context_prior, level.prior_twin, level.context_twin,
+                                                     level.quadrants) if net is not None]
+    old = 0 if flow.cfg.coupling != source.cfg.coupling else source.cfg.couplings  # scales: every coupling is new
+    nets += [c for level in couplings(flow) for c in level[old:]]
     nets += flow.lifting_mixes() if source.cfg.mixing == "flip" else []
     return nets + ([flow.top_context] if flow.top_context is not None else [])
 
@@ -94,6 +100,61 @@ def test_a_context_in_use_round_trips_exactly(plain, grown, cifar_images, photo)
         assert not torch.allclose(flow.nll_bits(x), plain.flow.nll_bits(x), rtol=1e-5)  # the context changed the code
     streams = [ic.compress(im, model=contextual, tile=32) for im in images]
     assert all(np.array_equal(ic.decompress(s, model=contextual), im) for s, im in zip(streams, images))
+
+
+def test_a_volume_preserving_coupling_scales_channel_pairs_by_k_and_1_over_k_and_undoes_exactly():
+    torch.manual_seed(1)
+    layer = VolumePreservingCoupling(12, 16, [3, 1])
+    with torch.no_grad():
+        layer.net.head.conv.bias[6:].copy_(torch.tensor([SCALE_INDEX_LIMIT, -SCALE_STEPS, 3.0]))  # K = 4, 1/2, 2**(3/16)
+    x = torch.randint(-200, 200, (2, 12, 8, 8)).double()
+    for conv in layer.net.qconvs():
+        conv.freeze()
+    y = layer(x)
+    assert torch.equal(y[:, :6], x[:, :6])
+    for pair, k in enumerate((4.0, 0.5, 2 ** (3 / 16))):  # (u, v) -> about (K u, v / K), up to the shears' rounding
+        u, v = x[:, 6 + pair], x[:, 9 + pair]
+        assert (y[:, 6 + pair] - k * u).abs().max() <= 1 + 12 * k
+        assert (y[:, 9 + pair] - v / k).abs().max() <= 2
+    assert torch.equal(layer.inverse(y), x)
+    with torch.no_grad():  # random weights: scales and translations vary from place to place
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    for conv in layer.net.qconvs():
+        conv.freeze()
+    y = layer(x)
+    assert not torch.equal(y, x) and torch.equal(layer.inverse(y), x)
+    with torch.no_grad():  # the training path computes what the exact path does
+        assert torch.equal(layer(x.float()).double(), y)
+
+
+def test_the_colour_stage_starts_as_ycocg_r_and_a_flow_with_it_round_trips(cifar_images, photo):
+    x = torch.randint(-128, 128, (2, 3, 5, 7)).double()
+    r, g, b = x.unbind(1)
+    co = r - b
+    t = b + torch.round(co / 2)
+    cg = g - t
+    expected = torch.stack([co, cg, t + torch.round(cg / 2)], 1)  # YCoCg-R, rounding half to even
+    stage = ColourLifting()
+    assert torch.equal(stage(x), expected) and torch.equal(stage.inverse(expected), x)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        flow = IntegerFlow(FlowConfig(levels=2, couplings=2, hidden=16, prior_hidden=16, colour_stage=True))
+        with torch.no_grad():
+            for p in flow.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    model = flow_to_model(flow, LogisticTables.build(), "colour")
+    assert not torch.equal(model.flow.colour.integer_coefficients(), ColourLifting().integer_coefficients())
+    images = [cifar_images[3], np.ascontiguousarray(photo[:37, :50])]
+    assert all(np.array_equal(ic.decompress(ic.compress(im, model=model), model=model), im) for im in images)
+
+
+def test_the_shear_table_is_the_identity_at_scale_index_0_and_monotone_in_k():
+    from icnn_codec.layers import SHEAR_TABLE
+    one = 2**SHEAR_FRAC
+    assert SHEAR_TABLE[SCALE_INDEX_LIMIT].tolist() == [0, -one, 0]  # K = 1: u += 0, v -= u, u += 0
+    k_minus_1 = SHEAR_TABLE[:, 0]
+    assert (k_minus_1.diff() > 0).all() and k_minus_1[-1] == 3 * one and k_minus_1[0] == -one * 3 / 4
 
 
 def test_channel_groups_halve_so_that_four_groups_split_two():
@@ -137,7 +198,7 @@ def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain
     with pytest.raises(ValueError, match="parts this one lacks"):
         grown_flow(richer, top_context=False)
     for other in ({"couplings": plain.flow.cfg.couplings - 2}, {"prior_kernels": [3, 1]}, {"hidden": 96}):
-        with pytest.raises(ValueError, match="only contexts, couplings, mixtures and learned mixing can be added"):
+        with pytest.raises(ValueError, match="only contexts, couplings, mixtures, learned mixing and coupling scales can be added"):
             grown_flow(plain.flow, **other)
     with pytest.raises(ValueError, match="in pairs"):  # one more channel flip would move the factored-out half
         grown_flow(plain.flow, couplings=plain.flow.cfg.couplings + 1)
@@ -166,6 +227,20 @@ def test_a_checkerboard_splits_positions_by_the_parity_of_row_plus_column_and_me
     assert torch.equal(black.flatten(2), t[:, :, even].view(2, 3, -1))  # raster order within each colour
     assert torch.equal(white.flatten(2), t[:, :, ~even].view(2, 3, -1))
     assert torch.equal(checkerboard_merge(black, white), t)
+
+
+def test_quadrants_split_each_checkerboard_half_in_two_black_first_and_merge_back():
+    t = torch.arange(2 * 3 * 4 * 6, dtype=torch.float64).view(2, 3, 4, 6)
+    parts = [quadrant(t, k) for k in range(4)]
+    assert [p.shape for p in parts] == [(2, 3, 2, 3)] * 4
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    for k, colour in enumerate((0, 0, 1, 1)):  # (0, 0) and (1, 1) are black, (0, 1) and (1, 0) white
+        r, c = QUADRANTS[k]
+        at = (rows % 2 == r) & (cols % 2 == c)
+        assert torch.equal(parts[k].flatten(2), t[:, :, at].view(2, 3, -1))
+        assert (((rows + cols) % 2 == colour) | ~at).all()
+    assert torch.equal(quadrant_merge(parts), t)
+    assert torch.equal(quadrant_merge([None, parts[1], None, None]), torch.where((rows % 2 == 1) & (cols % 2 == 1), t, 0))
 
 
 def test_checkerboards_double_the_padding_block_as_the_top_context_does():

@@ -63,6 +63,10 @@ VARIANTS: dict[str, Variant] = {
     "couplings+2": Variant("two more additive couplings per level", {"couplings": "+2"}),
     "groups4": Variant("four channel groups per level instead of two (2, 1, 2, 1 at level 1): each group's "
                        "second part given its first", {"prior_groups": 4}),
+    "volume-preserving": Variant("volume-preserving integer affine couplings: channel pairs scaled by K and 1/K "
+                                 "(rounded lifting steps) before the translation", {"coupling": "volume-preserving"}),
+    "quadrants1": Variant("level 1 codes each checkerboard half in two passes: a 2x2 block's four positions in turn",
+                          {"quadrant_levels": 1}),
     "small": Variant("small flow from scratch: 3 levels x 2 couplings, 48 wide, priors 48 wide", scratch=True),
     "small-nocouplings": Variant("small, from scratch, no couplings (a multi-scale context model), priors 80 wide",
                                  {"couplings": 0, "prior_hidden": 80}, scratch=True),
@@ -70,6 +74,12 @@ VARIANTS: dict[str, Variant] = {
     "small-mixture3": Variant("small, from scratch, three-logistic mixtures", {"mixtures": 3}, scratch=True),
     "small-lifting": Variant("small, from scratch, learned lifting mixing", {"mixing": "lifting"}, scratch=True),
     "small-groups4": Variant("small, from scratch, four channel groups per level", {"prior_groups": 4}, scratch=True),
+    "small-quadrants1": Variant("small, from scratch, four passes per group at level 1", {"quadrant_levels": 1},
+                                scratch=True),
+    "small-colour": Variant("small, from scratch, a learned integer colour stage starting as YCoCg-R",
+                            {"colour_stage": True}, scratch=True),
+    "small-volume-preserving": Variant("small, from scratch, volume-preserving affine couplings",
+                                       {"coupling": "volume-preserving"}, scratch=True),
 }
 
 
@@ -155,15 +165,16 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
     """Train variant ``name`` from ``start`` for ``minutes`` of wall-clock time and measure it."""
     variant = VARIANTS[name]
     torch.set_num_threads(threads)
-    source = None if variant.scratch else resolve_model(start).flow
+    source_model = None if variant.scratch else resolve_model(start)
+    source = None if source_model is None else source_model.flow
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         flow = IntegerFlow(variant_flow(variant, FlowConfig() if source is None else source.cfg))
     new = {} if source is None else grow_from(flow, source)
     if source is None:
         start, lr, warmup = "scratch", SCRATCH_LR, 100
-    else:
-        warmup = 20
+    else:  # the start named by its fingerprint too: the model behind a name changes when a new one ships
+        start, warmup = f"{source_model.name} {source_model.fingerprint:04x}", 20
     evals = held_out_crops(shared)
     before = {k: evaluate_bpd(flow, v, batch_size=16) for k, v in evals.items()}
     progress(f"{name}: start val {before['val']:.4f}, unseen {before['unseen']:.4f}")
@@ -194,6 +205,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
 def save_result(result: AblationResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lr = "" if result.start == "scratch" or result.new_lr == 1e-3 else f"-newlr{result.new_lr:g}"
-    path = folder / f"{result.variant}-{result.minutes:g}min{lr}.json"
+    start = "" if result.start == "scratch" else "-" + result.start.split()[-1]  # the start's fingerprint
+    path = folder / f"{result.variant}-{result.minutes:g}min{lr}{start}.json"
     path.write_text(json.dumps(asdict(result), indent=1) + "\n")
     return path

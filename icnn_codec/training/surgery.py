@@ -29,7 +29,8 @@ class NewElements:
 def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter, torch.Tensor]:
     """Start ``flow`` from ``source``'s weights, adding the contexts that ``flow`` has and
     ``source`` lacks (twice the prior groups, a top context, checkerboards, error contexts), any
-    couplings beyond ``source``'s, learned lifting mixing in place of flips, and mixture priors, so
+    couplings beyond ``source``'s, learned lifting mixing in place of flips, volume-preserving couplings in
+    place of additive ones (their scales start at 1), quadrant passes and mixture priors, so
     that both give the same code at first (mixtures, and checkerboard twins split into more groups:
     nearly the same); training can then only add what the new parts tell. Other differences are an
     error.
@@ -44,6 +45,8 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     if regroup and source.cfg.checkerboard and source.cfg.prior_groups == 1:
         # The source's twin sees z2's black latents, which the first group's twin cannot: no exact split.
         raise ValueError("cannot start this architecture from that model: add prior groups before checkerboards")
+    if regroup and source.cfg.quadrant_levels:
+        raise ValueError("cannot start this architecture from that model: add prior groups before quadrant passes")
     if regroup and source.cfg.error_context:
         raise ValueError("cannot start this architecture from that model: add prior groups before error contexts")
     new_top = flow.top_context is not None and source.top_context is None
@@ -52,13 +55,15 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     if added_couplings % 2:
         raise ValueError("cannot start this architecture from that model: couplings can only be added in pairs")
     growable = {"prior_groups": 0, "top_context": False, "checkerboard": False, "couplings": 0, "mixtures": 1,
-                "error_context": False, "mixing": "flip"}
+                "error_context": False, "mixing": "flip", "coupling": "additive", "quadrant_levels": 0}
     if added_couplings < 0 or {**flow.cfg.to_dict(), **growable} != {**source.cfg.to_dict(), **growable} \
             or (source.cfg.mixtures != flow.cfg.mixtures and source.cfg.mixtures != 1) \
             or (source.cfg.error_context and not flow.cfg.error_context) \
-            or (source.cfg.mixing != flow.cfg.mixing and source.cfg.mixing != "flip"):
-        raise ValueError("cannot start this architecture from that model: only contexts, couplings, mixtures and "
-                         "learned mixing can be added")
+            or (source.cfg.mixing != flow.cfg.mixing and source.cfg.mixing != "flip") \
+            or (source.cfg.coupling != flow.cfg.coupling and source.cfg.coupling != "additive") \
+            or source.cfg.quadrant_levels > flow.cfg.quadrant_levels:
+        raise ValueError("cannot start this architecture from that model: only contexts, couplings, mixtures, "
+                         "learned mixing and coupling scales can be added")
     state = flow.state_dict()
     regrouped = tuple(f"levels.{i}.{part}" for i in range(len(source.levels))  # split, not copied
                       for part in ("prior.", "context_prior.", "prior_twin.", "context_twin."))
@@ -77,7 +82,10 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     reshaped = {k.rsplit(".net.", 1)[0] for k, v in loaded.items() if v.shape != state[k].shape}
     modules, source_modules = dict(flow.named_modules()), dict(source.named_modules())
     for name in sorted(reshaped):
-        copy_prior_with_new_parts(modules[name], source_modules[name], new)
+        if isinstance(modules[name], ConditionalPrior):
+            copy_prior_with_new_parts(modules[name], source_modules[name], new)
+        else:  # a coupling whose head has more outputs (scales): they start at zero, the identity
+            copy_net_with_new_inputs(modules[name].net, source_modules[name].net, new=new)
     if regroup:
         _split_priors_into_groups(flow, source, new)
     if new_top:
@@ -86,6 +94,11 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
         for level in flow.levels:
             for prior, twin in level.group_priors():
                 copy_net_with_new_inputs(twin.prior.net, prior.net, new=new)
+    for level, src in zip(flow.levels, source.levels):
+        if level.quadrants is not None and src.quadrants is None:  # the first black and white passes' networks
+            for (prior, twin), quadrants in zip(level.group_priors(), level.quadrants):
+                copy_net_with_new_inputs(quadrants.black.net, prior.net, new=new)
+                copy_net_with_new_inputs(quadrants.white.net, twin.prior.net, new=new)
     return new.masks
 
 
