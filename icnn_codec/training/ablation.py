@@ -78,6 +78,8 @@ VARIANTS: dict[str, Variant] = {
                                 scratch=True),
     "small-colour": Variant("small, from scratch, a learned integer colour stage starting as YCoCg-R",
                             {"colour_stage": True}, scratch=True),
+    "small-colour-error-context": Variant("small, from scratch, the colour stage and error contexts",
+                                          {"colour_stage": True, "error_context": True}, scratch=True),
     "small-volume-preserving": Variant("small, from scratch, volume-preserving affine couplings",
                                        {"coupling": "volume-preserving"}, scratch=True),
 }
