@@ -297,6 +297,14 @@ def test_a_run_started_from_a_model_grows_the_contexts_its_config_asks_for(datas
     assert [len(s) for s in ic.compress_many(images, model=grown)] == [len(s) for s in ic.compress_many(images, model=source)]
 
 
+def test_a_model_that_cannot_start_the_asked_architecture_creates_no_run(dataset: Path, exported: Path,
+                                                                         tmp_path: Path) -> None:
+    cfg = tiny_config(1, flow={**TINY_FLOW.to_dict(), "colour_stage": True})  # it would change every latent
+    with pytest.raises(ValueError, match="cannot start this architecture"):
+        train(str(dataset), tmp_path / "run", cfg, init_model=str(exported))
+    assert not (tmp_path / "run").exists()  # so the same command with a fixed architecture starts afresh
+
+
 @pytest.mark.parametrize("context", ["top_context", "checkerboard"])
 def test_cli_train_spatial_context_makes_a_model_that_codes_exactly(context: str, dataset: Path, tmp_path: Path) -> None:
     trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--" + context.replace("_", "-"),

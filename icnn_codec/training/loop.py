@@ -28,7 +28,7 @@ from torch import nn
 from ..flow import FlowConfig, IntegerFlow
 from ..planes import training_input
 from .data import ImageSet
-from .runs import TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
+from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
 from .surgery import grow_from
 
 
@@ -145,6 +145,8 @@ def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | 
     procs = _join_processes(device)
     with _torch_threads(threads):
         images = ImageSet.open(data)  # first: a bad DATA must not create the run (and fix its config)
+        if init_model and not (run_dir / CONFIG).exists():  # nor a model that cannot start this architecture
+            grow_from(IntegerFlow(FlowConfig.from_dict(cfg.flow)), resolve_model(init_model).flow)
         cfg = _open_run(run_dir, cfg, procs)
         images, eval_images = _split_data(images, cfg, procs)
         state = _initial_state(cfg, run_dir, init_model, device)
