@@ -8,6 +8,8 @@ and the exact path (float64 holding integers), see :mod:`icnn_codec.quant`.
 """
 from __future__ import annotations
 
+import decimal
+
 import torch
 from torch import nn
 
@@ -54,6 +56,17 @@ LIFT_FRAC = 8  # lifting coefficients on a 1/256 grid ...
 LIFT_LIMIT = 4.0  # ... within +-4
 
 
+def lifting_grid(w: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Lifting coefficients ``w`` on their grid (1/2**LIFT_FRAC, within +-LIFT_LIMIT) where ``mask`` allows
+    them: for the exact path (x float64) the grid integers, for the training path their values with a
+    straight-through gradient."""
+    scale = 2.0**LIFT_FRAC
+    w = w.to(x.dtype)
+    q = torch.clamp(torch.round(w * scale) if is_exact(x) else round_ste(w * scale), -LIFT_LIMIT * scale,
+                    LIFT_LIMIT * scale)
+    return q * mask.to(x.dtype) / (1.0 if is_exact(x) else scale)
+
+
 class LiftingMix(Transform):
     """A learned integer-invertible 1x1 channel mixing: the channel flip, then an upper and a lower
     triangular lifting step, x_i += round(sum_{j>i} U_ij x_j), then x_i += round(sum_{j<i} L_ij x_j).
@@ -79,14 +92,7 @@ class LiftingMix(Transform):
             self.lower.copy_(torch.as_tensor(lower, dtype=torch.float64) / 2**LIFT_FRAC)
 
     def _coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = 2.0**LIFT_FRAC
-        out = []
-        for w, mask in ((self.upper, self.upper_mask), (self.lower, self.lower_mask)):
-            w = w.to(x.dtype)
-            q = torch.clamp(torch.round(w * scale) if is_exact(x) else round_ste(w * scale), -LIFT_LIMIT * scale,
-                            LIFT_LIMIT * scale)
-            out.append(q * mask.to(x.dtype) / (1.0 if is_exact(x) else scale))
-        return out[0], out[1]
+        return lifting_grid(self.upper, self.upper_mask, x), lifting_grid(self.lower, self.lower_mask, x)
 
     @staticmethod
     def _shift(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -141,11 +147,7 @@ class ColourLifting(Transform):
             self.coefficients.copy_(torch.as_tensor(c, dtype=torch.float64) / 2**LIFT_FRAC)
 
     def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        scale = 2.0**LIFT_FRAC
-        w = self.coefficients.to(x.dtype)
-        q = torch.clamp(torch.round(w * scale) if is_exact(x) else round_ste(w * scale), -LIFT_LIMIT * scale,
-                        LIFT_LIMIT * scale)
-        return q * self.mask.to(x.dtype) / (1.0 if is_exact(x) else scale)
+        return lifting_grid(self.coefficients, self.mask, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self._coefficients(x)
@@ -193,11 +195,8 @@ SHEAR_FRAC = 12  # its lifting coefficients are integers over 2**12
 
 def _shear_coefficients(q: int) -> tuple[int, int, int]:
     """The lifting coefficients (over 2**SHEAR_FRAC) that scale a pair (u, v) to about (K u, v / K),
-    K = 2**(q / SCALE_STEPS): v += u; u += (K - 1) v; v -= u / K; u += (K - K**2) v (the last three
-    rounded).
-    Computed in decimal (software) arithmetic, so the table is the same on every machine."""
-    import decimal
-
+    K = 2**(q / SCALE_STEPS): v += u; u += (K - 1) v; v -= u / K; u += (K - K**2) v, the last three
+    rounded. Computed in decimal (software) arithmetic, so the table is the same on every machine."""
     with decimal.localcontext() as ctx:
         ctx.prec = 40
         k = decimal.Decimal(2) ** (decimal.Decimal(q) / SCALE_STEPS)
