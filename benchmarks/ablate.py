@@ -31,7 +31,7 @@ def table() -> str:
     for r in sorted(rows, key=lambda r: (r["start"] == "scratch", r["minutes"], r["val_bpd"])):
         grown = r["start"] != "scratch"
         changes = [f"{r[k + '_bpd'] / r[k + '_bpd_start'] - 1:+.2%}" if grown else "" for k in ("val", "unseen")]
-        new_lr = f"{r['new_lr']:g}" if "new_lr" in r and r["variant"] != "baseline" else "none"  # no new parts
+        new_lr = "none" if r.get("new_lr") is None else f"{r['new_lr']:g}"
         lr = f"{r['lr']:g} ({new_lr})" if grown else f"{r['lr']:g}"
         lines.append(f"| {r['variant']} | {r['start']} | {lr} | {r['minutes']:g} | {r['steps']} | {r['val_bpd']:.4f} | "
                      f"{changes[0]} | {r['unseen_bpd']:.4f} | {changes[1]} | {r['mac_per_pixel']:,} | "

@@ -95,7 +95,7 @@ class AblationResult:
     batch_size: int
     crop: int
     lr: float
-    new_lr: float  # the learning rate of the new (zero-initialised) parts
+    new_lr: float | None  # the learning rate of the new (zero-initialised) parts; None: it has none
     val_bpd_start: float
     val_bpd: float
     unseen_bpd_start: float
@@ -195,7 +195,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
     after = {k: evaluate_bpd(state.ema, v, batch_size=16) for k, v in evals.items()}
     result = AblationResult(
         variant=name, description=variant.description, start=str(start), minutes=minutes, steps=state.step,
-        batch_size=batch_size, crop=crop, lr=lr, new_lr=new_lr, val_bpd_start=before["val"], val_bpd=after["val"],
+        batch_size=batch_size, crop=crop, lr=lr, new_lr=new_lr if state.boost else None, val_bpd_start=before["val"], val_bpd=after["val"],
         unseen_bpd_start=before["unseen"], unseen_bpd=after["unseen"], mac_per_pixel=mac_per_pixel(state.ema),
         network_ms_256=exact_network_ms(state.ema), flow=flow.cfg.to_dict())
     progress(f"{name}: {state.step} steps; val {before['val']:.4f} -> {after['val']:.4f}, "
@@ -206,7 +206,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
 
 def save_result(result: AblationResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    lr = "" if result.start == "scratch" or result.new_lr == 1e-3 else f"-newlr{result.new_lr:g}"
+    lr = "" if result.start == "scratch" or result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
     start = "" if result.start == "scratch" else "-" + result.start.split()[-1]  # the start's fingerprint
     path = folder / f"{result.variant}-{result.minutes:g}min{lr}{start}.json"
     path.write_text(json.dumps(asdict(result), indent=1) + "\n")

@@ -145,11 +145,11 @@ def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | 
     procs = _join_processes(device)
     with _torch_threads(threads):
         images = ImageSet.open(data)  # first: a bad DATA must not create the run (and fix its config)
-        if init_model and not (run_dir / CONFIG).exists():  # nor a model that cannot start this architecture
-            grow_from(IntegerFlow(FlowConfig.from_dict(cfg.flow)), resolve_model(init_model).flow)
+        # nor a model that cannot start this architecture: a new run's flow is made before its folder
+        flow = None if (run_dir / CONFIG).exists() else _new_flow(cfg, init_model)
         cfg = _open_run(run_dir, cfg, procs)
         images, eval_images = _split_data(images, cfg, procs)
-        state = _initial_state(cfg, run_dir, init_model, device)
+        state = _initial_state(cfg, run_dir, init_model, device, flow)
         loss_module = NegLogLikelihood(state.flow)
         if procs.distributed:
             loss_module = nn.parallel.DistributedDataParallel(loss_module)
@@ -223,14 +223,23 @@ def _split_data(images: ImageSet, cfg: TrainConfig, procs: Processes) -> tuple[I
     return images, eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)
 
 
-def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, device: str) -> TrainState:
-    """The checkpoint's state, or a new run's: its seed's weights, or ``init_model``'s grown to this architecture."""
+def _new_flow(cfg: TrainConfig, init_model: str | None) -> IntegerFlow:
+    """A new run's flow: its seed's weights, or ``init_model``'s grown to this architecture (the same
+    code to start with, plus any new context; an error where it cannot be)."""
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
         flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
+    if init_model:
+        grow_from(flow, resolve_model(init_model).flow)
+    return flow
+
+
+def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, device: str,
+                   flow: IntegerFlow | None = None) -> TrainState:
+    """The checkpoint's state, or a new run's (``flow``, if made already)."""
     ckpt = load_checkpoint(run_dir)
-    if ckpt is None and init_model:
-        grow_from(flow, resolve_model(init_model).flow)  # the same code to start with, plus any new context
+    if flow is None:
+        flow = _new_flow(cfg, init_model if ckpt is None else None)
     ema = copy.deepcopy(flow)
     flow.to(device)
     ema.to(device)
