@@ -45,6 +45,8 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--start", default="photo", help="model name, file or run folder (default: photo)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr", type=float, help="learning rate of the weights the start gave (default: 5e-5 grown, "
+                        "1e-3 from scratch, the variant's own when started warm)")
     parser.add_argument("--new-lr", type=float, default=1e-3,
                         help="learning rate of a grown variant's new, zero-initialised parts (default 1e-3; the rest: 5e-5)")
     parser.add_argument("--list", action="store_true")
@@ -57,7 +59,7 @@ if __name__ == "__main__":
         print(table())
     elif args.variant:
         result = run_ablation(args.variant, shared=SHARED, start=args.start, minutes=args.minutes, threads=args.threads,
-                              new_lr=args.new_lr,
+                              lr=args.lr, new_lr=args.new_lr,
                               progress=lambda line: print(line, file=sys.stderr, flush=True))
         print(save_result(result, FOLDER))
     else:

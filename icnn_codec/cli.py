@@ -398,6 +398,9 @@ def _run_options(f):
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads per process."),
         click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run folder)."),
+        click.option("--warm", is_flag=True,
+                     help="With --init, for an architecture the model cannot start with its own code (--colour-stage): "
+                          "copy its weights wherever they fit and train on from its features."),
         click.option("--eval-every", type=int, default=500, show_default=True),
         click.option("--checkpoint-every", type=int, default=200, show_default=True),
         click.option("--log-every", type=int, default=20, show_default=True),
@@ -434,11 +437,15 @@ def train(data: str, run_dir: str, **options) -> None:
     stopped (Ctrl-C or SIGTERM save first). Architecture options only apply to a new run.
     Data-parallel: torchrun --standalone --nproc_per_node=2 $(which icnn) train DATA -o RUN
     """
+    if options["warm"] and not options["init_model"]:
+        click.echo("icnn: train: --warm copies the weights of an --init model: name one", err=True)
+        sys.exit(2)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     cfg = _train_config(options, _flow_config(options))
     try:
         metrics = run_training(data, run_dir, cfg, eval_data=options["eval_data"], device=options["device"],
-                               threads=options["threads"], init_model=options["init_model"])
+                               threads=options["threads"], init_model=options["init_model"],
+                               warm=options["warm"])
     except KeyboardInterrupt:
         click.echo("icnn: training interrupted; checkpoint saved, run the same command to resume", err=True)
         sys.exit(130)

@@ -16,7 +16,7 @@ from icnn_codec.layers import (SCALE_INDEX_LIMIT, SCALE_STEPS, SHEAR_FRAC, Addit
 from icnn_codec.planes import exact_input
 from icnn_codec.priors import LogisticTables
 from icnn_codec.quant import QConv2d
-from icnn_codec.training.surgery import grow_from
+from icnn_codec.training.surgery import grow_from, warm_start
 from icnn_codec.zoo import flow_to_model
 
 CONTEXTS = {"two prior groups": {"prior_groups": 2}, "top sub-lattices": {"top_context": True},
@@ -204,6 +204,16 @@ def test_a_model_cannot_be_grown_into_one_with_fewer_parts_or_other_layers(plain
         grown_flow(plain.flow, couplings=plain.flow.cfg.couplings + 1)
     with pytest.raises(ValueError, match="prior groups before checkerboards"):  # no exact split of a twin exists
         grown_flow(grown_flow(plain.flow, checkerboard=True), prior_groups=2)
+
+
+def test_a_colour_stage_cannot_be_grown_but_starts_warm_with_every_network_copied(plain):
+    with pytest.raises(ValueError, match="only contexts"):  # it changes every latent: no same-code start
+        grown_flow(plain.flow, colour_stage=True)
+    flow = IntegerFlow(FlowConfig.from_dict({**plain.flow.cfg.to_dict(), "colour_stage": True}))
+    assert warm_start(flow, plain.flow) == ["colour.coefficients"]
+    source = plain.flow.state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in flow.state_dict().items() if not k.startswith("colour."))
+    assert torch.equal(flow.colour.integer_coefficients(), ColourLifting().integer_coefficients())
 
 
 def test_every_latent_group_has_its_own_name_in_coding_order(plain, grown, cifar_images):

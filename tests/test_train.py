@@ -305,6 +305,19 @@ def test_a_model_that_cannot_start_the_asked_architecture_creates_no_run(dataset
     assert not (tmp_path / "run").exists()  # so the same command with a fixed architecture starts afresh
 
 
+def test_a_warm_start_copies_the_models_networks_into_an_architecture_it_cannot_grow_into(
+        dataset: Path, exported: Path, tmp_path: Path) -> None:
+    source = ic.load_model(str(exported))
+    cfg = tiny_config(0, flow={**source.flow.cfg.to_dict(), "colour_stage": True})
+    train(str(dataset), tmp_path / "warm", cfg, init_model=str(exported), warm=True)
+    warm = resolve_model(str(tmp_path / "warm"))
+    before = source.flow.state_dict()
+    assert warm.flow.colour is not None
+    assert all(torch.equal(v, before[k]) for k, v in warm.flow.state_dict().items() if k in before)
+    image = structured_images(1, 20, 36)[0]
+    assert np.array_equal(ic.decompress(ic.compress(image, model=warm), model=warm), image)
+
+
 @pytest.mark.parametrize("context", ["top_context", "checkerboard"])
 def test_cli_train_spatial_context_makes_a_model_that_codes_exactly(context: str, dataset: Path, tmp_path: Path) -> None:
     trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--" + context.replace("_", "-"),
@@ -341,6 +354,7 @@ def run_without_checkpoint(tmp_path: Path) -> Path:
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "12"], id="train-crop-not-multiple-of-block"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--cooldown-from", "5", "--cooldown-halflife", "0"],
                      id="train-cooldown-halflife-zero"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--warm"], id="train-warm-without-init"),
         pytest.param(lambda d, tmp: ["export", str(run_without_checkpoint(tmp)), "-o", str(tmp / "m.npz")],
                      id="export-without-checkpoint"),
     ],

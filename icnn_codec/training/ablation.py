@@ -33,7 +33,7 @@ from ..quant import QConv2d
 from .data import ImageSet
 from .loop import NegLogLikelihood, Processes, TrainState, evaluate_bpd, learning_rate, train_step
 from .runs import TrainConfig, resolve_model
-from .surgery import grow_from
+from .surgery import grow_from, warm_start
 
 HOLDOUT_EVERY = 10  # the photo model's validation split (benchmarks/photo_val.py)
 EVAL_CROP = 128
@@ -46,12 +46,18 @@ class Variant:
     # True: a small architecture trained from random weights (``SMALL`` with ``flow``'s changes), for
     # designs that cannot be grown from a trained model; compared with each other, not with the start.
     scratch: bool = False
+    # A learning rate: a design the start cannot be grown into with the same code (a colour stage changes
+    # every latent), started warm instead: the start's weights copied wherever they fit
+    # (:func:`~icnn_codec.training.surgery.warm_start`), every parameter trained at this rate. Its change
+    # is measured against the start model itself.
+    warm_lr: float | None = None
 
 
 # The small design the from-scratch variants change: about 30 k MAC per pixel, as the 8-bit issue's budget.
 SMALL = {"levels": 3, "couplings": 2, "hidden": 48, "prior_hidden": 48, "prior_groups": 2, "top_context": True,
          "checkerboard": True}
 SCRATCH_LR = 1e-3
+GROWN_LR = 5e-5  # a grown variant's carried-over weights (its new parts: ``new_lr``)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -67,6 +73,8 @@ VARIANTS: dict[str, Variant] = {
                                  "(rounded lifting steps) before the translation", {"coupling": "volume-preserving"}),
     "quadrants1": Variant("level 1 codes each checkerboard half in two passes: a 2x2 block's four positions in turn",
                           {"quadrant_levels": 1}),
+    "colour-warm": Variant("the start's architecture after a learned colour stage (YCoCg-R at first), every "
+                           "network's weights copied from the start", {"colour_stage": True}, warm_lr=3e-4),
     "small": Variant("small flow from scratch: 3 levels x 2 couplings, 48 wide, priors 48 wide", scratch=True),
     "small-nocouplings": Variant("small, from scratch, no couplings (a multi-scale context model), priors 80 wide",
                                  {"couplings": 0, "prior_hidden": 80}, scratch=True),
@@ -162,9 +170,12 @@ def exact_network_ms(flow: IntegerFlow, side: int = 256, repeats: int = 3) -> fl
 
 
 def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: float = 20.0, threads: int = 1,
-                 batch_size: int = 8, crop: int = 128, lr: float = 5e-5, new_lr: float = 1e-3, seed: int = 0,
+                 batch_size: int = 8, crop: int = 128, lr: float | None = None, new_lr: float = 1e-3, seed: int = 0,
                  progress: Callable[[str], None] = print) -> AblationResult:
-    """Train variant ``name`` from ``start`` for ``minutes`` of wall-clock time and measure it."""
+    """Train variant ``name`` from ``start`` for ``minutes`` of wall-clock time and measure it.
+
+    ``lr`` (default: the variant's kind's) is the rate of the weights that the start gave; ``new_lr`` that of a
+    grown variant's new parts."""
     variant = VARIANTS[name]
     torch.set_num_threads(threads)
     source_model = None if variant.scratch else resolve_model(start)
@@ -172,13 +183,17 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         flow = IntegerFlow(variant_flow(variant, FlowConfig() if source is None else source.cfg))
-    new = {} if source is None else grow_from(flow, source)
+    if variant.warm_lr is not None:
+        warm_start(flow, source)
+        new = {}
+    else:
+        new = {} if source is None else grow_from(flow, source)
     if source is None:
-        start, lr, warmup = "scratch", SCRATCH_LR, 100
+        start, lr, warmup = "scratch", lr or SCRATCH_LR, 100
     else:  # the start named by its fingerprint too: the model behind a name changes when a new one ships
-        start, warmup = f"{source_model.name} {source_model.fingerprint:04x}", 20
+        start, lr, warmup = f"{source_model.name} {source_model.fingerprint:04x}", lr or variant.warm_lr or GROWN_LR, 20
     evals = held_out_crops(shared)
-    before = {k: evaluate_bpd(flow, v, batch_size=16) for k, v in evals.items()}
+    before = {k: evaluate_bpd(flow if variant.warm_lr is None else source, v, batch_size=16) for k, v in evals.items()}
     progress(f"{name}: start val {before['val']:.4f}, unseen {before['unseen']:.4f}")
     cfg = TrainConfig(steps=10**9, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=10**6, crop=crop, seed=seed,
                       flow=flow.cfg.to_dict())
@@ -206,7 +221,12 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
 
 def save_result(result: AblationResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    lr = "" if result.start == "scratch" or result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
+    if result.start == "scratch":
+        lr = ""
+    elif VARIANTS[result.variant].warm_lr is not None:
+        lr = f"-lr{result.lr:g}"
+    else:
+        lr = "" if result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
     start = "" if result.start == "scratch" else "-" + result.start.split()[-1]  # the start's fingerprint
     path = folder / f"{result.variant}-{result.minutes:g}min{lr}{start}.json"
     path.write_text(json.dumps(asdict(result), indent=1) + "\n")

@@ -29,7 +29,7 @@ from ..flow import FlowConfig, IntegerFlow
 from ..planes import training_input
 from .data import ImageSet
 from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
-from .surgery import grow_from
+from .surgery import grow_from, warm_start
 
 
 class NegLogLikelihood(nn.Module):
@@ -134,11 +134,12 @@ class TrainState:
 
 
 def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | None = None, device: str = "cpu",
-          threads: int | None = None, init_model: str | None = None) -> dict:
+          threads: int | None = None, init_model: str | None = None, warm: bool = False) -> dict:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics.
 
     ``eval_data`` (else the run's saved one) is evaluated on every ``cfg.eval_every`` steps;
-    ``init_model`` (a model name, file or run folder) starts a new run from its weights."""
+    ``init_model`` (a model name, file or run folder) starts a new run from its weights: grown to the
+    run's architecture with the same code, or with ``warm`` copied wherever they fit."""
     run_dir = Path(run_dir)
     if eval_data:
         cfg = replace(cfg, eval_data=eval_data)
@@ -146,10 +147,10 @@ def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | 
     with _torch_threads(threads):
         images = ImageSet.open(data)  # first: a bad DATA must not create the run (and fix its config)
         # nor a model that cannot start this architecture: a new run's flow is made before its folder
-        flow = None if (run_dir / CONFIG).exists() else _new_flow(cfg, init_model)
+        flow = None if (run_dir / CONFIG).exists() else _new_flow(cfg, init_model, warm)
         cfg = _open_run(run_dir, cfg, procs)
         images, eval_images = _split_data(images, cfg, procs)
-        state = _initial_state(cfg, run_dir, init_model, device, flow)
+        state = _initial_state(cfg, run_dir, init_model, warm, device, flow)
         loss_module = NegLogLikelihood(state.flow)
         if procs.distributed:
             loss_module = nn.parallel.DistributedDataParallel(loss_module)
@@ -223,23 +224,24 @@ def _split_data(images: ImageSet, cfg: TrainConfig, procs: Processes) -> tuple[I
     return images, eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)
 
 
-def _new_flow(cfg: TrainConfig, init_model: str | None) -> IntegerFlow:
+def _new_flow(cfg: TrainConfig, init_model: str | None, warm: bool = False) -> IntegerFlow:
     """A new run's flow: its seed's weights, or ``init_model``'s grown to this architecture (the same
-    code to start with, plus any new context; an error where it cannot be)."""
+    code to start with, plus any new context; an error where it cannot be), or with ``warm`` its
+    weights wherever they fit (:func:`~icnn_codec.training.surgery.warm_start`)."""
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
         flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     if init_model:
-        grow_from(flow, resolve_model(init_model).flow)
+        (warm_start if warm else grow_from)(flow, resolve_model(init_model).flow)
     return flow
 
 
-def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, device: str,
+def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, warm: bool, device: str,
                    flow: IntegerFlow | None = None) -> TrainState:
     """The checkpoint's state, or a new run's (``flow``, if made already)."""
     ckpt = load_checkpoint(run_dir)
     if flow is None:
-        flow = _new_flow(cfg, init_model if ckpt is None else None)
+        flow = _new_flow(cfg, init_model if ckpt is None else None, warm)
     ema = copy.deepcopy(flow)
     flow.to(device)
     ema.to(device)

@@ -102,6 +102,18 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     return new.masks
 
 
+def warm_start(flow: IntegerFlow, source: IntegerFlow) -> list[str]:
+    """Copy every weight of ``source`` whose name and shape ``flow`` shares, for a design that cannot be
+    grown with the same code (a colour stage changes every latent): the copied networks start with
+    features learned on photographs instead of random ones. Returns the names of ``flow``'s
+    parameters that were not copied."""
+    state = flow.state_dict()
+    shared = {k: v for k, v in source.state_dict().items() if k in state and v.shape == state[k].shape}
+    state.update(shared)
+    flow.load_state_dict(state)
+    return [k for k, _ in flow.named_parameters() if k not in shared]
+
+
 MIXTURE_START = ((0.0, 0.0), (1.0, -6.0), (-0.5, -6.0))  # (log2-scale shift, logit) of the first components
 
 
