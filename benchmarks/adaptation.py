@@ -148,11 +148,7 @@ def coded_length(tile: list[Group], correction: Correction, tables: LogisticTabl
         mu16, ls8 = correction(g, decoded, tables)
         corrected.append((g.z.ravel(), mu16.ravel(), ls8.ravel()))
         decoded.append(g)
-    offsets = entropy.choose_scale_offsets(corrected, tables)
-    total = sum(int(entropy.code_length(z, ExactParams.from_grid(mu16, ls8 + d), tables))
-                for (z, mu16, ls8), d in zip(corrected, offsets))
-    side = (1 + (entropy.OFFSET_BITS * len(offsets) if any(offsets) else 0)) << COST_FRAC
-    return total + side
+    return entropy.coded_length(corrected, entropy.choose_scale_offsets(corrected, tables), tables)
 
 
 def main() -> None:

@@ -352,6 +352,9 @@ def _architecture_options(f):
         click.option("--colour-stage/--no-colour-stage", default=False, show_default=True,
                      help="A learned integer colour transform before the first level (lifting steps starting as "
                           "YCoCg-R; a new run only, it cannot be added to a trained model)."),
+        click.option("--colour-choice/--no-colour-choice", default=False, show_default=True,
+                     help="With --colour-stage: train for a choice per tile between the colour stage and the image's "
+                          "own colours (each crop counts in its shorter mode; can be added to a trained model)."),
     ]):
         f = option(f)
     return f
@@ -414,7 +417,8 @@ def _flow_config(options: dict) -> FlowConfig:
                       prior_hidden=options["hidden"], prior_kernels=[3, 1, 3], prior_groups=int(options["prior_groups"]),
                       top_context=options["top_context"], checkerboard=options["checkerboard"],
                       error_context=options["error_context"], mixing=options["mixing"], coupling=options["coupling"],
-                      quadrant_levels=options["quadrant_levels"], colour_stage=options["colour_stage"])
+                      quadrant_levels=options["quadrant_levels"], colour_stage=options["colour_stage"],
+                      colour_choice=options["colour_choice"])
 
 
 def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:

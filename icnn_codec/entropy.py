@@ -130,6 +130,14 @@ def _shortest_offset(z: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, tables: L
     return offset, at_zero, best
 
 
+def coded_length(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], offsets: list[int],
+                 tables: LogisticTables) -> int:
+    """What a plane's (z, mu16, ls8) groups cost under ``offsets``, with the offsets' own symbols, in
+    units of 2**-COST_FRAC bits."""
+    total = sum(int(code_length(z, ExactParams.from_grid(mu16, ls8 + d), tables)) for (z, mu16, ls8), d in zip(groups, offsets))
+    return total + ((1 + (OFFSET_BITS * len(offsets) if any(offsets) else 0)) << COST_FRAC)
+
+
 def encode_scale_offsets(coder, offsets: list[int]) -> None:
     """Push a plane's offsets (all 0: one flag symbol), to be popped before its groups."""
     if any(offsets):

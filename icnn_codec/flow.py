@@ -62,6 +62,10 @@ class FlowConfig:
     quadrant_levels: int = 0
     # True: a learned integer colour transform (lifting steps, starting as YCoCg-R) before the first level.
     colour_stage: bool = False
+    # True (with a colour stage): each image is coded after the colour stage or in its own colours,
+    # whichever is shorter, one bit a tile: the training path's code length is that choice's, so that
+    # both modes are learned (photographs whose channels carry independent noise code shorter unmixed).
+    colour_choice: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -195,6 +199,8 @@ class IntegerFlow(nn.Module):
         self.levels = nn.ModuleList(levels)
         if cfg.colour_stage and cfg.in_channels != 3:
             raise ValueError("a colour stage needs three channels")
+        if cfg.colour_choice and not cfg.colour_stage:
+            raise ValueError("a colour choice needs a colour stage")
         self.colour = ColourLifting() if cfg.colour_stage else None
         self.top = TopPrior(c)
         self.top_context = (SublatticeContext(c, cfg.prior_hidden, cfg.prior_kernels, cfg.mixtures, cfg.error_context)
@@ -215,9 +221,10 @@ class IntegerFlow(nn.Module):
             m.freeze()
         self.top.freeze()
 
-    def forward(self, x: torch.Tensor) -> list[LatentGroup]:
+    def forward(self, x: torch.Tensor, plain: torch.Tensor | None = None) -> list[LatentGroup]:
+        """The latent groups of ``x``; ``plain`` (a bool per image) skips the colour stage for those images."""
         groups = []
-        h = x if self.colour is None else self.colour(x)
+        h = x if self.colour is None else self._colour(x, plain)
         for level in self.levels:
             y = level.transform(h)
             h, z = y[:, : level.keep], y[:, level.keep :]
@@ -235,12 +242,24 @@ class IntegerFlow(nn.Module):
             return names + ["top"]
         return names + [f"top sub-lattice {k}" for k in reversed(range(SUBLATTICES))]
 
-    def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
-        """-log2 p(x) per image (training path)."""
-        total = x.new_zeros(x.shape[0])
-        for g in self.forward(x):
-            total = total + priors.mixture_bits(g.z, g.mu, g.log_scale, g.logits).flatten(1).sum(1)
-        return total
+    def _colour(self, x: torch.Tensor, plain: torch.Tensor | None) -> torch.Tensor:
+        y = self.colour(x)
+        return y if plain is None else torch.where(plain.view(-1, *[1] * (x.dim() - 1)), x, y)
+
+    def nll_bits(self, x: torch.Tensor, plain: torch.Tensor | None = None) -> torch.Tensor:
+        """-log2 p(x) per image (training path). With a colour choice and no ``plain`` given, each image's
+        shorter mode plus the bit that names it; gradients (if enabled) flow through the chosen mode only."""
+        if self.colour is None or not self.cfg.colour_choice or plain is not None:
+            total = x.new_zeros(x.shape[0])
+            for g in self.forward(x, plain):
+                total = total + priors.mixture_bits(g.z, g.mu, g.log_scale, g.logits).flatten(1).sum(1)
+            return total
+        with torch.no_grad():
+            coloured = self.nll_bits(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device))
+            unmixed = self.nll_bits(x, torch.ones(x.shape[0], dtype=torch.bool, device=x.device))
+        if not torch.is_grad_enabled():
+            return torch.minimum(coloured, unmixed) + 1
+        return self.nll_bits(x, unmixed < coloured) + 1
 
     @torch.no_grad()
     def decode(
@@ -249,9 +268,10 @@ class IntegerFlow(nn.Module):
         height: int,
         width: int,
         decode_latents: DecodeLatents,
+        plain: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Rebuild the exact-path image from latents delivered by ``decode_latents(mu16, ls8)``,
-        which is called once per latent group, top first."""
+        which is called once per latent group, top first; ``plain`` as in :meth:`forward`."""
         c = self.top.mu.numel()
         scale = 2**self.cfg.levels
         like = torch.zeros(batch, c, height // scale, width // scale, dtype=torch.float64)
@@ -260,4 +280,7 @@ class IntegerFlow(nn.Module):
         for level in reversed(self.levels):
             z = level.decode_factored(h, decode_latents)
             h = level.transform.inverse(torch.cat([h, z], dim=1))
-        return h if self.colour is None else self.colour.inverse(h)
+        if self.colour is None:
+            return h
+        x = self.colour.inverse(h)
+        return x if plain is None else torch.where(plain.view(-1, 1, 1, 1), h, x)

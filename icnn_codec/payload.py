@@ -6,12 +6,15 @@ Every tile has a *kind* (a byte in the container) and a payload:
   the decoder pops from them, first to last, for each plane of the tile
   (:mod:`icnn_codec.planes`), the colour plane first, then the alpha plane:
 
-  a. the plane's **scale offsets**: one flag symbol, and when it is set one shift of the scale
+  a. for a model with a colour stage, the plane's **colour mode**: one binary symbol, 1 where the
+     plane was coded in its own colours, the colour stage skipped (the encoder codes both ways and
+     keeps the shorter);
+  b. the plane's **scale offsets**: one flag symbol, and when it is set one shift of the scale
      index per latent group (:func:`icnn_codec.entropy.decode_scale_offsets`);
-  b. the plane's **latent groups** in the flow's decoding order, the top first
+  c. the plane's **latent groups** in the flow's decoding order, the top first
      (:meth:`icnn_codec.flow.IntegerFlow.decode`), each as :func:`icnn_codec.entropy.decode_latents`
      pops it;
-  c. the plane's **strips**, if any: the right strip, then the bottom one, each its scale offset
+  d. the plane's **strips**, if any: the right strip, then the bottom one, each its scale offset
      and then its steps (:mod:`icnn_codec.strips`).
 
   The encoder pushes exactly the reverse, and the words must then be used up.
@@ -53,6 +56,7 @@ BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (fl
 # only when that costs more than MODEL_WORTH_TRYING bits a value.
 FEW_COLOURS = 256
 MODEL_WORTH_TRYING = 1.0
+_colour_mode = constriction.stream.model.Uniform(2)  # 1: the plane skipped the colour stage
 
 
 class TileKind(IntEnum):
@@ -163,17 +167,27 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
     """Push each plane's latent groups onto its coder (the planes share one padded size), then
-    its scale offsets."""
+    its scale offsets, then (with a colour stage) its colour mode: the shorter of the two."""
     for batch in batches(len(planes), planes[0].shape[0] * planes[0].shape[1], batch_size):
+        x = exact_input(planes[batch])
         with torch.no_grad():
-            groups = model.flow(exact_input(planes[batch]))
+            modes = [model.flow(x)]
+            if model.flow.colour is not None:
+                modes.append(model.flow(x, plain=torch.ones(x.shape[0], dtype=torch.bool)))
         for b, coder in enumerate(coders[batch]):
-            grid = [(g.z[b].numpy().ravel().astype(np.int64), g.mu[b].numpy().ravel(), g.log_scale[b].numpy().ravel().astype(np.int64))
-                    for g in groups]
-            offsets = entropy.choose_scale_offsets(grid, model.tables)
+            coded = []
+            for groups in modes:
+                grid = [(g.z[b].numpy().ravel().astype(np.int64), g.mu[b].numpy().ravel(),
+                         g.log_scale[b].numpy().ravel().astype(np.int64)) for g in groups]
+                offsets = entropy.choose_scale_offsets(grid, model.tables)
+                coded.append((entropy.coded_length(grid, offsets, model.tables), grid, offsets))
+            mode = min(range(len(coded)), key=lambda m: coded[m][0])  # ties: the colour stage
+            _, grid, offsets = coded[mode]
             for (z, mu16, ls8), offset in zip(grid, offsets):
                 entropy.encode_latents(coder, z, ExactParams.from_grid(mu16, ls8 + offset), model.tables)
             entropy.encode_scale_offsets(coder, offsets)
+            if model.flow.colour is not None:
+                coder.encode_reverse(np.array([mode], dtype=np.int32), _colour_mode)
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -250,8 +264,11 @@ def _coder(payload: bytes):
 
 
 def _pop_plane(model: Model, coders: list, height: int, width: int) -> np.ndarray:
-    """One plane of every coder's tile (B x height x width x 3 uint8): its scale offsets, the flow
-    run backwards over its latent groups, then its strips."""
+    """One plane of every coder's tile (B x height x width x 3 uint8): its colour mode (with a colour
+    stage), its scale offsets, the flow run backwards over its latent groups, then its strips."""
+    plain = None
+    if model.flow.colour is not None:
+        plain = torch.tensor([bool(coder.decode(_colour_mode, 1)[0]) for coder in coders])
     n_groups = len(model.flow.group_names())
     # Offsets are listed in encoding order, so popping the last gives the next group decoded.
     offsets = [entropy.decode_scale_offsets(c, n_groups) for c in coders]
@@ -269,7 +286,7 @@ def _pop_plane(model: Model, coders: list, height: int, width: int) -> np.ndarra
 
     flow_h, flow_w = flow_shape(height, width, model.block)
     hp, wp = padded_size(flow_h, flow_w, model.block)
-    x = model.flow.decode(len(coders), hp, wp, pop_latents) + 128.0
+    x = model.flow.decode(len(coders), hp, wp, pop_latents, plain) + 128.0
     x = x[:, :, :flow_h, :flow_w]
     if float(x.min()) < 0 or float(x.max()) > 255:
         raise DecodeError("corrupt stream (pixel values out of range)")

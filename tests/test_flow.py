@@ -3,12 +3,14 @@ model they grow from, and once they are trained they still round-trip exactly.""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import icnn_codec as ic
+from icnn_codec import payload
 from icnn_codec.contexts import QUADRANTS, checkerboard_half, checkerboard_merge, quadrant, quadrant_merge
 from icnn_codec.flow import FlowConfig, IntegerFlow, channel_groups
 from icnn_codec.layers import (SCALE_INDEX_LIMIT, SCALE_STEPS, SHEAR_FRAC, AdditiveCoupling, ColourLifting,
@@ -214,6 +216,64 @@ def test_a_colour_stage_cannot_be_grown_but_starts_warm_with_every_network_copie
     source = plain.flow.state_dict()
     assert all(torch.equal(v, source[k]) for k, v in flow.state_dict().items() if not k.startswith("colour."))
     assert torch.equal(flow.colour.integer_coefficients(), ColourLifting().integer_coefficients())
+
+
+@pytest.fixture(scope="module")
+def colour_choice_flow() -> IntegerFlow:
+    with torch.random.fork_rng():
+        torch.manual_seed(6)
+        flow = IntegerFlow(FlowConfig(levels=2, couplings=2, hidden=16, prior_hidden=16, colour_stage=True,
+                                      colour_choice=True))
+        with torch.no_grad():
+            for p in flow.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    return flow
+
+
+def test_a_colour_choice_counts_each_image_in_its_shorter_mode_and_one_bit(colour_choice_flow, cifar_images):
+    x = exact_input(cifar_images[:6]).float()
+    every = torch.ones(6, dtype=torch.bool)
+    with torch.no_grad():
+        coloured, unmixed = colour_choice_flow.nll_bits(x, ~every), colour_choice_flow.nll_bits(x, every)
+        chosen = colour_choice_flow.nll_bits(x)
+    assert torch.equal(chosen, torch.minimum(coloured, unmixed) + 1)
+    assert not torch.equal(coloured, unmixed)
+    trained = colour_choice_flow.nll_bits(x)  # with gradients: the chosen mode's, recomputed
+    assert torch.allclose(trained, chosen)
+    trained.sum().backward()
+    assert colour_choice_flow.colour.coefficients.grad is not None
+
+
+def test_in_its_own_colours_a_colour_stage_model_codes_as_its_networks_alone_would(colour_choice_flow, cifar_images):
+    no_stage = IntegerFlow(replace(colour_choice_flow.cfg, colour_stage=False, colour_choice=False))
+    no_stage.load_state_dict({k: v for k, v in colour_choice_flow.state_dict().items() if not k.startswith("colour.")})
+    x = exact_input(cifar_images[:2]).float()
+    with torch.no_grad():
+        assert torch.equal(colour_choice_flow.nll_bits(x, torch.ones(2, dtype=torch.bool)), no_stage.nll_bits(x))
+
+
+def test_a_colour_stage_models_encoder_codes_each_plane_in_its_shorter_mode_and_it_round_trips(
+        colour_choice_flow, cifar_images):
+    model = flow_to_model(colour_choice_flow, LogisticTables.build(), "choice")
+    grey = np.repeat(cifar_images[:3].mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)  # one colour: mixing helps
+    unrelated = np.stack([cifar_images[3:6, ..., 0], cifar_images[6:9, ..., 1], cifar_images[9:12, ..., 2]], axis=3)
+    tiles = [*grey, *unrelated, *cifar_images[12:16]]
+    # The model's code for every tile (a random-weight model would lose some tiles to the classic codings).
+    coded = [payload.CodedTile(payload.TileKind.MODEL, words.astype("<u4").tobytes())
+             for words in payload._model_words(model, tiles, batch_size=64)]
+    modes = [int(payload._coder(c.payload).decode(payload._colour_mode, 1)[0]) for c in coded]
+    assert modes[:3] == [0, 0, 0] and 1 in modes[3:6]  # the colour stage for grey, own colours for unrelated channels
+    decoded = payload.decode_tiles(model, payload.TileShape(32, 32, "RGB"), coded)
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles))
+
+
+def test_a_colour_choice_needs_a_colour_stage_and_can_be_added_to_a_trained_one(colour_choice_flow):
+    with pytest.raises(ValueError, match="needs a colour stage"):
+        IntegerFlow(FlowConfig(colour_choice=True))
+    source = IntegerFlow(replace(colour_choice_flow.cfg, colour_choice=False))
+    source.load_state_dict(colour_choice_flow.state_dict())
+    grown = grown_flow(source, colour_choice=True)
+    assert grown.cfg.colour_choice and all(torch.equal(v, source.state_dict()[k]) for k, v in grown.state_dict().items())
 
 
 def test_every_latent_group_has_its_own_name_in_coding_order(plain, grown, cifar_images):

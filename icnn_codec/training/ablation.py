@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +75,8 @@ VARIANTS: dict[str, Variant] = {
                           {"quadrant_levels": 1}),
     "colour-warm": Variant("the start's architecture after a learned colour stage (YCoCg-R at first), every "
                            "network's weights copied from the start", {"colour_stage": True}, warm_lr=3e-4),
+    "colour-choice": Variant("a colour stage's model trained for a choice per tile between the stage and the image's own "
+                             "colours (start from a run with a colour stage)", {"colour_choice": True}),
     "small": Variant("small flow from scratch: 3 levels x 2 couplings, 48 wide, priors 48 wide", scratch=True),
     "small-nocouplings": Variant("small, from scratch, no couplings (a multi-scale context model), priors 80 wide",
                                  {"couplings": 0, "prior_hidden": 80}, scratch=True),
@@ -111,6 +113,10 @@ class AblationResult:
     mac_per_pixel: int
     network_ms_256: float  # exact path, the networks of one 256x256 plane
     flow: dict
+    # With a colour stage: the trained weights' bpd when each crop takes the shorter of the stage and its own
+    # colours (plus the bit that says which), as a codec offering that choice would code them.
+    val_bpd_colour_choice: float | None = None
+    unseen_bpd_colour_choice: float | None = None
 
     @property
     def val_gain(self) -> float:
@@ -208,11 +214,18 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
             progress(f"{name}: step {state.step}  bpd {state.running:.4f}  lr {learning_rate(cfg, state.step):.1e}  "
                      f"{(deadline - time.time()) / 60:.1f} min left")
     after = {k: evaluate_bpd(state.ema, v, batch_size=16) for k, v in evals.items()}
+    choice = {}
+    if state.ema.colour is not None:
+        chooser = copy.deepcopy(state.ema)
+        chooser.cfg = replace(chooser.cfg, colour_choice=True)
+        choice = {k: evaluate_bpd(chooser, v, batch_size=16) for k, v in evals.items()}
+        progress(f"{name}: with a colour choice per crop: val {choice['val']:.4f}, unseen {choice['unseen']:.4f}")
     result = AblationResult(
         variant=name, description=variant.description, start=str(start), minutes=minutes, steps=state.step,
         batch_size=batch_size, crop=crop, lr=lr, new_lr=new_lr if state.boost else None, val_bpd_start=before["val"], val_bpd=after["val"],
         unseen_bpd_start=before["unseen"], unseen_bpd=after["unseen"], mac_per_pixel=mac_per_pixel(state.ema),
-        network_ms_256=exact_network_ms(state.ema), flow=flow.cfg.to_dict())
+        network_ms_256=exact_network_ms(state.ema), flow=flow.cfg.to_dict(),
+        val_bpd_colour_choice=choice.get("val"), unseen_bpd_colour_choice=choice.get("unseen"))
     progress(f"{name}: {state.step} steps; val {before['val']:.4f} -> {after['val']:.4f}, "
              f"unseen {before['unseen']:.4f} -> {after['unseen']:.4f}; {result.mac_per_pixel} MAC/pixel, "
              f"networks {result.network_ms_256:.0f} ms per 256x256 plane")

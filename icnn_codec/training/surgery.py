@@ -32,7 +32,8 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     couplings beyond ``source``'s, learned lifting mixing in place of flips, volume-preserving couplings in
     place of additive ones (their scales start at 1), quadrant passes and mixture priors, so
     that both give the same code at first (mixtures, and checkerboard twins split into more groups:
-    nearly the same); training can then only add what the new parts tell. Other differences are an
+    nearly the same), or a colour choice (its colour-stage mode is the source's code); training can
+    then only add what the new parts tell. Other differences are an
     error.
 
     New couplings go after a level's existing ones and start as the identity (zero heads). They
@@ -55,7 +56,8 @@ def grow_from(flow: IntegerFlow, source: IntegerFlow) -> dict[torch.nn.Parameter
     if added_couplings % 2:
         raise ValueError("cannot start this architecture from that model: couplings can only be added in pairs")
     growable = {"prior_groups": 0, "top_context": False, "checkerboard": False, "couplings": 0, "mixtures": 1,
-                "error_context": False, "mixing": "flip", "coupling": "additive", "quadrant_levels": 0}
+                "error_context": False, "mixing": "flip", "coupling": "additive", "quadrant_levels": 0,
+                 "colour_choice": False}
     if added_couplings < 0 or {**flow.cfg.to_dict(), **growable} != {**source.cfg.to_dict(), **growable} \
             or (source.cfg.mixtures != flow.cfg.mixtures and source.cfg.mixtures != 1) \
             or (source.cfg.error_context and not flow.cfg.error_context) \
