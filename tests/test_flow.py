@@ -252,19 +252,34 @@ def test_in_its_own_colours_a_colour_stage_model_codes_as_its_networks_alone_wou
         assert torch.equal(colour_choice_flow.nll_bits(x, torch.ones(2, dtype=torch.bool)), no_stage.nll_bits(x))
 
 
+def model_coded(model: ic.Model, tiles: list[np.ndarray]) -> list[payload.CodedTile]:
+    """The model's code for every tile (a random-weight model would lose some to the classic codings)."""
+    return [payload.CodedTile(payload.TileKind.MODEL, words.astype("<u4").tobytes())
+            for words in payload._model_words(model, tiles, batch_size=64)]
+
+
+def colour_modes(coded: list[payload.CodedTile]) -> list[int]:
+    """Each tile's colour mode: the first symbol its decoder pops."""
+    return [int(payload._coder(c.payload).decode(payload._colour_mode, 1)[0]) for c in coded]
+
+
 def test_a_colour_stage_models_encoder_codes_each_plane_in_its_shorter_mode_and_it_round_trips(
         colour_choice_flow, cifar_images):
     model = flow_to_model(colour_choice_flow, LogisticTables.build(), "choice")
     grey = np.repeat(cifar_images[:3].mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)  # one colour: mixing helps
     unrelated = np.stack([cifar_images[3:6, ..., 0], cifar_images[6:9, ..., 1], cifar_images[9:12, ..., 2]], axis=3)
     tiles = [*grey, *unrelated, *cifar_images[12:16]]
-    # The model's code for every tile (a random-weight model would lose some tiles to the classic codings).
-    coded = [payload.CodedTile(payload.TileKind.MODEL, words.astype("<u4").tobytes())
-             for words in payload._model_words(model, tiles, batch_size=64)]
-    modes = [int(payload._coder(c.payload).decode(payload._colour_mode, 1)[0]) for c in coded]
+    coded = model_coded(model, tiles)
+    modes = colour_modes(coded)
     assert modes[:3] == [0, 0, 0] and 1 in modes[3:6]  # the colour stage for grey, own colours for unrelated channels
     decoded = payload.decode_tiles(model, payload.TileShape(32, 32, "RGB"), coded)
     assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles))
+    # A large plane is judged on a central probe; its mode must still round-trip.
+    large = [np.ascontiguousarray(np.tile(t, (6, 6, 1))) for t in (grey[0], unrelated[0])]
+    coded = model_coded(model, large)
+    assert colour_modes(coded) == modes[:1] + modes[3:4]
+    decoded = payload.decode_tiles(model, payload.TileShape(192, 192, "RGB"), coded)
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, large))
 
 
 def test_a_colour_choice_needs_a_colour_stage_and_can_be_added_to_a_trained_one(colour_choice_flow):
