@@ -222,7 +222,8 @@ def test_a_colour_stage_cannot_be_grown_but_starts_warm_with_every_network_copie
 def colour_choice_flow() -> IntegerFlow:
     with torch.random.fork_rng():
         torch.manual_seed(6)
-        flow = IntegerFlow(FlowConfig(levels=2, couplings=2, hidden=16, prior_hidden=16, colour_stage=True,
+        flow = IntegerFlow(FlowConfig(levels=2, couplings=2, hidden=16, prior_hidden=16, prior_groups=2,
+                                      top_context=True, checkerboard=True, error_context=True, colour_stage=True,
                                       colour_choice=True))
         with torch.no_grad():
             for p in flow.parameters():
