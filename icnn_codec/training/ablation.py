@@ -236,10 +236,10 @@ def save_result(result: AblationResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if result.start == "scratch":
         lr = ""
-    elif VARIANTS[result.variant].warm_lr is not None:
-        lr = f"-lr{result.lr:g}"
-    else:
-        lr = "" if result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
+    else:  # a rate other than the kind's usual one is part of the name, so a run at the usual one keeps its own file
+        warm = VARIANTS[result.variant].warm_lr is not None
+        lr = f"-lr{result.lr:g}" if warm or result.lr != GROWN_LR else ""
+        lr += "" if result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
     start = "" if result.start == "scratch" else "-" + result.start.split()[-1]  # the start's fingerprint
     path = folder / f"{result.variant}-{result.minutes:g}min{lr}{start}.json"
     path.write_text(json.dumps(asdict(result), indent=1) + "\n")
