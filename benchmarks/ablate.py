@@ -7,7 +7,8 @@
 Each variant is grown from the same start, trained for the same wall-clock minutes and measured on
 the central 128x128 crops of the validation split and of photos-unseen
 (:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin[-lrX][-newlrX][-START].json
-(X: a learning rate other than the usual; START: the start model's fingerprint); docs/ablations.md quotes them. Run two at once on a 2-core machine with --threads 1 each.
+(X: a learning rate other than the usual; START: the start model's fingerprint); docs/ablations.md quotes
+them. Run two at once on a 2-core machine with --threads 1 each.
 """
 from __future__ import annotations
 
