@@ -351,7 +351,7 @@ def _architecture_options(f):
                           "four positions in turn; needs --checkerboard)."),
         click.option("--colour-stage/--no-colour-stage", default=False, show_default=True,
                      help="A learned integer colour transform before the first level (lifting steps starting as "
-                          "YCoCg-R; a new run only, it cannot be added to a trained model)."),
+                          "YCoCg-R; it cannot be grown into a trained model, but --init MODEL --warm starts from its weights)."),
         click.option("--colour-choice/--no-colour-choice", default=False, show_default=True,
                      help="With --colour-stage: train for a choice per tile between the colour stage and the image's "
                           "own colours (each crop counts in its shorter mode; can be added to a trained model)."),

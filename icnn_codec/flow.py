@@ -62,9 +62,9 @@ class FlowConfig:
     quadrant_levels: int = 0
     # True: a learned integer colour transform (lifting steps, starting as YCoCg-R) before the first level.
     colour_stage: bool = False
-    # True (with a colour stage): each image is coded after the colour stage or in its own colours,
-    # whichever is shorter, one bit a tile: the training path's code length is that choice's, so that
-    # both modes are learned (photographs whose channels carry independent noise code shorter unmixed).
+    # The codec codes each plane of a colour-stage model after the stage or in its own colours, whichever
+    # is shorter (photographs whose channels carry independent noise code shorter unmixed). True: the
+    # training path's code length is that choice's too (each image in its shorter mode, plus one bit).
     colour_choice: bool = False
 
     def to_dict(self) -> dict:

@@ -172,48 +172,48 @@ def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_siz
     for batch in batches(len(planes), planes[0].shape[0] * planes[0].shape[1], batch_size):
         with torch.no_grad():
             if model.flow.colour is None:
-                groups, plain = model.flow(exact_input(planes[batch])), None
+                chosen = [(code, None) for code in _plane_codes(model, model.flow(exact_input(planes[batch])))]
             else:
-                groups, plain = _in_shorter_colour_mode(model, np.stack(planes[batch]))
-        for b, coder in enumerate(coders[batch]):
-            grid = _plane_groups(groups, b)
-            offsets = entropy.choose_scale_offsets(grid, model.tables)
+                chosen = _codes_in_shorter_colour_mode(model, np.stack(planes[batch]))
+        for coder, ((_, grid, offsets), plain) in zip(coders[batch], chosen):
             for (z, mu16, ls8), offset in zip(grid, offsets):
                 entropy.encode_latents(coder, z, ExactParams.from_grid(mu16, ls8 + offset), model.tables)
             entropy.encode_scale_offsets(coder, offsets)
             if plain is not None:
-                coder.encode_reverse(np.array([int(plain[b])], dtype=np.int32), _colour_mode)
+                coder.encode_reverse(np.array([int(plain)], dtype=np.int32), _colour_mode)
 
 
-def _plane_groups(groups: list, b: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Plane ``b``'s (z, mu16, ls8) of every latent group, flat int64 (mu16 as the flow gives it)."""
-    return [(g.z[b].numpy().ravel().astype(np.int64), g.mu[b].numpy().ravel(), g.log_scale[b].numpy().ravel().astype(np.int64))
-            for g in groups]
+PlaneCode = tuple  # (code length or None, [(z, mu16, ls8) of every latent group, flat int64], scale offsets)
 
 
-def _in_shorter_colour_mode(model: Model, planes: np.ndarray) -> tuple[list, torch.Tensor]:
-    """The latent groups of each plane in the colour mode that codes it shorter (ties: the colour stage),
-    and which planes skip the stage. A plane of more than PROBE_FROM pixels is judged on a central probe
-    a quarter of its height and width: on v2b's crops that agreed with the whole plane's choice almost
+def _plane_codes(model: Model, groups: list, measured: bool = False) -> list[PlaneCode]:
+    """Each plane's groups, their scale offsets and (``measured``) what they cost (2**-COST_FRAC bits)."""
+    codes = []
+    for b in range(groups[0].z.shape[0]):
+        grid = [(g.z[b].numpy().ravel().astype(np.int64), g.mu[b].numpy().ravel(),
+                 g.log_scale[b].numpy().ravel().astype(np.int64)) for g in groups]
+        offsets = entropy.choose_scale_offsets(grid, model.tables)
+        codes.append((entropy.coded_length(grid, offsets, model.tables) if measured else None, grid, offsets))
+    return codes
+
+
+def _codes_in_shorter_colour_mode(model: Model, planes: np.ndarray) -> list[tuple[PlaneCode, bool]]:
+    """Each plane's code in the colour mode that codes it shorter (ties: the colour stage), and whether
+    that mode skips the stage. A plane of more than PROBE_FROM pixels is judged on a central probe a
+    quarter of its height and width: on v2b's crops that agreed with the whole plane's choice almost
     always, for an eighth of the cost of coding every plane twice."""
     n, h, w, _ = planes.shape
     probing = h * w > PROBE_FROM
+    judged = planes
     if probing:
         ph, pw = (max(model.block, side // 4 // model.block * model.block) for side in (h, w))
         judged = np.ascontiguousarray(planes[:, (h - ph) // 2 : (h - ph) // 2 + ph, (w - pw) // 2 : (w - pw) // 2 + pw])
-    else:
-        judged = planes
     x = exact_input(judged)
-    modes = [model.flow(x, torch.full((n,), plain)) for plain in (False, True)]
-    lengths = [[entropy.coded_length(grid, entropy.choose_scale_offsets(grid, model.tables), model.tables)
-                for grid in (_plane_groups(groups, b) for b in range(n))] for groups in modes]
-    plain = torch.tensor([own < stage for stage, own in zip(*lengths)])
+    coloured, unmixed = (_plane_codes(model, model.flow(x, torch.full((n,), plain)), measured=True) for plain in (False, True))
+    plain = [own[0] < stage[0] for stage, own in zip(coloured, unmixed)]
     if probing:
-        return model.flow(exact_input(planes), plain), plain
-    def pick(coloured: torch.Tensor | None, unmixed: torch.Tensor | None) -> torch.Tensor | None:
-        return None if coloured is None else torch.where(plain.view(-1, *[1] * (coloured.dim() - 1)), unmixed, coloured)
-
-    return [type(g)(*(pick(a, u) for a, u in zip(g, unmixed))) for g, unmixed in zip(*modes)], plain
+        return list(zip(_plane_codes(model, model.flow(exact_input(planes), torch.tensor(plain))), plain))
+    return [(own if p else stage, p) for stage, own, p in zip(coloured, unmixed, plain)]
 
 
 # -- decoding ---------------------------------------------------------------------------------
