@@ -95,7 +95,7 @@ def split_halves(w_int: torch.Tensor, b_int: torch.Tensor) -> tuple[torch.Tensor
 def channel_rule(w_int: torch.Tensor, b_int: torch.Tensor, split: bool = False) -> torch.Tensor:
     """Per output channel: 255 * sum|W| + |B| <= 2**24 (for each half of a split layer), in int64."""
     halves = split_halves(w_int, b_int) if split else (w_int, None, b_int, None)
-    ok = torch.ones(w_int.shape[0], dtype=torch.bool)
+    ok = torch.ones(w_int.shape[0], dtype=torch.bool, device=w_int.device)
     for w_part, b_part in ((halves[0], halves[2]), (halves[1], halves[3])):
         if w_part is not None:
             l1 = w_part.to(torch.int64).abs().flatten(1).sum(1)

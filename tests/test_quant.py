@@ -85,6 +85,12 @@ def test_weights_that_would_break_the_exactness_bound_lose_a_bit_instead():
     assert int(layer.w_int.abs().max()) == 32  # one bit fewer than the natural 64
 
 
+def test_the_exactness_rule_is_computed_where_the_weights_are():
+    # Training on a GPU checks the rule on the weights' device ("meta" stands in for one here).
+    w, b = torch.ones(4, 160, 3, 3, device="meta"), torch.zeros(4, device="meta")
+    for split in (False, True):
+        assert backends.channel_rule(w, b, split).device == w.device
+
 def test_integers_beyond_the_exactness_bound_are_refused():
     layer = QConv2d(160, 1, 3, 4, 4, 0.0, 255.0)
     with pytest.raises(ModelError, match="exactness bound"):
