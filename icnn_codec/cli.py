@@ -421,6 +421,17 @@ def _flow_config(options: dict) -> FlowConfig:
                       colour_choice=options["colour_choice"])
 
 
+def architecture_options(cfg: FlowConfig) -> list[str]:
+    """The ``icnn train`` options that make a new run of ``cfg``'s architecture (the inverse of the
+    options' reading), e.g. to go on training a model file elsewhere with ``--init``."""
+    opts = [f"--levels {cfg.levels}", f"--couplings {cfg.couplings}", f"--hidden {cfg.hidden}",
+            f"--prior-groups {cfg.prior_groups}", f"--mixing {cfg.mixing}", f"--coupling {cfg.coupling}",
+            f"--quadrant-levels {cfg.quadrant_levels}"]
+    for flag in ("top_context", "checkerboard", "error_context", "colour_stage", "colour_choice"):
+        opts.append(f"--{'' if getattr(cfg, flag) else 'no-'}{flag.replace('_', '-')}")
+    return opts
+
+
 def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:
     names = ("steps", "batch_size", "lr", "warmup", "lr_halflife", "cooldown_from", "cooldown_halflife", "crop",
              "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every")

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from icnn_codec.cli import _flow_config, architecture_options, train
+from icnn_codec.zoo import load_model
 from test_codec import ODD_IMAGES
 
 ICNN = [sys.executable, "-m", "icnn_codec.cli"]
@@ -242,3 +244,11 @@ def test_stdout_takes_one_input_only(image_dir, tmp_path):
     r = icnn("compress", str(image_dir / "cifar.png"), str(image_dir / "gray.png"), "-o", "-", cwd=tmp_path)
     assert r.returncode == 2 and b"stdout" in r.stderr and r.stdout == b""
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("name", ["photo", "photo-grey", "cifar10"])
+def test_the_train_options_of_a_models_architecture_make_that_architecture(name):
+    cfg = load_model(name).flow.cfg
+    args = " ".join(architecture_options(cfg)).split()
+    options = train.make_context("train", ["DATA", "-o", "RUN", *args]).params
+    assert _flow_config(options).to_dict() == cfg.to_dict()
