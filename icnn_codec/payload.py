@@ -169,10 +169,15 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
     """Push each plane's latent groups onto its coder (the planes share one padded size), then
     its scale offsets, then (with a colour stage) its colour mode."""
-    for batch in batches(len(planes), planes[0].shape[0] * planes[0].shape[1], batch_size):
+    area = planes[0].shape[0] * planes[0].shape[1]
+    probed = _probed_colour_modes(model, planes, batch_size) if model.flow.colour is not None and area > PROBE_FROM else None
+    for batch in batches(len(planes), area, batch_size):
         with torch.no_grad():
             if model.flow.colour is None:
                 chosen = [(code, None) for code in _plane_codes(model, model.flow(exact_input(planes[batch])))]
+            elif probed is not None:
+                plain = probed[batch]
+                chosen = list(zip(_plane_codes(model, model.flow(exact_input(planes[batch]), torch.tensor(plain))), plain))
             else:
                 chosen = _codes_in_shorter_colour_mode(model, np.stack(planes[batch]))
         for coder, ((_, grid, offsets), plain) in zip(coders[batch], chosen):
@@ -197,23 +202,35 @@ def _plane_codes(model: Model, groups: list, measured: bool = False) -> list[Pla
     return codes
 
 
+def _codes_in_both_colour_modes(model: Model, planes: np.ndarray) -> tuple[list[PlaneCode], list[PlaneCode]]:
+    """Each plane's measured code after the colour stage and in its own colours: one batch of
+    network evaluations (a small plane's network time is mostly per-call overhead)."""
+    n = planes.shape[0]
+    both = _plane_codes(model, model.flow(exact_input(np.concatenate([planes, planes])), torch.arange(2 * n) >= n),
+                        measured=True)
+    return both[:n], both[n:]
+
+
 def _codes_in_shorter_colour_mode(model: Model, planes: np.ndarray) -> list[tuple[PlaneCode, bool]]:
     """Each plane's code in the colour mode that codes it shorter (ties: the colour stage), and whether
-    that mode skips the stage. A plane of more than PROBE_FROM pixels is judged on a central probe a
-    quarter of its height and width: on v2b's crops that agreed with the whole plane's choice almost
-    always, for an eighth of the cost of coding every plane twice."""
-    n, h, w, _ = planes.shape
-    probing = h * w > PROBE_FROM
-    judged = planes
-    if probing:
-        ph, pw = (max(model.block, side // 4 // model.block * model.block) for side in (h, w))
-        judged = np.ascontiguousarray(planes[:, (h - ph) // 2 : (h - ph) // 2 + ph, (w - pw) // 2 : (w - pw) // 2 + pw])
-    x = exact_input(judged)
-    coloured, unmixed = (_plane_codes(model, model.flow(x, torch.full((n,), plain)), measured=True) for plain in (False, True))
-    plain = [own[0] < stage[0] for stage, own in zip(coloured, unmixed)]
-    if probing:
-        return list(zip(_plane_codes(model, model.flow(exact_input(planes), torch.tensor(plain))), plain))
-    return [(own if p else stage, p) for stage, own, p in zip(coloured, unmixed, plain)]
+    that mode skips the stage."""
+    coloured, unmixed = _codes_in_both_colour_modes(model, planes)
+    return [(own, True) if own[0] < stage[0] else (stage, False) for stage, own in zip(coloured, unmixed)]
+
+
+def _probed_colour_modes(model: Model, planes: list[np.ndarray], batch_size: int) -> list[bool]:
+    """Whether each plane (all of one size, more than PROBE_FROM pixels) codes shorter in its own
+    colours, judged on a central probe a quarter of its height and width: on v2b's crops that agreed
+    with the whole plane's choice almost always, for an eighth of the cost of coding every plane
+    twice. The probes of many planes share a batch, as small planes do."""
+    h, w = planes[0].shape[:2]
+    ph, pw = (max(model.block, side // 4 // model.block * model.block) for side in (h, w))
+    probes = [p[(h - ph) // 2 : (h - ph) // 2 + ph, (w - pw) // 2 : (w - pw) // 2 + pw] for p in planes]
+    plain: list[bool] = []
+    for batch in batches(len(probes), 2 * ph * pw, batch_size):
+        with torch.no_grad():
+            plain += [p for _, p in _codes_in_shorter_colour_mode(model, np.stack(probes[batch]))]
+    return plain
 
 
 # -- decoding ---------------------------------------------------------------------------------

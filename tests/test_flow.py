@@ -279,6 +279,8 @@ def test_a_colour_stage_models_encoder_codes_each_plane_in_its_shorter_mode_and_
     large = [np.ascontiguousarray(np.tile(t, (6, 6, 1))) for t in (grey[0], unrelated[0])]
     coded = model_coded(model, large)
     assert colour_modes(coded) == modes[:1] + modes[3:4]
+    one_by_one = [payload._model_words(model, [t], batch_size=1)[0].astype("<u4").tobytes() for t in large]
+    assert one_by_one == [c.payload for c in coded]  # the probes share a batch: no byte depends on it
     decoded = payload.decode_tiles(model, payload.TileShape(192, 192, "RGB"), coded)
     assert all(np.array_equal(d, t) for d, t in zip(decoded, large))
 
