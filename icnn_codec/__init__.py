@@ -8,7 +8,7 @@
 """
 from . import pillow
 from .codec import (compress, compress_document, compress_many, decompress, decompress_document, decompress_many,
-                    decompress_tile, read_header, read_metadata, tile_kinds)
+                    decompress_tile, read_header, read_metadata, tile_colour_modes, tile_kinds)
 from .container import FORMAT_VERSION
 from .errors import DecodeError, IcnnError, ModelError, OptionError, UnsupportedImageError
 from .imagefile import Frame, ImageDocument, Metadata, read_image, write_image
@@ -19,6 +19,7 @@ pillow.register()  # Image.open / im.save of .icnn files, once this package is i
 __version__ = "0.1.0"
 __all__ = [
     "compress", "compress_many", "decompress", "decompress_many", "decompress_tile", "read_header", "tile_kinds",
+    "tile_colour_modes",
     "compress_document", "decompress_document", "read_metadata", "read_image", "write_image",
     "ImageDocument", "Frame", "Metadata",
     "DecodeError", "IcnnError", "ModelError", "OptionError", "UnsupportedImageError",

@@ -260,12 +260,14 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(file, as_json) -> None:
     """Show a stream's header (size, mode, frames, model, tiling, bpd), how its tiles were coded
-    and the metadata it keeps. Checks the tile index and the metadata's checksum; decodes no pixels."""
+    (with a colour-stage model: how many skipped the stage) and the metadata it keeps. Checks the
+    tile index and the metadata's checksum; decodes no pixels."""
     try:
         data = _read_input(file)
         h = codec.read_header(data)
         overhead = container.overhead_bytes(data)
         kinds = codec.tile_kinds(data)
+        modes = [m for m in codec.tile_colour_modes(data) if m is not None]
         metadata = codec.read_metadata(data).summary()
     except USER_ERRORS as exc:
         _fail(file, exc)
@@ -275,6 +277,7 @@ def info(file, as_json) -> None:
         "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
         "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile_side,
         "tiles": len(kinds), "tile_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
+        "colour_modes": {m: modes.count(m) for m in ("colour stage", "own colours") if m in modes},
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),
         "metadata": metadata,
@@ -286,7 +289,9 @@ def info(file, as_json) -> None:
     for k, v in fields.items():
         if k == "metadata":
             v = "; ".join(v) if v else "none"
-        elif k == "tile_kinds":
+        elif k in ("tile_kinds", "colour_modes"):
+            if not v:
+                continue
             v = ", ".join(f"{n} {kind}" for kind, n in v.items())
         click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
 

@@ -288,6 +288,18 @@ def tile_kinds(data: bytes, /) -> list[str]:
     return [_kind_name(t.kind) for t in container.unpack(data, None).tiles]
 
 
+def tile_colour_modes(data: bytes, /) -> list[str | None]:
+    """Each tile's colour mode, "colour stage" or "own colours", where the stream's model has a colour
+    stage and coded the tile; None for the other tiles, and for every tile when the model is not
+    installed. Decodes no pixels."""
+    stream = container.unpack(data, None)
+    model = find_model_by_fingerprint(stream.header.model_fingerprint)
+    if model is None or model.flow.colour is None:
+        return [None] * len(stream.tiles)
+    return [("own colours" if payload.skips_colour_stage(t) else "colour stage") if t.kind == TileKind.MODEL else None
+            for t in stream.tiles]
+
+
 def _kind_name(kind: int) -> str:
     try:
         return TileKind(kind).name.lower()

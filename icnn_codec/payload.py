@@ -300,6 +300,12 @@ def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
     return pixels
 
 
+def skips_colour_stage(tile: CodedTile) -> bool:
+    """Whether a model tile of a colour-stage model coded its colour plane in its own colours: the
+    first symbol its decoder pops."""
+    return bool(_coder(tile.payload).decode(_colour_mode, 1)[0])
+
+
 def _coder(payload: bytes):
     if not payload or len(payload) % 4:
         raise DecodeError("corrupt stream (a model tile's payload is not whole 32-bit words)")

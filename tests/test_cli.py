@@ -127,6 +127,23 @@ def test_info_counts_the_tiles_of_each_kind(tmp_path):
     assert r.returncode == 1 and b"bad.icnn" in r.stderr and b"Traceback" not in r.stderr
 
 
+def test_info_counts_the_tiles_coded_in_their_own_colours(tmp_path):
+    import json
+
+    # A part of the photo that codes shorter after the colour stage (by 6 %), and the same part with
+    # its channels moved apart, which no colour transform helps.
+    cat = np.asarray(Image.open(Path(__file__).parent / "data" / "chelsea-80x96.png"))[:64, 32:].astype(int)
+    unrelated = np.stack([np.roll(cat[..., c], 7 * c + 11, axis=c % 2) for c in (1, 0, 2)], axis=2)
+    unrelated = unrelated + np.random.default_rng(5).integers(-2, 3, unrelated.shape)
+    two = np.clip(np.concatenate([cat, unrelated], axis=1), 0, 255).astype(np.uint8)
+    Image.fromarray(two).save(tmp_path / "two.png")
+    assert icnn("compress", "two.png", "--tile", "64", cwd=tmp_path).returncode == 0
+    fields = json.loads(icnn("info", "two.png.icnn", "--json", cwd=tmp_path).stdout)
+    assert fields["tile_kinds"] == {"model": 2}
+    assert fields["colour_modes"] == {"colour stage": 1, "own colours": 1}
+    assert b"colour_modes       1 colour stage, 1 own colours" in icnn("info", "two.png.icnn", cwd=tmp_path).stdout
+
+
 def test_help_teaches():
     r = subprocess.run([*ICNN, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "icnn compress" in r.stdout and "decompress" in r.stdout
