@@ -296,7 +296,7 @@ def tile_colour_modes(data: bytes, /) -> list[str | None]:
     model = find_model_by_fingerprint(stream.header.model_fingerprint)
     if model is None or model.flow.colour is None:
         return [None] * len(stream.tiles)
-    return [("own colours" if payload.skips_colour_stage(t) else "colour stage") if t.kind == TileKind.MODEL else None
+    return [("own colours" if payload.skips_colour_stage(t.payload) else "colour stage") if t.kind == TileKind.MODEL else None
             for t in stream.tiles]
 
 

@@ -300,10 +300,10 @@ def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
     return pixels
 
 
-def skips_colour_stage(tile: CodedTile) -> bool:
+def skips_colour_stage(model_payload: bytes) -> bool:
     """Whether a model tile of a colour-stage model coded its colour plane in its own colours: the
     first symbol its decoder pops."""
-    return bool(_coder(tile.payload).decode(_colour_mode, 1)[0])
+    return bool(_coder(model_payload).decode(_colour_mode, 1)[0])
 
 
 def _coder(payload: bytes):
