@@ -12,6 +12,7 @@ folders a call carries, 64 MiB in all, and nothing else: not ../shared, not the 
 Then ``scripts/gpu/run.sh`` runs there (see docs/training.md)::
 
     python scripts/gpu/prepare.py --init runs/v2b ../shared/data/photos/train
+    python scripts/gpu/prepare.py --init cifar10 /tmp/cifar10-train.npz --holdout-every 100 --eval-crop 32
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from icnn_codec.cli import architecture_options
 from icnn_codec.training.data import ImageSet, list_image_files
@@ -40,6 +43,18 @@ def tracked_bytes() -> int:
     return sum((REPO / f.decode()).stat().st_size for f in files if f and (REPO / f.decode()).is_file())
 
 
+def training_files(data: str, train: ImageSet, scratch: Path) -> list[Path]:
+    """The training images as files: a folder's own, or an .npz's written out as PNGs (CIFAR-10's
+    50,000 do not fit; PNG keeps each one exact and smaller than its raw pixels)."""
+    if Path(data).is_dir():
+        return [f for f in list_image_files(data) if f.name in set(train.names)]
+    files = []
+    for i, pixels in enumerate(train.images):
+        files.append(scratch / f"{i:05d}.png")
+        Image.fromarray(pixels.squeeze()).save(files[-1])
+    return files
+
+
 def spread(files: list[Path], budget: int) -> list[Path]:
     """Every other file, then the rest, while they fit: the subset spans every source of the set."""
     chosen, used = [], 0
@@ -52,7 +67,7 @@ def spread(files: list[Path], budget: int) -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", help="training image folder")
+    ap.add_argument("data", help="training images: a folder, or an .npz as `icnn train` takes")
     ap.add_argument("--init", required=True, help="model to start from: name, file or run folder")
     ap.add_argument("--holdout-every", type=int, default=10)
     ap.add_argument("--eval-crop", type=int, default=128)
@@ -77,12 +92,14 @@ def main() -> None:
     train, held = images.split_holdout(args.holdout_every)
     np.savez_compressed(OUT / "heldout.npz", images=held.center_crops(args.eval_crop))
     used = tracked_bytes() + sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
-    files = [f for f in list_image_files(args.data) if f.name in set(train.names)]
-    chosen = spread(files, TRAVEL_LIMIT - MARGIN - used)
-    for f in chosen:
-        shutil.copy(f, OUT / "data" / f.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = training_files(args.data, train, Path(tmp))
+        chosen = spread(files, TRAVEL_LIMIT - MARGIN - used)
+        for f in chosen:
+            shutil.copy(f, OUT / "data" / f.name)
+        used += sum(f.stat().st_size for f in chosen)
     print(f"{OUT}: {len(chosen)} of {len(files)} training images, {len(held)} held out; model {model.name} "
-          f"({model.fingerprint:04x}); {(used + sum(f.stat().st_size for f in chosen)) / 2**20:.1f} MiB to travel")
+          f"({model.fingerprint:04x}); {used / 2**20:.1f} MiB to travel")
 
 
 if __name__ == "__main__":
