@@ -170,7 +170,8 @@ def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_siz
     """Push each plane's latent groups onto its coder (the planes share one padded size), then
     its scale offsets, then (with a colour stage) its colour mode."""
     area = planes[0].shape[0] * planes[0].shape[1]
-    probed = _probed_colour_modes(model, planes, batch_size) if model.flow.colour is not None and area > PROBE_FROM else None
+    with torch.no_grad():
+        probed = _probed_colour_modes(model, planes, batch_size) if model.flow.colour is not None and area > PROBE_FROM else None
     for batch in batches(len(planes), area, batch_size):
         with torch.no_grad():
             if model.flow.colour is None:
@@ -228,8 +229,7 @@ def _probed_colour_modes(model: Model, planes: list[np.ndarray], batch_size: int
     probes = [p[(h - ph) // 2 : (h - ph) // 2 + ph, (w - pw) // 2 : (w - pw) // 2 + pw] for p in planes]
     plain: list[bool] = []
     for batch in batches(len(probes), 2 * ph * pw, batch_size):
-        with torch.no_grad():
-            plain += [p for _, p in _codes_in_shorter_colour_mode(model, np.stack(probes[batch]))]
+        plain += [p for _, p in _codes_in_shorter_colour_mode(model, np.stack(probes[batch]))]
     return plain
 
 

@@ -47,7 +47,8 @@ def training_files(data: str, train: ImageSet, scratch: Path) -> list[Path]:
     """The training images as files: a folder's own, or an .npz's written out as PNGs (CIFAR-10's
     50,000 do not fit; PNG keeps each one exact and smaller than its raw pixels)."""
     if Path(data).is_dir():
-        return [f for f in list_image_files(data) if f.name in set(train.names)]
+        names = set(train.names)
+        return [f for f in list_image_files(data) if f.name in names]
     files = []
     for i, pixels in enumerate(train.images):
         files.append(scratch / f"{i:05d}.png")
