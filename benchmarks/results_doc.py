@@ -307,6 +307,16 @@ def colour_gap_text(r: Result) -> str:
     )
 
 
+def image_adaptation_text(r: Result) -> str:
+    return (
+        "How much a tile's priors could gain from being tuned to its own photograph: the bound on a per-tile "
+        "choice among trained prior heads. Tuned on the crop itself the networks memorise it (the side "
+        "information would cost more than they save); tuned on a band of the same photograph above the crop, "
+        "what carries over to the crop is what any head trained elsewhere could at best bring "
+        "([ablations](ablations.md)). The model named is the one measured."
+    )
+
+
 @dataclass
 class Section:
     name: str  # benchmarks/results/NAME.md
@@ -351,6 +361,8 @@ SECTIONS = [
     Section("colour_choice", "Colour transforms per tile", "python benchmarks/colour_choice.py MODEL",
             colour_choice_text),
     Section("adaptation", "Backward adaptation", "python benchmarks/adaptation.py", adaptation_text),
+    Section("image_adaptation", "Priors tuned to each photograph",
+            "python benchmarks/image_adaptation.py --part heads --on band", image_adaptation_text),
 ]
 
 INTRO = """\
