@@ -4,7 +4,8 @@ The codec codes pixels; this module is the file side around it. :func:`read_imag
 bytes into an :class:`ImageDocument`: every frame as Pillow presents it when seeking (the composited
 full-canvas frame of a GIF, APNG or animated WebP, each page of a TIFF), in one of the codec's modes
 (8-bit L, LA, RGB, RGBA, or 16-bit grey), with frame timing, loop count and the file's
-:class:`Metadata` (ICC profile, EXIF, XMP, PNG text, resolution). A file whose samples are deeper
+:class:`Metadata` (ICC profile, EXIF, XMP, PNG text, resolution, and a PNG's other ancillary chunks:
+gamma, chromaticities, sRGB intent, cICP, significant bits, background and any private chunk). A file whose samples are deeper
 than what Pillow hands us (a 16-bit RGB PNG, say, which Pillow reduces to 8 bits) is refused: bits
 are never dropped silently. :func:`write_image` writes a document in a Pillow format, reads the
 bytes back and compares: pixels the format cannot hold exactly are an error, metadata and timing it
@@ -23,6 +24,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -39,7 +41,7 @@ COMMENT_KEY = "Comment"  # the PNG keyword a GIF (or JPEG) comment is kept under
 XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword PNG uses for XMP
 EXIF_PREFIX = b"Exif\x00\x00"
 
-_ICC, _EXIF, _XMP, _DPI, _TEXT = 1, 2, 3, 4, 5  # item tags of the metadata serialisation
+_ICC, _EXIF, _XMP, _DPI, _TEXT, _PNG_CHUNK = 1, 2, 3, 4, 5, 6  # item tags of the metadata serialisation
 _PALETTE_FORMATS = ("GIF",)  # read back as palette images, so any mode may come back wider
 _LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000", "AVIF", "HEIF")
 _EXIF_IFDS = (0x8769, 0x8825)  # the Exif and GPS sub-IFDs, kept with IFD0
@@ -58,6 +60,22 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _GIF_ICC_APP, _GIF_XMP_APP = b"ICCRGBG1012", b"XMP DataXMP"  # application extension ids (with auth code)
 _XMP_MAGIC_TRAILER = bytes([1, *range(255, -1, -1)])  # follows XMP in a GIF, so block walkers skip it
 _PNG_COLOUR_TYPES = {2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+# PNG chunks a document holds in its own fields (pixels, frames, ICC, resolution, EXIF, text): every other
+# ancillary chunk is kept as it is, in :attr:`Metadata.png_chunks`.
+_PNG_CHUNKS_HELD = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"iCCP", b"pHYs", b"eXIf", b"tEXt",
+                              b"zTXt", b"iTXt", b"acTL", b"fcTL", b"fdAT"})
+_PNG_PALETTE_ONLY = frozenset({b"hIST"})  # describes the palette, which a document does not keep
+_MODE_CHANNELS = {"L": "g", "I;16": "g", "LA": "ga", "RGB": "rgb", "RGBA": "rgba"}
+_PNG_TYPE_CHANNELS = {0: "g", 2: "rgb", 3: "rgb", 4: "ga", 6: "rgba"}
+
+
+class PngChunk(NamedTuple):
+    """An ancillary PNG chunk kept as it is: its four-letter type, its data, and whether it came after the
+    image data (chunks before it describe how to show the pixels, so they are written back before it)."""
+
+    kind: str
+    data: bytes
+    after_image: bool = False
 
 
 @dataclass
@@ -69,10 +87,11 @@ class Metadata:
     xmp: bytes | None = None  # the XMP packet
     text: dict[str, str] = field(default_factory=dict)  # PNG tEXt/zTXt/iTXt (and GIF comments), file order
     dpi: tuple[float, float] | None = None  # horizontal, vertical
+    png_chunks: list[PngChunk] = field(default_factory=list)  # a PNG's other ancillary chunks, file order
 
     @property
     def is_empty(self) -> bool:
-        return not (self.icc or self.exif or self.xmp or self.text or self.dpi)
+        return not (self.icc or self.exif or self.xmp or self.text or self.dpi or self.png_chunks)
 
     def to_bytes(self) -> bytes:
         """Version byte, raw-deflated items (tag byte, varint length, payload), CRC-32 of all before it."""
@@ -82,6 +101,8 @@ class Metadata:
         for key, value in self.text.items():
             encoded_key = str(key).encode("utf-8")
             items.append((_TEXT, varint(len(encoded_key)) + encoded_key + str(value).encode("utf-8")))
+        for chunk in self.png_chunks:
+            items.append((_PNG_CHUNK, bytes([chunk.after_image]) + _png_chunk_type(chunk.kind) + chunk.data))
         payload = b"".join(bytes([tag]) + varint(len(body)) + body for tag, body in items if body is not None)
         compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
         body = bytes([METADATA_VERSION]) + compressor.compress(payload) + compressor.flush()
@@ -129,6 +150,11 @@ class Metadata:
                     raise DecodeError(f"metadata text key {key!r} is empty or repeated")
                 meta.text[key] = value
                 continue
+            if tag == _PNG_CHUNK:
+                if len(body) < 5 or body[0] > 1 or not _is_png_chunk_type(body[1:5]):
+                    raise DecodeError("metadata PNG chunk has no valid type")
+                meta.png_chunks.append(PngChunk(body[1:5].decode("ascii"), body[5:], bool(body[0])))
+                continue
             if tag in seen:
                 raise DecodeError(f"metadata item {tag} repeated")
             seen.add(tag)
@@ -163,6 +189,9 @@ class Metadata:
         for key, value in self.text.items():
             shown = value if len(value) <= 60 else value[:57] + "..."
             lines.append(f"Text {key!r}: {shown!r}" + (f" ({len(value):,} characters)" if len(value) > 60 else ""))
+        if self.png_chunks:
+            lines.append("PNG chunks: " + ", ".join(f"{c.kind} ({len(c.data):,} byte{'s' * (len(c.data) != 1)})"
+                                                   for c in self.png_chunks))
         return lines
 
 
@@ -248,7 +277,75 @@ def read_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
     if doc.format == "GIF":
         icc, xmp = _gif_icc_and_xmp(data)
         doc.metadata.icc, doc.metadata.xmp = doc.metadata.icc or icc, doc.metadata.xmp or xmp
+    if doc.format == "PNG":
+        doc.metadata.png_chunks = _png_chunks(data, doc.mode)
     return doc
+
+
+def _png_chunks(data: bytes, mode: str) -> list[PngChunk]:
+    """A PNG's ancillary chunks that Pillow does not read into the document, which Pillow would drop.
+    The two whose layout follows the colour type (background, significant bits) are put in the document
+    mode's layout: a palette PNG becomes RGB or RGBA, and a transparent grey or RGB one gains alpha."""
+    chunks, pos, colour_type, palette, seen_image = [], 8, None, b"", False
+    while pos + 12 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if pos + 12 + length > len(data):
+            break  # a truncated last chunk: Pillow read the pixels before it
+        body, pos = data[pos + 8:pos + 8 + length], pos + 12 + length
+        if kind == b"IHDR" and len(body) == 13:
+            colour_type = body[9]
+        elif kind == b"PLTE":
+            palette = body
+        elif kind in (b"IDAT", b"fdAT"):
+            seen_image = True
+        elif kind == b"IEND":
+            break
+        if kind in _PNG_CHUNKS_HELD or not _is_png_chunk_type(kind) or not kind[:1].islower():
+            continue
+        if kind == b"bKGD":
+            body = _background_in_mode(body, colour_type, palette, mode)
+        elif kind == b"sBIT":
+            body = _significant_bits_in_mode(body, colour_type, mode)
+        if body is not None:
+            chunks.append(PngChunk(kind.decode("ascii"), bytes(body), seen_image))
+    return chunks
+
+
+def _background_in_mode(body: bytes, colour_type: int | None, palette: bytes, mode: str) -> bytes | None:
+    """A bKGD chunk's colour as the document mode's PNG holds it (16-bit samples: grey, or R, G, B)."""
+    if colour_type == 3:
+        if len(body) != 1 or 3 * body[0] + 3 > len(palette):
+            return None
+        rgb = palette[3 * body[0]:3 * body[0] + 3]
+        body = struct.pack(">HHH", *rgb)
+    grey = len(body) == 2
+    if _MODE_CHANNELS[mode][0] == "g":
+        return body if grey else body[:2] if body[:2] == body[2:4] == body[4:6] else None
+    return body * 3 if grey else body
+
+
+def _significant_bits_in_mode(body: bytes, colour_type: int | None, mode: str) -> bytes | None:
+    """An sBIT chunk's bits per channel, for the channels of the document mode (alpha the PNG did not
+    have is its transparency, exact at full depth)."""
+    source = _PNG_TYPE_CHANNELS.get(colour_type)
+    if source is None or len(body) != len(source):
+        return None
+    bits = dict(zip(source, body))
+    if source[0] == "g":
+        bits.update(r=bits["g"], b=bits["g"])
+    full = 16 if mode == "I;16" else 8
+    return bytes(bits.get(c, full) for c in _MODE_CHANNELS[mode])
+
+
+def _is_png_chunk_type(kind: bytes) -> bool:
+    return len(kind) == 4 and all(65 <= c <= 90 or 97 <= c <= 122 for c in kind)
+
+
+def _png_chunk_type(kind: str) -> bytes:
+    encoded = kind.encode("ascii", "replace")
+    if not _is_png_chunk_type(encoded):
+        raise UnsupportedImageError(f"{kind!r} is not a PNG chunk type (four ASCII letters)")
+    return encoded
 
 
 def _gif_icc_and_xmp(data: bytes) -> tuple[bytes | None, bytes | None]:
@@ -539,6 +636,8 @@ def write_image(doc: ImageDocument, fmt: str) -> WrittenImage:
     data = buffer.getvalue()
     if fmt == "GIF":
         data = _with_gif_icc_and_xmp(data, doc.metadata.icc, doc.metadata.xmp)
+    if fmt == "PNG":
+        data = _with_png_chunks(data, doc.metadata.png_chunks)
     with _no_bomb_guard():  # our own bytes, as large as the document already in memory
         try:
             back = read_image(data, max_pixels=None)
@@ -654,6 +753,20 @@ def _png_info(meta: Metadata) -> tuple[PngImagePlugin.PngInfo, list[str]]:
         except UnicodeDecodeError:
             dropped.append("XMP (not UTF-8, which PNG requires)")
     return info, dropped
+
+
+def _with_png_chunks(png: bytes, chunks: list[PngChunk]) -> bytes:
+    """A PNG from Pillow's writer, which writes few of them, with the kept chunks: those from before the
+    image data right after the header, the others before the end."""
+    def encoded(chunk: PngChunk) -> bytes:
+        kind = _png_chunk_type(chunk.kind)
+        return struct.pack(">I", len(chunk.data)) + kind + chunk.data + struct.pack(">I", zlib.crc32(kind + chunk.data))
+
+    kept = [c for c in chunks if c.kind.encode("ascii", "replace") not in _PNG_PALETTE_ONLY]
+    before = b"".join(encoded(c) for c in kept if not c.after_image)
+    after = b"".join(encoded(c) for c in kept if c.after_image)
+    header_end = 8 + 25  # signature, IHDR
+    return png[:header_end] + before + png[header_end:-12] + after + png[-12:]
 
 
 def _png_keyword(key: str) -> bool:
@@ -777,6 +890,13 @@ def _metadata_dropped(meta: Metadata, back: Metadata, fmt: str) -> list[str]:
     for key, value in meta.text.items():
         if back.text.get(key) != value:
             note(f"text {key!r}", key in back.text)
+    if meta.png_chunks and fmt != "PNG":
+        dropped.append(f"PNG chunks {', '.join(c.kind for c in meta.png_chunks)} (not kept by {fmt})")
+    elif meta.png_chunks:
+        palette_only = [c for c in meta.png_chunks if c.kind.encode("ascii", "replace") in _PNG_PALETTE_ONLY]
+        dropped += [f"PNG {c.kind} chunk (it describes a palette, and the image is written without one)" for c in palette_only]
+        if back.png_chunks != [c for c in meta.png_chunks if c not in palette_only]:
+            note("PNG chunks", bool(back.png_chunks))
     return dropped
 
 

@@ -61,6 +61,7 @@ def png_with_metadata(photo: np.ndarray) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text("Title", "a cat on a rug")
     info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta xmlns:x='adobe:ns:meta/'>cat</x:xmpmeta>")
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))  # Pillow reads it, but a document keeps the chunk itself
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees to display
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -85,6 +86,7 @@ def test_icc_exif_xmp_and_text_survive_compression(photo, fmt):
     assert back.metadata.xmp and b"cat" in back.metadata.xmp
     if fmt == "PNG":
         assert back.metadata.text["Title"] == "a cat on a rug"
+        assert back.metadata.png_chunks == source.metadata.png_chunks == [ic.imagefile.PngChunk("gAMA", b"\0\0\xb1\x8f")]
 
 
 def test_strip_drops_the_metadata_and_keeps_the_pixels(photo):
@@ -124,7 +126,10 @@ def test_the_command_line_keeps_frames_and_metadata_and_warns_of_what_a_format_d
     r = subprocess.run([*ICNN, "decompress", "meta.png.icnn", "-o", "m.webp"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0 and b"warning" in r.stderr and b"Title" in r.stderr
     info = subprocess.run([*ICNN, "info", "meta.png.icnn"], cwd=tmp_path, capture_output=True, text=True).stdout
-    assert "ICC profile" in info and "orientation 6" in info
+    assert "ICC profile" in info and "orientation 6" in info and "PNG chunks: gAMA (4 bytes)" in info
+    r = subprocess.run([*ICNN, "decompress", "meta.png.icnn", "-o", "back.png"], cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0 and b"warning" not in r.stderr
+    assert Image.open(tmp_path / "back.png").info["gamma"] == 0.45455
 
 
 def test_pillow_opens_an_icnn_stream_lazily_and_saves_one(photo, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from icnn_codec.errors import DecodeError, OptionError, UnsupportedImageError
-from icnn_codec.imagefile import Frame, ImageDocument, Metadata, read_image, write_image
+from icnn_codec.imagefile import Frame, ImageDocument, Metadata, PngChunk, read_image, write_image
 
 DURATIONS = [100, 40, 250]
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -221,11 +221,92 @@ def test_png_text_chunks_keep_their_order_and_non_latin_text():
     assert read_image(write_image(doc, "PNG").data).metadata.text == doc.metadata.text
 
 
+def _png_chunk_kinds(png: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos < len(png):
+        length, kind = int.from_bytes(png[pos:pos + 4], "big"), png[pos + 4:pos + 8]
+        kinds.append(kind)
+        pos += 12 + length
+    return kinds
+
+
+def _with_raw_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """``png`` with a chunk Pillow's writer will not write, just before the image data."""
+    import struct
+    import zlib
+
+    at = png.index(b"IDAT") - 4
+    return png[:at] + struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)) + png[at:]
+
+
+GAMMA = (45455).to_bytes(4, "big")
+CHROMATICITIES = b"".join(v.to_bytes(4, "big") for v in (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+
+
+def test_a_pngs_colour_space_and_private_chunks_come_back_where_they_were():
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", GAMMA)
+    info.add(b"cHRM", CHROMATICITIES)
+    info.add(b"sRGB", b"\x00")
+    info.add(b"prVb", b"before the pixels")
+    info.add(b"prVa", b"after the pixels", after_idat=True)
+    pixels = _frames(n=1)[0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", pnginfo=info)
+    source = _with_raw_chunk(buffer.getvalue(), b"oFFs", bytes(9))  # public, but Pillow writes no oFFs
+    doc = read_image(source)
+    assert doc.metadata.png_chunks == [
+        PngChunk("gAMA", GAMMA), PngChunk("cHRM", CHROMATICITIES), PngChunk("sRGB", b"\x00"),
+        PngChunk("prVb", b"before the pixels"), PngChunk("oFFs", bytes(9)), PngChunk("prVa", b"after the pixels", True)]
+    written = write_image(doc, "PNG")
+    assert written.dropped == []
+    kinds = _png_chunk_kinds(written.data)
+    assert kinds.index(b"prVa") > kinds.index(b"IDAT") > max(kinds.index(k) for k in (b"gAMA", b"cHRM", b"sRGB", b"oFFs"))
+    back = read_image(written.data)
+    assert back.metadata == doc.metadata
+    np.testing.assert_array_equal(back.frames[0].pixels, pixels)
+    assert Image.open(io.BytesIO(written.data)).info["gamma"] == 0.45455
+    assert "PNG chunks gAMA, cHRM, sRGB, prVb, oFFs, prVa (not kept by WEBP)" in write_image(doc, "WEBP").dropped
+
+
+def test_a_palette_pngs_background_and_significant_bits_follow_it_into_rgb_and_its_histogram_is_reported():
+    pixels = np.array([[0, 1], [1, 2]], dtype=np.uint8)
+    image = Image.fromarray(pixels, "P")
+    image.putpalette([10, 20, 30, 200, 100, 50, 0, 0, 0])
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", b"\x05\x06\x05")
+    info.add(b"bKGD", b"\x01")
+    info.add(b"hIST", b"\x00\x01\x00\x02\x00\x01")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", pnginfo=info)
+    doc = read_image(buffer.getvalue())
+    assert doc.mode == "RGB"
+    assert doc.metadata.png_chunks == [PngChunk("sBIT", b"\x05\x06\x05"), PngChunk("bKGD", bytes([0, 200, 0, 100, 0, 50])),
+                                       PngChunk("hIST", b"\x00\x01\x00\x02\x00\x01")]
+    written = write_image(doc, "PNG")
+    assert written.dropped == ["PNG hIST chunk (it describes a palette, and the image is written without one)"]
+    assert [c.kind for c in read_image(written.data).metadata.png_chunks] == ["sBIT", "bKGD"]
+
+
+def test_a_transparent_grey_pngs_significant_bits_gain_the_alpha_channel():
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", b"\x04")
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0, 17], [34, 255]], dtype=np.uint8)).save(buffer, "PNG", pnginfo=info, transparency=17)
+    doc = read_image(buffer.getvalue())
+    assert doc.mode == "LA" and doc.metadata.png_chunks == [PngChunk("sBIT", b"\x04\x08")]
+
+
 def test_metadata_round_trips_through_bytes():
     meta = _rich_metadata()
     assert Metadata.from_bytes(meta.to_bytes()) == meta
     assert list(Metadata.from_bytes(meta.to_bytes()).text) == ["Title", "Author"]
     assert Metadata.from_bytes(Metadata().to_bytes()).is_empty
+    chunks = Metadata(png_chunks=[PngChunk("gAMA", GAMMA), PngChunk("prVa", b"", True)])
+    assert not chunks.is_empty and Metadata.from_bytes(chunks.to_bytes()) == chunks
+    assert chunks.summary() == ["PNG chunks: gAMA (4 bytes), prVa (0 bytes)"]
+    with pytest.raises(UnsupportedImageError, match="not a PNG chunk type"):
+        Metadata(png_chunks=[PngChunk("gA1A", GAMMA)]).to_bytes()
 
 
 def test_metadata_bytes_with_any_bit_flipped_are_refused():
