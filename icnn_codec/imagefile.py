@@ -306,30 +306,24 @@ def _png_chunks(data: bytes, mode: str) -> list[PngChunk]:
             body = _background_in_mode(body, colour_type, palette, mode)
         elif kind == b"sBIT":
             body = _significant_bits_in_mode(body, colour_type, mode)
-        if body is not None:
-            chunks.append(PngChunk(kind.decode("ascii"), bytes(body), seen_image))
+        chunks.append(PngChunk(kind.decode("ascii"), bytes(body), seen_image))
     return chunks
 
 
-def _background_in_mode(body: bytes, colour_type: int | None, palette: bytes, mode: str) -> bytes | None:
-    """A bKGD chunk's colour as the document mode's PNG holds it (16-bit samples: grey, or R, G, B)."""
-    if colour_type == 3:
-        if len(body) != 1 or 3 * body[0] + 3 > len(palette):
-            return None
-        rgb = palette[3 * body[0]:3 * body[0] + 3]
-        body = struct.pack(">HHH", *rgb)
-    grey = len(body) == 2
-    if _MODE_CHANNELS[mode][0] == "g":
-        return body if grey else body[:2] if body[:2] == body[2:4] == body[4:6] else None
-    return body * 3 if grey else body
+def _background_in_mode(body: bytes, colour_type: int | None, palette: bytes, mode: str) -> bytes:
+    """A bKGD chunk's colour as the document mode's PNG holds it (16-bit samples: grey, or R, G, B); a
+    chunk that does not fit its own file stays as it was."""
+    if colour_type == 3 and len(body) == 1 and 3 * body[0] + 3 <= len(palette):
+        return struct.pack(">HHH", *palette[3 * body[0]:3 * body[0] + 3])
+    return body
 
 
-def _significant_bits_in_mode(body: bytes, colour_type: int | None, mode: str) -> bytes | None:
+def _significant_bits_in_mode(body: bytes, colour_type: int | None, mode: str) -> bytes:
     """An sBIT chunk's bits per channel, for the channels of the document mode (alpha the PNG did not
-    have is its transparency, exact at full depth)."""
+    have is its transparency, exact at full depth); a chunk that does not fit its own file stays as it was."""
     source = _PNG_TYPE_CHANNELS.get(colour_type)
     if source is None or len(body) != len(source):
-        return None
+        return body
     bits = dict(zip(source, body))
     if source[0] == "g":
         bits.update(r=bits["g"], b=bits["g"])
