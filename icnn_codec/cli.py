@@ -158,7 +158,7 @@ def main() -> None:
                    "memory and parallelism grow with tiles. "
                    f"[default: {codec.DEFAULT_TILE}; {codec.GREY_DEFAULT_TILE} for grey images]")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
-@click.option("--strip", is_flag=True, help="Drop the metadata (ICC profile, EXIF, XMP, text, resolution) instead of keeping it.")
+@click.option("--strip", is_flag=True, help="Drop the metadata (ICC profile, EXIF, XMP, text, resolution, other PNG chunks) instead of keeping it.")
 def compress(inputs, output, model, force, quiet, tile, jobs, strip) -> None:
     """Compress images (PNG, GIF, WebP, TIFF, ... anything Pillow reads; '-' is stdin) to .icnn streams.
 

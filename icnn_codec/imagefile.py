@@ -102,7 +102,7 @@ class Metadata:
             encoded_key = str(key).encode("utf-8")
             items.append((_TEXT, varint(len(encoded_key)) + encoded_key + str(value).encode("utf-8")))
         for chunk in self.png_chunks:
-            items.append((_PNG_CHUNK, bytes([chunk.after_image]) + _png_chunk_type(chunk.kind) + chunk.data))
+            items.append((_PNG_CHUNK, bytes([bool(chunk.after_image)]) + _png_chunk_type(chunk.kind) + chunk.data))
         payload = b"".join(bytes([tag]) + varint(len(body)) + body for tag, body in items if body is not None)
         compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
         body = bytes([METADATA_VERSION]) + compressor.compress(payload) + compressor.flush()
@@ -151,8 +151,8 @@ class Metadata:
                 meta.text[key] = value
                 continue
             if tag == _PNG_CHUNK:
-                if len(body) < 5 or body[0] > 1 or not _is_png_chunk_type(body[1:5]):
-                    raise DecodeError("metadata PNG chunk has no valid type")
+                if len(body) < 5 or body[0] > 1 or not _is_ancillary_chunk_type(body[1:5]):
+                    raise DecodeError("metadata PNG chunk has no valid ancillary type")
                 meta.png_chunks.append(PngChunk(body[1:5].decode("ascii"), body[5:], bool(body[0])))
                 continue
             if tag in seen:
@@ -171,6 +171,9 @@ class Metadata:
                     raise DecodeError(f"metadata resolution is not two positive numbers ({exc})") from None
             else:
                 raise DecodeError(f"unknown metadata item {tag} (length {length})")
+        for chunk in meta.png_chunks:
+            if _held_by_document(chunk.kind.encode("ascii"), meta):
+                raise DecodeError(f"metadata PNG chunk {chunk.kind} repeats what the metadata holds itself")
         return meta
 
     def summary(self) -> list[str]:
@@ -278,43 +281,49 @@ def read_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         icc, xmp = _gif_icc_and_xmp(data)
         doc.metadata.icc, doc.metadata.xmp = doc.metadata.icc or icc, doc.metadata.xmp or xmp
     if doc.format == "PNG":
-        doc.metadata.png_chunks = _png_chunks(data, doc.mode)
+        doc.metadata.png_chunks = _png_chunks(data, doc.mode, doc.metadata)
     return doc
 
 
-def _png_chunks(data: bytes, mode: str) -> list[PngChunk]:
-    """A PNG's ancillary chunks that Pillow does not read into the document, which Pillow would drop.
-    The two whose layout follows the colour type (background, significant bits) are put in the document
-    mode's layout: a palette PNG becomes RGB or RGBA, and a transparent grey or RGB one gains alpha."""
-    chunks, pos, colour_type, palette, seen_image = [], 8, None, b"", False
+def _png_chunks(data: bytes, mode: str, meta: Metadata) -> list[PngChunk]:
+    """A PNG's ancillary chunks that Pillow does not read into the document (``meta``), which Pillow would
+    drop. The two whose layout follows the colour type (background, significant bits) are put in the
+    document mode's layout: a palette PNG becomes RGB or RGBA, a transparent grey or RGB one gains alpha,
+    1, 2 and 4-bit grey become 8-bit. An unknown critical chunk is refused, as the PNG standard asks."""
+    chunks, pos, header, palette, seen_image = [], 8, b"", b"", False
     while pos + 12 <= len(data):
         (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
         if pos + 12 + length > len(data):
             break  # a truncated last chunk: Pillow read the pixels before it
         body, pos = data[pos + 8:pos + 8 + length], pos + 12 + length
-        if kind == b"IHDR" and len(body) == 13:
-            colour_type = body[9]
+        if kind == b"IHDR":
+            header = body
         elif kind == b"PLTE":
             palette = body
         elif kind in (b"IDAT", b"fdAT"):
             seen_image = True
         elif kind == b"IEND":
             break
-        if kind in _PNG_CHUNKS_HELD or not _is_png_chunk_type(kind) or not kind[:1].islower():
+        if _held_by_document(kind, meta):
             continue
+        if not _is_ancillary_chunk_type(kind):
+            raise UnsupportedImageError(f"PNG with an unknown critical chunk {kind.decode('latin-1')!r}: it may change what the pixels mean")
+        depth, colour_type = (header[8], header[9]) if len(header) == 13 else (8, None)
         if kind == b"bKGD":
-            body = _background_in_mode(body, colour_type, palette, mode)
+            body = _background_in_mode(body, colour_type, depth, palette)
         elif kind == b"sBIT":
             body = _significant_bits_in_mode(body, colour_type, mode)
         chunks.append(PngChunk(kind.decode("ascii"), bytes(body), seen_image))
     return chunks
 
 
-def _background_in_mode(body: bytes, colour_type: int | None, palette: bytes, mode: str) -> bytes:
-    """A bKGD chunk's colour as the document mode's PNG holds it (16-bit samples: grey, or R, G, B); a
-    chunk that does not fit its own file stays as it was."""
+def _background_in_mode(body: bytes, colour_type: int | None, depth: int, palette: bytes) -> bytes:
+    """A bKGD chunk's colour as the document mode's PNG holds it (16-bit samples: grey, or R, G, B, at the
+    document's depth); a chunk that does not fit its own file stays as it was."""
     if colour_type == 3 and len(body) == 1 and 3 * body[0] + 3 <= len(palette):
         return struct.pack(">HHH", *palette[3 * body[0]:3 * body[0] + 3])
+    if colour_type == 0 and depth < 8 and len(body) == 2:  # Pillow scales 1, 2 and 4-bit grey to 8 bits
+        return struct.pack(">H", min(255, struct.unpack(">H", body)[0] * 255 // (2**depth - 1)))
     return body
 
 
@@ -335,10 +344,25 @@ def _is_png_chunk_type(kind: bytes) -> bool:
     return len(kind) == 4 and all(65 <= c <= 90 or 97 <= c <= 122 for c in kind)
 
 
+def _is_ancillary_chunk_type(kind: bytes) -> bool:
+    """Four ASCII letters, the first lower-case: a chunk a decoder may ignore."""
+    return _is_png_chunk_type(kind) and 97 <= kind[0] <= 122
+
+
+def _held_by_document(kind: bytes, meta: Metadata) -> bool:
+    """Whether the document holds what a chunk of this type says in its own fields. A resolution in
+    another unit than the metre, or a profile Pillow could not inflate, is not: kept as a chunk."""
+    if kind == b"pHYs":
+        return meta.dpi is not None
+    if kind == b"iCCP":
+        return meta.icc is not None
+    return kind in _PNG_CHUNKS_HELD
+
+
 def _png_chunk_type(kind: str) -> bytes:
     encoded = kind.encode("ascii", "replace")
-    if not _is_png_chunk_type(encoded):
-        raise UnsupportedImageError(f"{kind!r} is not a PNG chunk type (four ASCII letters)")
+    if not _is_ancillary_chunk_type(encoded):
+        raise UnsupportedImageError(f"{kind!r} is not an ancillary PNG chunk type (four ASCII letters, the first lower-case)")
     return encoded
 
 
@@ -631,7 +655,9 @@ def write_image(doc: ImageDocument, fmt: str) -> WrittenImage:
     if fmt == "GIF":
         data = _with_gif_icc_and_xmp(data, doc.metadata.icc, doc.metadata.xmp)
     if fmt == "PNG":
-        data = _with_png_chunks(data, doc.metadata.png_chunks)
+        chunks, chunks_dropped = _png_chunks_to_write(doc.metadata, doc.mode)
+        data = _with_png_chunks(data, chunks)
+        dropped += chunks_dropped
     with _no_bomb_guard():  # our own bytes, as large as the document already in memory
         try:
             back = read_image(data, max_pixels=None)
@@ -642,6 +668,8 @@ def write_image(doc: ImageDocument, fmt: str) -> WrittenImage:
         what = f"these {len(doc.frames)} {doc.mode} frames" if len(doc.frames) > 1 else f"this {doc.mode} image"
         raise UnsupportedImageError(f"{fmt} cannot hold {what} exactly; use PNG")
     dropped += _metadata_dropped(expected.metadata, back.metadata, fmt)
+    if fmt == "PNG" and (lost := [c.kind for c in chunks if c not in back.metadata.png_chunks]):
+        dropped.append(f"PNG chunks {', '.join(lost)} (not kept by PNG)")
     return WrittenImage(data=data, dropped=dropped)
 
 
@@ -750,17 +778,35 @@ def _png_info(meta: Metadata) -> tuple[PngImagePlugin.PngInfo, list[str]]:
 
 
 def _with_png_chunks(png: bytes, chunks: list[PngChunk]) -> bytes:
-    """A PNG from Pillow's writer, which writes few of them, with the kept chunks: those from before the
-    image data right after the header, the others before the end."""
+    """A PNG from Pillow's writer, which writes few of them, with ``chunks``: those from before the image
+    data right after the header, the others before the end."""
     def encoded(chunk: PngChunk) -> bytes:
         kind = _png_chunk_type(chunk.kind)
         return struct.pack(">I", len(chunk.data)) + kind + chunk.data + struct.pack(">I", zlib.crc32(kind + chunk.data))
 
-    kept = [c for c in chunks if c.kind.encode("ascii", "replace") not in _PNG_PALETTE_ONLY]
-    before = b"".join(encoded(c) for c in kept if not c.after_image)
-    after = b"".join(encoded(c) for c in kept if c.after_image)
+    before = b"".join(encoded(c) for c in chunks if not c.after_image)
+    after = b"".join(encoded(c) for c in chunks if c.after_image)
     header_end = 8 + 25  # signature, IHDR
     return png[:header_end] + before + png[header_end:-12] + after + png[-12:]
+
+
+def _png_chunks_to_write(meta: Metadata, mode: str) -> tuple[list[PngChunk], list[str]]:
+    """The kept chunks a PNG of ``mode`` can hold, and a line for each it cannot: a palette's histogram
+    (the PNG has no palette), a background or significant bits of another colour type's layout, or
+    one that would repeat what the writer writes from the document itself."""
+    chunks, dropped = [], []
+    for chunk in meta.png_chunks:
+        kind = chunk.kind.encode("ascii", "replace")
+        sizes = {b"bKGD": 2 if _MODE_CHANNELS[mode][0] == "g" else 6, b"sBIT": len(_MODE_CHANNELS[mode])}
+        if kind in _PNG_PALETTE_ONLY:
+            dropped.append(f"PNG {chunk.kind} chunk (it describes a palette, and the image is written without one)")
+        elif kind in sizes and len(chunk.data) != sizes[kind]:
+            dropped.append(f"PNG {chunk.kind} chunk (its {len(chunk.data)} bytes do not fit a PNG of mode {mode})")
+        elif _held_by_document(kind, meta):
+            dropped.append(f"PNG {chunk.kind} chunk (the document's own {chunk.kind} is written)")
+        else:
+            chunks.append(chunk)
+    return chunks, dropped
 
 
 def _png_keyword(key: str) -> bool:
@@ -886,11 +932,6 @@ def _metadata_dropped(meta: Metadata, back: Metadata, fmt: str) -> list[str]:
             note(f"text {key!r}", key in back.text)
     if meta.png_chunks and fmt != "PNG":
         dropped.append(f"PNG chunks {', '.join(c.kind for c in meta.png_chunks)} (not kept by {fmt})")
-    elif meta.png_chunks:
-        palette_only = [c for c in meta.png_chunks if c.kind.encode("ascii", "replace") in _PNG_PALETTE_ONLY]
-        dropped += [f"PNG {c.kind} chunk (it describes a palette, and the image is written without one)" for c in palette_only]
-        if back.png_chunks != [c for c in meta.png_chunks if c not in palette_only]:
-            note("PNG chunks", bool(back.png_chunks))
     return dropped
 
 

@@ -288,6 +288,36 @@ def test_a_palette_pngs_background_and_significant_bits_follow_it_into_rgb_and_i
     assert [c.kind for c in read_image(written.data).metadata.png_chunks] == ["sBIT", "bKGD"]
 
 
+def test_a_low_depth_grey_pngs_background_scales_with_its_pixels():
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    one_bit = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 2, 1, 0, 0, 0, 0))
+               + chunk(b"bKGD", b"\x00\x01") + chunk(b"IDAT", zlib.compress(b"\x00\xf0\x00\x0f")) + chunk(b"IEND", b""))
+    doc = read_image(one_bit)
+    assert doc.mode == "L" and doc.frames[0].pixels.max() == 255
+    assert doc.metadata.png_chunks == [PngChunk("bKGD", b"\x00\xff")]  # white, as the pixels' 1 became 255
+
+
+def test_a_resolution_without_a_unit_is_kept_as_its_chunk_and_an_unknown_critical_chunk_is_refused():
+    png = _encode(_frames(n=1), "PNG")
+    doc = read_image(_with_raw_chunk(png, b"pHYs", (2).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x00"))
+    assert doc.metadata.dpi is None and [c.kind for c in doc.metadata.png_chunks] == ["pHYs"]
+    assert read_image(write_image(doc, "PNG").data).metadata == doc.metadata
+    with pytest.raises(UnsupportedImageError, match="unknown critical chunk"):
+        read_image(_with_raw_chunk(png, b"CRIT", b"?"))
+
+
+def test_a_kept_chunk_a_png_of_the_documents_mode_cannot_hold_is_listed():
+    doc = ImageDocument([Frame(_frames(n=1)[0])], metadata=Metadata(png_chunks=[PngChunk("bKGD", b"\x00\x01")]))
+    written = write_image(doc, "PNG")
+    assert written.dropped == ["PNG bKGD chunk (its 2 bytes do not fit a PNG of mode RGB)"]
+    assert b"bKGD" not in written.data
+
+
 def test_a_transparent_grey_pngs_significant_bits_gain_the_alpha_channel():
     info = PngImagePlugin.PngInfo()
     info.add(b"sBIT", b"\x04")
@@ -305,8 +335,11 @@ def test_metadata_round_trips_through_bytes():
     chunks = Metadata(png_chunks=[PngChunk("gAMA", GAMMA), PngChunk("prVa", b"", True)])
     assert not chunks.is_empty and Metadata.from_bytes(chunks.to_bytes()) == chunks
     assert chunks.summary() == ["PNG chunks: gAMA (4 bytes), prVa (0 bytes)"]
-    with pytest.raises(UnsupportedImageError, match="not a PNG chunk type"):
-        Metadata(png_chunks=[PngChunk("gA1A", GAMMA)]).to_bytes()
+    for kind in ("gA1A", "GAMA"):
+        with pytest.raises(UnsupportedImageError, match="not an ancillary PNG chunk type"):
+            Metadata(png_chunks=[PngChunk(kind, GAMMA)]).to_bytes()
+    with pytest.raises(DecodeError, match="pHYs repeats"):  # a forged stream: the resolution twice
+        Metadata.from_bytes(Metadata(dpi=(72.0, 72.0), png_chunks=[PngChunk("pHYs", bytes(9))]).to_bytes())
 
 
 def test_metadata_bytes_with_any_bit_flipped_are_refused():
