@@ -6,8 +6,8 @@
 
 Each variant is grown from the same start, trained for the same wall-clock minutes and measured on
 the central 128x128 crops of the validation split and of photos-unseen
-(:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin[-lrX][-newlrX][-START].json
-(X: a learning rate other than the usual; START: the start model's fingerprint); docs/ablations.md quotes
+(:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin[-lrX][-newlrX][-bf16][-START].json
+(X: a learning rate other than the usual; -bf16 with --bf16-hidden; START: the start model's fingerprint); docs/ablations.md quotes
 them. Run two at once on a 2-core machine with --threads 1 each.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ def table() -> str:
         changes = [f"{r[k + '_bpd'] / r[k + '_bpd_start'] - 1:+.2%}" if grown else "" for k in ("val", "unseen")]
         new_lr = "none" if r.get("new_lr") is None else f"{r['new_lr']:g}"
         lr = f"{r['lr']:g} ({new_lr})" if grown else f"{r['lr']:g}"
-        lines.append(f"| {r['variant']} | {r['start']} | {lr} | {r['minutes']:g} | {r['steps']} | {r['val_bpd']:.4f} | "
+        variant = r["variant"] + (" (bf16 hidden)" if r.get("bf16_hidden") else "")
+        lines.append(f"| {variant} | {r['start']} | {lr} | {r['minutes']:g} | {r['steps']} | {r['val_bpd']:.4f} | "
                      f"{changes[0]} | {r['unseen_bpd']:.4f} | {changes[1]} | {r['mac_per_pixel']:,} | "
                      f"{r['network_ms_256']:.0f} |")
     return "\n".join(lines)
@@ -50,6 +51,8 @@ if __name__ == "__main__":
                         "1e-3 from scratch, the variant's own when started warm)")
     parser.add_argument("--new-lr", type=float, default=1e-3,
                         help="learning rate of a grown variant's new, zero-initialised parts (default 1e-3; the rest: 5e-5)")
+    parser.add_argument("--bf16-hidden", action="store_true",
+                        help="train with the hidden layers in bfloat16 (icnn train --bf16-hidden); evaluation stays exact")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
@@ -60,7 +63,7 @@ if __name__ == "__main__":
         print(table())
     elif args.variant:
         result = run_ablation(args.variant, shared=SHARED, start=args.start, minutes=args.minutes, threads=args.threads,
-                              lr=args.lr, new_lr=args.new_lr,
+                              lr=args.lr, new_lr=args.new_lr, bf16_hidden=args.bf16_hidden,
                               progress=lambda line: print(line, file=sys.stderr, flush=True))
         print(save_result(result, FOLDER))
     else:

@@ -405,6 +405,10 @@ def _run_options(f):
     for option in reversed([
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads per process."),
+        click.option("--bf16-hidden", is_flag=True,
+                     help="Hidden layers convolve in bfloat16: about 1.5x faster on a CPU with AVX-512 BF16, the loss "
+                          "the same to about 0.01 %; heads and the codec's exact path are untouched. A resume may "
+                          "turn it on or off."),
         click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run folder)."),
         click.option("--warm", is_flag=True,
                      help="With --init, for an architecture the model cannot start with its own code (--colour-stage): "
@@ -439,7 +443,7 @@ def architecture_options(cfg: FlowConfig) -> list[str]:
 
 def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:
     names = ("steps", "batch_size", "lr", "warmup", "lr_halflife", "cooldown_from", "cooldown_halflife", "crop",
-             "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every")
+             "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every", "bf16_hidden")
     return TrainConfig(**{name: options[name] for name in names}, flow=flow.to_dict())
 
 

@@ -21,6 +21,10 @@ gradients. Under the L1 rule its float32 sums are exact too, so it computes what
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +38,23 @@ INPUT_LIMIT = LATENT_LIMIT  # ... clamped to +-255
 HIDDEN_MAX = ACT_MAX  # hidden activations are uint8 ...
 HIDDEN_FRAC = 5  # ... on a 2**-5 grid in a new network (a converted one has its own grid per layer)
 MIN_FRAC, MAX_FRAC = 1, 8  # the grids a hidden layer may use
+
+_bfloat16_hidden = contextvars.ContextVar("bfloat16_hidden", default=False)
+
+
+@contextlib.contextmanager
+def bfloat16_hidden_layers(enabled: bool = True) -> Iterator[None]:
+    """Training path only: inside, every network's hidden layers convolve in bfloat16 (about 1.5x faster
+    training on a CPU with AVX-512 BF16). Their operands are exact in bfloat16 (uint8 activations, latents
+    within +-255, weights within +-64, each times a power of two) and the products are summed in float32;
+    only the sum is rounded to bfloat16's 8 significant bits before it is rounded onto the uint8 grid, so
+    a few activations move by one step. The heads (13-bit weights, fine output grids) stay float32, and
+    the exact path is untouched."""
+    token = _bfloat16_hidden.set(enabled)
+    try:
+        yield
+    finally:
+        _bfloat16_hidden.reset(token)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -239,9 +260,10 @@ class QNet(nn.Module):
                 a = backend.conv(layer.kernel(), a)
             return a.double()
         a = quantize_input(x)
-        for layer in self.body:
-            a = layer(a)
-        return self.head(a)
+        with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=_bfloat16_hidden.get()):
+            for layer in self.body:
+                a = layer(a)
+        return self.head(a.float())
 
     def qconvs(self) -> list[QConv2d]:
         return [*self.body, self.head]

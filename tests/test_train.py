@@ -174,6 +174,16 @@ def test_a_resumed_run_may_be_given_a_cooldown_that_halves_the_lr_from_a_step_on
     assert json.loads((run_dir / "config.json").read_text())["cooldown_from"] == 7
 
 
+def test_a_resumed_run_may_switch_its_hidden_layers_to_bfloat16_and_back(dataset: Path, run_6: Path, tmp_path: Path) -> None:
+    run_dir = shutil.copytree(run_6, tmp_path / "run")
+    train(str(dataset), run_dir, tiny_config(8, bf16_hidden=True))
+    assert json.loads((run_dir / "config.json").read_text())["bf16_hidden"] is True
+    bpd = {r["step"]: r["bpd"] for r in log_records(run_dir)}
+    assert abs(bpd[8] - bpd[6]) < 0.05 * bpd[6]  # it trains on as it did, a little faster
+    train(str(dataset), run_dir, tiny_config(9))  # the same command without the option: float32 again
+    assert json.loads((run_dir / "config.json").read_text())["bf16_hidden"] is False
+
+
 def test_a_new_runs_initial_weights_are_a_function_of_its_seed(dataset: Path, tmp_path: Path) -> None:
     for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
         train(str(dataset), tmp_path / name, tiny_config(0, seed=seed))

@@ -117,6 +117,7 @@ class AblationResult:
     # colours (plus the bit that says which), as a codec offering that choice would code them.
     val_bpd_colour_choice: float | None = None
     unseen_bpd_colour_choice: float | None = None
+    bf16_hidden: bool = False  # trained with the hidden layers in bfloat16
 
     @property
     def val_gain(self) -> float:
@@ -177,11 +178,11 @@ def exact_network_ms(flow: IntegerFlow, side: int = 256, repeats: int = 3) -> fl
 
 def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: float = 20.0, threads: int = 1,
                  batch_size: int = 8, crop: int = 128, lr: float | None = None, new_lr: float = 1e-3, seed: int = 0,
-                 progress: Callable[[str], None] = print) -> AblationResult:
+                 bf16_hidden: bool = False, progress: Callable[[str], None] = print) -> AblationResult:
     """Train variant ``name`` from ``start`` for ``minutes`` of wall-clock time and measure it.
 
     ``lr`` (default: the variant's kind's) is the rate of the weights that the start gave; ``new_lr`` that of a
-    grown variant's new parts."""
+    grown variant's new parts; ``bf16_hidden`` trains with the hidden layers in bfloat16 (evaluation stays exact)."""
     variant = VARIANTS[name]
     torch.set_num_threads(threads)
     source_model = None if variant.scratch else resolve_model(start)
@@ -202,7 +203,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
     before = {k: evaluate_bpd(flow if variant.warm_lr is None else source, v, batch_size=16) for k, v in evals.items()}
     progress(f"{name}: start val {before['val']:.4f}, unseen {before['unseen']:.4f}")
     cfg = TrainConfig(steps=10**9, batch_size=batch_size, lr=lr, warmup=warmup, lr_halflife=10**6, crop=crop, seed=seed,
-                      flow=flow.cfg.to_dict())
+                      bf16_hidden=bf16_hidden, flow=flow.cfg.to_dict())
     images, _ = ImageSet.open(shared / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
     state = TrainState(flow, copy.deepcopy(flow), torch.optim.Adam(flow.parameters(), lr=lr), history={},
                        boost={p: 1 + m.float() * (new_lr / lr - 1) for p, m in new.items() if m.any()})
@@ -225,7 +226,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
         batch_size=batch_size, crop=crop, lr=lr, new_lr=new_lr if state.boost else None, val_bpd_start=before["val"], val_bpd=after["val"],
         unseen_bpd_start=before["unseen"], unseen_bpd=after["unseen"], mac_per_pixel=mac_per_pixel(state.ema),
         network_ms_256=exact_network_ms(state.ema), flow=flow.cfg.to_dict(),
-        val_bpd_colour_choice=choice.get("val"), unseen_bpd_colour_choice=choice.get("unseen"))
+        val_bpd_colour_choice=choice.get("val"), unseen_bpd_colour_choice=choice.get("unseen"), bf16_hidden=bf16_hidden)
     progress(f"{name}: {state.step} steps; val {before['val']:.4f} -> {after['val']:.4f}, "
              f"unseen {before['unseen']:.4f} -> {after['unseen']:.4f}; {result.mac_per_pixel} MAC/pixel, "
              f"networks {result.network_ms_256:.0f} ms per 256x256 plane")
@@ -241,6 +242,7 @@ def save_result(result: AblationResult, folder: Path) -> Path:
         lr = f"-lr{result.lr:g}" if warm or result.lr != GROWN_LR else ""
         lr += "" if result.new_lr in (None, 1e-3) else f"-newlr{result.new_lr:g}"
     start = "" if result.start == "scratch" else "-" + result.start.split()[-1]  # the start's fingerprint
-    path = folder / f"{result.variant}-{result.minutes:g}min{lr}{start}.json"
+    precision = "-bf16" if result.bf16_hidden else ""
+    path = folder / f"{result.variant}-{result.minutes:g}min{lr}{precision}{start}.json"
     path.write_text(json.dumps(asdict(result), indent=1) + "\n")
     return path

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..flow import FlowConfig, IntegerFlow
 from ..planes import training_input
+from ..quant import bfloat16_hidden_layers
 from .data import ImageSet
 from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
 from .surgery import grow_from, warm_start
@@ -264,7 +265,8 @@ def train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg:
     x = training_input(batch, device)
     for g in state.optimizer.param_groups:
         g["lr"] = learning_rate(cfg, state.step)
-    loss = loss_module(x).mean() / x[0].numel()
+    with bfloat16_hidden_layers(cfg.bf16_hidden):
+        loss = loss_module(x).mean() / x[0].numel()
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.flow.parameters(), 100.0)

@@ -49,6 +49,7 @@ class TrainConfig:
     eval_images: int = 500
     checkpoint_every: int = 200
     log_every: int = 20
+    bf16_hidden: bool = False  # hidden layers convolve in bfloat16 (quant.bfloat16_hidden_layers)
     flow: dict = field(default_factory=lambda: FlowConfig().to_dict())
 
 
@@ -74,9 +75,9 @@ def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     cfg_path = run_dir / CONFIG
     if cfg_path.exists():
         saved = TrainConfig(**json.loads(cfg_path.read_text()))
-        # What a resume may change: the total, where to evaluate, and a cooldown (an
-        # annealing phase decided once the run has plateaued).
-        saved.steps = cfg.steps
+        # What a resume may change: the total, where to evaluate, a cooldown (an annealing
+        # phase decided once the run has plateaued) and the hidden layers' arithmetic.
+        saved.steps, saved.bf16_hidden = cfg.steps, cfg.bf16_hidden
         if cfg.cooldown_from:
             saved.cooldown_from, saved.cooldown_halflife = cfg.cooldown_from, cfg.cooldown_halflife
         saved.eval_data = cfg.eval_data or saved.eval_data
