@@ -8,7 +8,8 @@
 # device tool with carry [".gpu"]:   rm -rf /tmp/probe /tmp/run; T=530 LR=8e-4 bash scripts/gpu/run.sh
 # (a machine still warm from an earlier call keeps /tmp: remove the old run folders, as above).
 # Environment: T (seconds, 530), LR (peak, 8e-4), BATCH (64), CROP (128), DEV (cuda), LOCAL (set:
-# constriction is installed already, as on a development machine).
+# constriction is installed already, as on a development machine), BF16 (set: --bf16-hidden, measured
+# on CPUs only so far: compare the probe's steps/s with and without it first).
 # On an H200, batches of 64 crops of 128x128 kept the GPU 35-55 % busy in 8 GB (docs/ablations.md):
 # larger batches should cost little more time per step.
 set -u
@@ -27,7 +28,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 # cuDNN may time its algorithms: a training run's crops all have one size.
 ICNN='import sys, torch; torch.backends.cudnn.benchmark = True; sys.argv[0] = "icnn"; from icnn_codec.cli import main; main()'
 COMMON="--init .gpu/init.npz $(cat .gpu/arch) --crop ${CROP:-128} --batch-size ${BATCH:-64} --device ${DEV:-cuda} \
-    --eval .gpu/heldout.npz"
+    --eval .gpu/heldout.npz ${BF16:+--bf16-hidden}"
 
 python3 -c "$ICNN" train .gpu/data -o /tmp/probe $COMMON --lr 1e-5 --warmup 1 --steps 30 --log-every 10 \
     --eval-every 30 --checkpoint-every 100000 2>&1 | tee "$OUT/probe.log"
