@@ -60,10 +60,11 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _GIF_ICC_APP, _GIF_XMP_APP = b"ICCRGBG1012", b"XMP DataXMP"  # application extension ids (with auth code)
 _XMP_MAGIC_TRAILER = bytes([1, *range(255, -1, -1)])  # follows XMP in a GIF, so block walkers skip it
 _PNG_COLOUR_TYPES = {2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
-# PNG chunks a document holds in its own fields (pixels, frames, ICC, resolution, EXIF, text): every other
+# PNG chunks a document holds in its own fields (pixels, frames, ICC, resolution, EXIF): every other
 # ancillary chunk is kept as it is, in :attr:`Metadata.png_chunks`.
-_PNG_CHUNKS_HELD = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"iCCP", b"pHYs", b"eXIf", b"tEXt",
-                              b"zTXt", b"iTXt", b"acTL", b"fcTL", b"fdAT"})
+_PNG_CHUNKS_HELD = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"iCCP", b"pHYs", b"eXIf", b"acTL",
+                              b"fcTL", b"fdAT"})
+_PNG_TEXT = frozenset({b"tEXt", b"zTXt", b"iTXt"})  # held as Metadata.text, unless text cannot hold them as they are
 _PNG_PALETTE_ONLY = frozenset({b"hIST"})  # describes the palette, which a document does not keep
 _MODE_CHANNELS = {"L": "g", "I;16": "g", "LA": "ga", "RGB": "rgb", "RGBA": "rgba"}
 _PNG_TYPE_CHANNELS = {0: "g", 2: "rgb", 3: "rgb", 4: "ga", 6: "rgba"}
@@ -281,30 +282,34 @@ def read_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         icc, xmp = _gif_icc_and_xmp(data)
         doc.metadata.icc, doc.metadata.xmp = doc.metadata.icc or icc, doc.metadata.xmp or xmp
     if doc.format == "PNG":
-        doc.metadata.png_chunks = _png_chunks(data, doc.mode, doc.metadata)
+        doc.metadata.png_chunks, texts = _png_chunks(data, doc.mode, doc.metadata)
+        for key in texts:  # kept as their chunks, every one of them
+            doc.metadata.text.pop(key, None)
     return doc
 
 
-def _png_chunks(data: bytes, mode: str, meta: Metadata) -> list[PngChunk]:
+def _png_chunks(data: bytes, mode: str, meta: Metadata) -> tuple[list[PngChunk], set[str]]:
     """A PNG's ancillary chunks that Pillow does not read into the document (``meta``), which Pillow would
-    drop. The two whose layout follows the colour type (background, significant bits) are put in the
-    document mode's layout: a palette PNG becomes RGB or RGBA, a transparent grey or RGB one gains alpha,
-    1, 2 and 4-bit grey become 8-bit. An unknown critical chunk is refused, as the PNG standard asks."""
-    chunks, pos, header, palette, seen_image = [], 8, b"", b"", False
-    while pos + 12 <= len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        if pos + 12 + length > len(data):
-            break  # a truncated last chunk: Pillow read the pixels before it
-        body, pos = data[pos + 8:pos + 8 + length], pos + 12 + length
+    drop, and the text keywords those chunks hold instead of ``meta.text``. The two chunks whose layout
+    follows the colour type (background, significant bits) are put in the document mode's layout: a
+    palette PNG becomes RGB or RGBA, a transparent grey or RGB one gains alpha, 1, 2 and 4-bit grey
+    become 8-bit. An unknown critical chunk is refused, as the PNG standard asks."""
+    listed = _png_chunk_list(data)
+    keywords = [body.partition(b"\0")[0] for kind, body in listed if kind in _PNG_TEXT]
+    repeated = {k for k in keywords if keywords.count(k) > 1}
+    chunks, texts, header, palette, seen_image = [], set(), b"", b"", False
+    for kind, body in listed:
         if kind == b"IHDR":
             header = body
         elif kind == b"PLTE":
             palette = body
         elif kind in (b"IDAT", b"fdAT"):
             seen_image = True
-        elif kind == b"IEND":
-            break
-        if _held_by_document(kind, meta):
+        if kind in _PNG_TEXT:
+            if _text_held(kind, body, meta, repeated):
+                continue
+            texts.add(body.partition(b"\0")[0].decode("latin-1"))
+        elif _held_by_document(kind, meta):
             continue
         if not _is_ancillary_chunk_type(kind):
             raise UnsupportedImageError(f"PNG with an unknown critical chunk {kind.decode('latin-1')!r}: it may change what the pixels mean")
@@ -314,7 +319,39 @@ def _png_chunks(data: bytes, mode: str, meta: Metadata) -> list[PngChunk]:
         elif kind == b"sBIT":
             body = _significant_bits_in_mode(body, colour_type, mode)
         chunks.append(PngChunk(kind.decode("ascii"), bytes(body), seen_image))
-    return chunks
+    return chunks, texts
+
+
+def _png_chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, data) of each chunk of a PNG up to IEND; a truncated last chunk is left out (Pillow read
+    the pixels before it)."""
+    listed, pos = [], 8
+    while pos + 12 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if pos + 12 + length > len(data):
+            break
+        listed.append((kind, data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    return listed
+
+
+def _text_held(kind: bytes, body: bytes, meta: Metadata, repeated: set[bytes]) -> bool:
+    """Whether ``meta`` holds a text chunk as it is: Pillow read it into the text (or the XMP), no other
+    text chunk has its keyword, and an iTXt has no language tag or translated keyword, which the text
+    has no room for."""
+    keyword, _, rest = body.partition(b"\0")
+    key = keyword.decode("latin-1")
+    if key == XMP_PNG_KEY:
+        return meta.xmp is not None
+    if keyword in repeated:
+        return False
+    if kind == b"iTXt":
+        language_and_translation = rest[2:].split(b"\0", 2)
+        if len(language_and_translation) < 3 or any(language_and_translation[:2]):
+            return False
+    return key in meta.text
 
 
 def _background_in_mode(body: bytes, colour_type: int | None, depth: int, palette: bytes) -> bytes:

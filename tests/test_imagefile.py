@@ -288,6 +288,24 @@ def test_a_palette_pngs_background_and_significant_bits_follow_it_into_rgb_and_i
     assert [c.kind for c in read_image(written.data).metadata.png_chunks] == ["sBIT", "bKGD"]
 
 
+def test_text_chunks_the_text_cannot_hold_as_they_are_stay_chunks():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "first")
+    info.add_text("Author", "Zoë")
+    info.add_text("Comment", "second")  # a keyword twice: the text would keep only the last
+    info.add_itxt("Title", "Ein Test", lang="de", tkey="Titel")  # the text has no room for the language
+    buffer = io.BytesIO()
+    Image.fromarray(_frames(n=1)[0]).save(buffer, "PNG", pnginfo=info)
+    doc = read_image(buffer.getvalue())
+    assert doc.metadata.text == {"Author": "Zoë"}
+    assert [c.kind for c in doc.metadata.png_chunks] == ["tEXt", "tEXt", "iTXt"]
+    assert Metadata.from_bytes(doc.metadata.to_bytes()) == doc.metadata
+    written = write_image(doc, "PNG")
+    assert written.dropped == [] and read_image(written.data).metadata == doc.metadata
+    with Image.open(io.BytesIO(written.data)) as im:
+        assert im.text["Title"].lang == "de" and im.text["Title"].tkey == "Titel"
+
+
 def test_a_low_depth_grey_pngs_background_scales_with_its_pixels():
     import struct
     import zlib
