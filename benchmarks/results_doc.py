@@ -331,17 +331,21 @@ SECTIONS = [
     Section("cifar10", "CIFAR-10 test1k", "python benchmarks/cifar10.py", cifar10_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit model 97f3, before its conversion to the 8-bit "
                       "db68 (+0.41 % on test1k[:200], `python benchmarks/conversion.py`)."}),
-    Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True),
+    Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True, run_notes={
+        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
     Section("photo_val", "Photographs: the photo model's validation split", "python benchmarks/photo_val.py",
-            photo_val_text, plot=True),
+            photo_val_text, plot=True, run_notes={
+        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
     Section("photos_unseen", "Photographs from unseen sources", "python benchmarks/photos_unseen.py",
-            photos_unseen_text, plot=True),
+            photos_unseen_text, plot=True, run_notes={
+        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
     Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit models 7df7 and 2a19, before their conversion "
                       "to the 8-bit 90ab and 90db."}),
-    Section("graphics", "Graphics", "python benchmarks/graphics.py", graphics_text, plot=True),
+    Section("graphics", "Graphics", "python benchmarks/graphics.py", graphics_text, plot=True, run_notes={
+        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
     Section("graphics_images", "Graphics, image by image", "python benchmarks/graphics.py", graphics_images_text),
     Section("classic_trials", "Classic trials", "python benchmarks/classic_trials.py", classic_trials_text),
     Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),
@@ -374,7 +378,7 @@ the benchmark scripts write; edit the scripts, not this page.*
 Every figure is measured on this project's 2-core virtual machines, CPU only; each table names its
 machine and date. *bpd* counts every byte of the files as written (one file per image, headers
 included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image (untiled, float
-path, padding included, no scale offsets) plus the exact code length of its strips, so the gap is
+path, padding included, no scale offsets; with a colour stage, in the shorter colour mode plus a bit) plus the exact code length of its strips, so the gap is
 roughly the container, tiling and coder overhead less what the encoder's scale offsets save (on
 photographs the files can be smaller than the nll). Speeds are raw pixel MB per wall-clock second
 inside the codec calls; memory is the peak RSS above the start. The README's summary table is copied

@@ -41,6 +41,7 @@ import torch
 
 from .. import codec as icodec
 from ..errors import ModelError
+from ..flow import IntegerFlow
 from ..payload import batches
 from ..planes import flow_shape, pad_plane, planes_of, training_input
 from ..progress import Progress
@@ -210,9 +211,10 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
     codec gives the model (a grey image's plane packs three neighbours per position): the flow's
     part of each plane, padding included, plus the exact code length of its strips.
 
-    Same-size images share batches. Divided by the real pixel count this is the bpd an ideal
-    coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is the
-    coder's, the header's and the tiling's cost less what the offsets save.
+    Same-size images share batches. With a colour stage each plane counts in the colour mode the codec
+    would choose (the shorter, plus the bit that names it). Divided by the real pixel count this is the
+    bpd an ideal coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is
+    the coder's, the header's and the tiling's cost less what the offsets save.
     """
     by_shape: dict[tuple, list[np.ndarray]] = {}
     total = 0.0
@@ -227,8 +229,15 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
             # batches of the codec's size in pixels: 64 photos at once would take gigabytes per layer
             for part in batches(len(planes), shape[0] * shape[1], ICNN_BATCH):
                 x = training_input(np.stack(planes[part]))
-                total += float(model.flow.nll_bits(x).double().sum())
+                total += float(_nll_bits_in_chosen_colour_mode(model.flow, x).double().sum())
     return total
+
+
+def _nll_bits_in_chosen_colour_mode(flow: IntegerFlow, x: torch.Tensor) -> torch.Tensor:
+    if flow.colour is None:
+        return flow.nll_bits(x)
+    coloured, unmixed = (flow.nll_bits(x, torch.full((x.shape[0],), plain)) for plain in (False, True))
+    return torch.minimum(coloured, unmixed) + 1
 
 
 CLEAR_REFS = "/proc/self/clear_refs"
