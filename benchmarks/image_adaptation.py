@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -59,12 +58,14 @@ def crop_and_band(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top, left = (h - EVAL_CROP) // 2, (w - EVAL_CROP) // 2
     crop = img[top : top + EVAL_CROP, left : left + EVAL_CROP]
     rows, cols = BAND
-    b_top, b_left = max(0, top - rows), max(0, min(w - cols, (w - cols) // 2))
+    b_top, b_left = max(0, top - rows), max(0, (w - cols) // 2)
     return crop, img[b_top : b_top + rows, b_left : b_left + cols]
 
 
 def bits(flow: IntegerFlow, pixels: np.ndarray) -> torch.Tensor:
-    return flow.nll_bits(training_input(pixels[None], "cpu")).sum() / pixels.size
+    """The training path's bpd, in the colour mode the codec would choose (with a colour stage)."""
+    x = training_input(pixels[None], "cpu")
+    return (flow.nll_bits(x) if flow.colour is None else flow.shorter_colour_mode_bits(x)).sum() / pixels.size
 
 
 def coded_bpd(flow: IntegerFlow, pixels: np.ndarray) -> float:
@@ -114,8 +115,6 @@ def main() -> None:
     torch.manual_seed(0)
     model = resolve_model(args.model)
     flow = model.flow
-    if flow.colour is not None:  # each crop in the shorter of its two colour modes, as the codec codes it
-        flow.cfg = replace(flow.cfg, colour_choice=True)
     flow.eval()
     _, held = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
     sets = {"val": held, "unseen": ImageSet.open(SHARED / "data" / "photos-unseen")}

@@ -317,6 +317,12 @@ def image_adaptation_text(r: Result) -> str:
     )
 
 
+# The photo model's tables of 2026-11-30 were measured before `icnn bench` counted each image's nll in the
+# colour mode the codec chooses.
+NLL_IN_THE_STAGES_MODE = ("This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour "
+                          "mode per image, as the codec does.")
+
+
 @dataclass
 class Section:
     name: str  # benchmarks/results/NAME.md
@@ -332,20 +338,20 @@ SECTIONS = [
         "2026-11-26": "This run was made in format 6 with the 12-bit model 97f3, before its conversion to the 8-bit "
                       "db68 (+0.41 % on test1k[:200], `python benchmarks/conversion.py`)."}),
     Section("photos", "Photographs: scikit-image", "python benchmarks/photos.py", photos_text, plot=True, run_notes={
-        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
+        "2026-11-30": NLL_IN_THE_STAGES_MODE}),
     Section("photo_val", "Photographs: the photo model's validation split", "python benchmarks/photo_val.py",
             photo_val_text, plot=True, run_notes={
-        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
+        "2026-11-30": NLL_IN_THE_STAGES_MODE}),
     Section("photo_val_sources", "The validation split by source", "python benchmarks/photo_val.py",
             photo_val_sources_text),
     Section("photos_unseen", "Photographs from unseen sources", "python benchmarks/photos_unseen.py",
             photos_unseen_text, plot=True, run_notes={
-        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
+        "2026-11-30": NLL_IN_THE_STAGES_MODE}),
     Section("grey", "Grey photographs", "python benchmarks/grey.py", grey_text, plot=True, run_notes={
         "2026-11-26": "This run was made in format 6 with the 12-bit models 7df7 and 2a19, before their conversion "
                       "to the 8-bit 90ab and 90db."}),
     Section("graphics", "Graphics", "python benchmarks/graphics.py", graphics_text, plot=True, run_notes={
-        "2026-11-30": "This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour mode per image, as the codec does."}),
+        "2026-11-30": NLL_IN_THE_STAGES_MODE}),
     Section("graphics_images", "Graphics, image by image", "python benchmarks/graphics.py", graphics_images_text),
     Section("classic_trials", "Classic trials", "python benchmarks/classic_trials.py", classic_trials_text),
     Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),

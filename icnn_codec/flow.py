@@ -254,6 +254,11 @@ class IntegerFlow(nn.Module):
             for g in self.forward(x, plain):
                 total = total + priors.mixture_bits(g.z, g.mu, g.log_scale, g.logits).flatten(1).sum(1)
             return total
+        return self.shorter_colour_mode_bits(x)
+
+    def shorter_colour_mode_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """-log2 p(x) per image in the colour mode the codec would choose for it (the shorter, plus the bit
+        that names it), whatever ``cfg.colour_choice`` says; gradients (if enabled) flow through that mode."""
         with torch.no_grad():
             coloured = self.nll_bits(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device))
             unmixed = self.nll_bits(x, torch.ones(x.shape[0], dtype=torch.bool, device=x.device))

@@ -297,10 +297,11 @@ def _png_chunks(data: bytes, mode: str, meta: Metadata) -> tuple[list[PngChunk],
     listed = _png_chunk_list(data)
     keywords = [body.partition(b"\0")[0] for kind, body in listed if kind in _PNG_TEXT]
     repeated = {k for k in keywords if keywords.count(k) > 1}
-    chunks, texts, header, palette, seen_image = [], set(), b"", b"", False
+    chunks, texts, palette, seen_image = [], set(), b"", False
+    depth, colour_type = 8, None
     for kind, body in listed:
-        if kind == b"IHDR":
-            header = body
+        if kind == b"IHDR" and len(body) == 13:
+            depth, colour_type = body[8], body[9]
         elif kind == b"PLTE":
             palette = body
         elif kind in (b"IDAT", b"fdAT"):
@@ -313,7 +314,6 @@ def _png_chunks(data: bytes, mode: str, meta: Metadata) -> tuple[list[PngChunk],
             continue
         if not _is_ancillary_chunk_type(kind):
             raise UnsupportedImageError(f"PNG with an unknown critical chunk {kind.decode('latin-1')!r}: it may change what the pixels mean")
-        depth, colour_type = (header[8], header[9]) if len(header) == 13 else (8, None)
         if kind == b"bKGD":
             body = _background_in_mode(body, colour_type, depth, palette)
         elif kind == b"sBIT":
@@ -832,9 +832,9 @@ def _png_chunks_to_write(meta: Metadata, mode: str) -> tuple[list[PngChunk], lis
     (the PNG has no palette), a background or significant bits of another colour type's layout, or
     one that would repeat what the writer writes from the document itself."""
     chunks, dropped = [], []
+    sizes = {b"bKGD": 2 if _MODE_CHANNELS[mode][0] == "g" else 6, b"sBIT": len(_MODE_CHANNELS[mode])}
     for chunk in meta.png_chunks:
         kind = chunk.kind.encode("ascii", "replace")
-        sizes = {b"bKGD": 2 if _MODE_CHANNELS[mode][0] == "g" else 6, b"sBIT": len(_MODE_CHANNELS[mode])}
         if kind in _PNG_PALETTE_ONLY:
             dropped.append(f"PNG {chunk.kind} chunk (it describes a palette, and the image is written without one)")
         elif kind in sizes and len(chunk.data) != sizes[kind]:

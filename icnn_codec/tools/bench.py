@@ -41,7 +41,6 @@ import torch
 
 from .. import codec as icodec
 from ..errors import ModelError
-from ..flow import IntegerFlow
 from ..payload import batches
 from ..planes import flow_shape, pad_plane, planes_of, training_input
 from ..progress import Progress
@@ -229,15 +228,10 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
             # batches of the codec's size in pixels: 64 photos at once would take gigabytes per layer
             for part in batches(len(planes), shape[0] * shape[1], ICNN_BATCH):
                 x = training_input(np.stack(planes[part]))
-                total += float(_nll_bits_in_chosen_colour_mode(model.flow, x).double().sum())
+                flow = model.flow
+                bits = flow.nll_bits(x) if flow.colour is None else flow.shorter_colour_mode_bits(x)
+                total += float(bits.double().sum())
     return total
-
-
-def _nll_bits_in_chosen_colour_mode(flow: IntegerFlow, x: torch.Tensor) -> torch.Tensor:
-    if flow.colour is None:
-        return flow.nll_bits(x)
-    coloured, unmixed = (flow.nll_bits(x, torch.full((x.shape[0],), plain)) for plain in (False, True))
-    return torch.minimum(coloured, unmixed) + 1
 
 
 CLEAR_REFS = "/proc/self/clear_refs"
