@@ -224,3 +224,33 @@ def test_baselines_run_on_one_thread_and_jpegxl_mt_on_every_core(monkeypatch: py
     bench.REGISTRY["jpegxl-mt"](None).encode(pixels)
     assert seen == [1, 7]
     assert "jpegxl-mt" not in bench.DEFAULT_CODECS  # the default bench compares with one-thread baselines
+
+
+def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
+    """benchmarks/local_ar.py's figures are code lengths only if each pixel's mixture depends on the
+    pixels above it and to its left alone; its decode timing runs the same networks pixel by pixel."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import local_ar
+    finally:
+        sys.path.pop(0)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = local_ar.LocalAR(kernel=5, width=16, blocks=1, components=2)
+    x = torch.rand(1, 3, 9, 9, requires_grad=True)
+    model(x)[0, :, 4, 4].sum().backward()
+    seen = x.grad[0].abs().sum(0) > 0
+    expected = torch.zeros(9, 9, dtype=torch.bool)
+    expected[2:4, 2:7] = True  # two rows above, two columns either side
+    expected[4, 2:4] = True  # two to the left in its own row
+    assert torch.equal(seen, expected)
+    pixels = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    bits = local_ar.bits_per_pixel(local_ar.to_unit(pixels), model(local_ar.to_unit(pixels)), 2)
+    assert bits.shape == (2, 8, 8) and bool((bits > 0).all())
+    assert local_ar.wavefront_decode_ms(model, planes=2, side=16) > 0
+    # and the mixture is a distribution: its 256^3 colours' probabilities add up to 1
+    params = model(torch.zeros(1, 3, 1, 1)).detach()
+    values = torch.stack(torch.meshgrid(*[torch.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 1, 1, 3)
+    total = sum(float(torch.exp2(-local_ar.bits_per_pixel(local_ar.to_unit(chunk), params.expand(len(chunk), -1, 1, 1), 2)).sum())
+                for chunk in values.split(2**20))
+    assert abs(total - 1) < 1e-3
