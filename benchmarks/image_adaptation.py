@@ -64,8 +64,7 @@ def crop_and_band(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def bits(flow: IntegerFlow, pixels: np.ndarray) -> torch.Tensor:
     """The training path's bpd, in the colour mode the codec would choose (with a colour stage)."""
-    x = training_input(pixels[None], "cpu")
-    return (flow.nll_bits(x) if flow.colour is None else flow.shorter_colour_mode_bits(x)).sum() / pixels.size
+    return flow.shorter_colour_mode_bits(training_input(pixels[None], "cpu")).sum() / pixels.size
 
 
 def coded_bpd(flow: IntegerFlow, pixels: np.ndarray) -> float:

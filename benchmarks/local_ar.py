@@ -20,6 +20,7 @@ Results: benchmarks/results/local_ar/kK-wW-bB-cC-Nmin.json; docs/ablations.md qu
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -126,8 +127,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
         images, held = ImageSet.open(cifar10).split_holdout(CIFAR10_HOLDOUT_EVERY)
         evals = {"held_out": torch.from_numpy(held.first(None))}
     model = LocalAR(kernel, width, blocks, components)
-    ema = LocalAR(kernel, width, blocks, components)
-    ema.load_state_dict(model.state_dict())
+    ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, curve, trained = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
@@ -151,7 +151,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
             curve.append({"minutes": (len(curve) + 1) * eval_every, "steps": step,
                           **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()}})
             print(f"held out after {curve[-1]['minutes']:g} min: {curve[-1]}", file=sys.stderr, flush=True)
-            start += time.monotonic() - start - elapsed
+            start = time.monotonic() - elapsed
         if time.monotonic() - saved_at > 300:
             save()
             saved_at = time.monotonic()

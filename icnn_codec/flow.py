@@ -258,7 +258,10 @@ class IntegerFlow(nn.Module):
 
     def shorter_colour_mode_bits(self, x: torch.Tensor) -> torch.Tensor:
         """-log2 p(x) per image in the colour mode the codec would choose for it (the shorter, plus the bit
-        that names it), whatever ``cfg.colour_choice`` says; gradients (if enabled) flow through that mode."""
+        that names it), whatever ``cfg.colour_choice`` says; gradients (if enabled) flow through that mode.
+        Without a colour stage there is one mode and no bit: the plain ``nll_bits``."""
+        if self.colour is None:
+            return self.nll_bits(x)
         with torch.no_grad():
             coloured = self.nll_bits(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device))
             unmixed = self.nll_bits(x, torch.ones(x.shape[0], dtype=torch.bool, device=x.device))

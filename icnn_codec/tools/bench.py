@@ -228,9 +228,7 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
             # batches of the codec's size in pixels: 64 photos at once would take gigabytes per layer
             for part in batches(len(planes), shape[0] * shape[1], ICNN_BATCH):
                 x = training_input(np.stack(planes[part]))
-                flow = model.flow
-                bits = flow.nll_bits(x) if flow.colour is None else flow.shorter_colour_mode_bits(x)
-                total += float(bits.double().sum())
+                total += float(model.flow.shorter_colour_mode_bits(x).double().sum())
     return total
 
 
