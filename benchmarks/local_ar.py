@@ -1,7 +1,8 @@
 """A local autoregressive model, trained for a fixed budget beside the flow's harness.
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
-        [--eval-every MIN] [--lr-halflife STEPS] [--checkpoint FILE] [--threads 1]
+        [--exact-ready] [--eval-every MIN] [--lr-halflife STEPS] [--checkpoint FILE] [--threads 1]
+    python benchmarks/local_ar.py --measure --checkpoint FILE [--exact-ready --blocks 4 --components 1] [--width 64]
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
@@ -12,10 +13,15 @@ above and to the left within k // 2, never the pixel itself), then residual bloc
 convolutions, then a mixture of discretised logistics per pixel whose green mean leans on red and
 whose blue mean leans on red and green (PixelCNN++'s coupling of a pixel's colours). It is trained
 from random weights on the same crops as `benchmarks/ablate.py` and measured on the same held-out
-central 128x128 crops (validation split and photos-unseen), by the training path's code length: a
-figure to set beside the harness's rows, not a codec (there is no exact table or decoder for it).
+central 128x128 crops (validation split and photos-unseen), by the training path's code length.
 
-Results: benchmarks/results/local_ar/kK-wW-bB-cC-Nmin.json; docs/ablations.md quotes them.
+``--exact-ready`` trains the same shape in the codec's exact 8-bit arithmetic instead
+(:class:`ExactReadyAR`: fixed-point layers, parameters on the codec's grids). With one logistic per
+sample it is codable: :class:`WavefrontCoder` is a prototype exact coder for it (integer table rows
+cut to 0..255, a scale offset per image, pixels decoded line by line), and ``--measure`` gives
+its held-out figures as that coder's code lengths as well.
+
+Results: benchmarks/results/local_ar/[x]kK-wW-bB-cC-Nmin.json; docs/ablations.md quotes them.
 """
 from __future__ import annotations
 
@@ -27,11 +33,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from common import RESULTS, SHARED
 from torch import nn
 
+from icnn_codec import priors
+from icnn_codec.quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv
 from icnn_codec.training.ablation import HOLDOUT_EVERY, held_out_crops
 from icnn_codec.training.data import ImageSet
 
@@ -77,6 +86,302 @@ class LocalAR(nn.Module):
         return first + len(self.blocks) * 2 * width * width + width * 10 * self.components
 
 
+    def bits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Code length in bits of each pixel of uint8-valued (B, 3, H, W) images, (B, H, W)."""
+        x = pixels / 127.5 - 1
+        return bits_per_pixel(x, self(x), self.components)
+
+
+class MaskedQConv2d(QConv2d):
+    """A fixed-point k x k convolution (see ``quant.QConv2d``) whose weights outside the causal mask
+    (the rows above, the pixels to the left) are held at zero."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        k = self.conv.kernel_size[0]
+        mask = torch.zeros(k, k)
+        mask[: k // 2] = 1
+        mask[k // 2, : k // 2] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.conv.weight.mul_(self.mask)
+        return super().forward(a)
+
+
+def edge_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor) -> torch.Tensor:
+    """-log2 P(z) for samples 0..255 under discretised logistics on the codec's grids, the mass below 0
+    and above 255 folded onto the two end values (an exact table row can fold it by integer sums)."""
+    inside = priors.discretized_logistic_bits(z, mu, log2_s)
+    inv_s = torch.pow(2.0, -log2_s)
+    low = -F.logsigmoid((0.5 - mu) * inv_s) / math.log(2)
+    high = -F.logsigmoid((mu - 254.5) * inv_s) / math.log(2)
+    return torch.where(z < 0.5, low, torch.where(z > 254.5, high, inside))
+
+
+class ExactReadyAR(nn.Module):
+    """The local AR in the codec's exact 8-bit arithmetic: what a decoder could run bit for bit.
+
+    A masked k x k fixed-point convolution of the centred samples (x - 128, read as x / 64), ``depth``
+    1x1 layers (uint8 activations, ReLU with a cap, no residual sums), and a 13-bit head giving, for
+    each of ``components`` logistics of a pixel, each sample's mean on the 1/16 grid and log2 scale on
+    the 1/8 grid (the codec's tables) and three colour coefficients on a 1/64 grid: green's mean moves
+    by a (r - 128), blue's by b (r - 128) + c (g - 128), each term floored onto the mean's grid; with
+    several, weight logits on the base-2 grid of ``priors.mixture_bits``. A linear masked k x k
+    predictor (13-bit weights) adds to every mean, so the network learns a correction to it."""
+
+    def __init__(self, kernel: int = 7, width: int = 64, depth: int = 4, components: int = 1) -> None:
+        super().__init__()
+        self.components = components
+        mu_lo, mu_hi = priors.mu_bounds_q()
+        ls_lo, ls_hi = priors.ls_bounds_q()
+        lg = priors.LOGIT_LIMIT * 2**priors.LOGIT_FRAC
+        logits = components if components > 1 else 0
+        self.first = MaskedQConv2d(3, width, kernel, INPUT_FRAC, HIDDEN_FRAC, 0.0, 255.0, signed_input=True)
+        self.hidden = nn.ModuleList(hidden_conv(width, width, 1, HIDDEN_FRAC) for _ in range(depth))
+        self.head = QConv2d(width, 9 * components + logits, 1, HIDDEN_FRAC,
+                            out_frac=([priors.MU_FRAC] * 3 + [priors.LS_FRAC] * 3 + [6] * 3) * components
+                            + [priors.LOGIT_FRAC] * logits,
+                            out_lo=([mu_lo] * 3 + [ls_lo] * 3 + [-64.0] * 3) * components + [-lg] * logits,
+                            out_hi=([mu_hi] * 3 + [ls_hi] * 3 + [64.0] * 3) * components + [lg] * logits,
+                            zero_init=True, split=True)
+        self.linear = MaskedQConv2d(3, 3, kernel, INPUT_FRAC, priors.MU_FRAC, mu_lo, mu_hi, zero_init=True,
+                                    signed_input=True, split=True)
+        with torch.no_grad():
+            for k in range(components):  # wide at first, the components' scales spread apart
+                self.head.conv.bias[9 * k + 3 : 9 * k + 6] = 2.0 + k - (components - 1) / 2
+            r = kernel // 2
+            for c in range(3):  # start from the mean of the left and upper neighbours
+                self.linear.conv.weight[c, c, r, r - 1] = self.linear.conv.weight[c, c, r - 1, r] = 32.0
+
+    def bits(self, pixels: torch.Tensor) -> torch.Tensor:
+        mu, log2_s, logits = self.parameters_of(pixels)
+        bits = edge_logistic_bits(pixels.unsqueeze(1), mu, log2_s).sum(2)  # (B, K, H, W)
+        if logits is None:
+            return bits[:, 0]
+        log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
+        return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0)
+
+    def parameters_of(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Training path: each component's means and log2 scales (B, K, 3, H, W) on their grids, and
+        the components' weight logits (B, K, H, W; None for one)."""
+        a = (pixels - 128) / 2**INPUT_FRAC
+        h = self.first(a)
+        for layer in self.hidden:
+            h = layer(h)
+        out = self.head(h)
+        b, _, height, width = out.shape
+        k = self.components
+        per = out[:, : 9 * k].reshape(b, k, 9, height, width)
+        mu = self.linear(a).unsqueeze(1) + per[:, :, 0:3] + 128
+        log2_s, coef = per[:, :, 3:6], per[:, :, 6:9]
+        r, g = pixels[:, None, 0:1] - 128, pixels[:, None, 1:2] - 128
+        floor_ste = lambda t: t + (torch.floor(t) - t).detach()  # noqa: E731
+        shift = torch.cat([torch.zeros_like(mu[:, :, :1]), floor_ste(coef[:, :, 0:1] * r * 16) / 16,
+                           floor_ste((coef[:, :, 1:2] * r + coef[:, :, 2:3] * g) * 16) / 16], dim=2)
+        return mu + shift, log2_s, out[:, 9 * k :] if k > 1 else None
+
+    def freeze(self) -> None:
+        """Fix the integer parameters of every layer for the exact path."""
+        for layer in (self.first, *self.hidden, self.head, self.linear):
+            with torch.no_grad():
+                layer.conv.weight.mul_(getattr(layer, "mask", 1))
+            layer.freeze()
+
+    @torch.no_grad()
+    def exact_parameters(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Every sample's mean (mu16 = 16 mu) and log2 scale (ls8 = 8 log2 s) grid integers, int64
+        (B, 3, H, W) each, by the codec's exact integer arithmetic (after ``freeze``); the colour terms
+        are integer products floored by a shift."""
+        a = pixels.double() - 128
+        h = self.first(a)
+        for layer in self.hidden:
+            h = layer(h)
+        if self.components > 1:
+            raise NotImplementedError("the exact path codes one logistic per sample")
+        out = self.head(h).long()
+        mu16 = self.linear(a).long() + out[:, 0:3] + 128 * 16
+        coef, r, g = out[:, 6:9], a[:, 0:1].long(), a[:, 1:2].long()
+        shift = torch.cat([torch.zeros_like(r), (coef[:, 0:1] * r) >> 2, (coef[:, 1:2] * r + coef[:, 2:3] * g) >> 2], dim=1)
+        return (mu16 + shift).numpy(), out[:, 3:6].numpy()
+
+    def mac_per_pixel(self) -> int:
+        width, taps = self.first.conv.out_channels, int(self.first.mask.sum())
+        return taps * 3 * width + len(self.hidden) * width * width + 2 * width * 9 + 2 * taps * 3 * 3
+
+
+def folded_code_length(samples: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables,
+                       chunk: int = 2**15) -> np.ndarray:
+    """Bits of each sample 0..255 under its distribution from :func:`folded_rows`."""
+    v, mu16, ls8 = samples.ravel(), mu16.ravel(), ls8.ravel()
+    bits = np.empty(v.size)
+    for i in range(0, v.size, chunk):
+        reach = reach_of(ls8[i : i + chunk], tables)
+        rows, low = folded_rows(mu16[i : i + chunk], ls8[i : i + chunk], tables, reach)
+        at = v[i : i + chunk] - low
+        outside = (at < 0) | (at > 2 * reach)  # the last column: the values outside the window, 1 each
+        count = np.where(outside, 1, rows[np.arange(len(rows)), np.where(outside, 0, at)])
+        bits[i : i + chunk] = np.log2(rows.sum(1)) - np.log2(count)
+    return bits.reshape(samples.shape)
+
+
+def folded_rows(mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables, reach: int = 127
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's distribution over 0..255 from the codec's integer table row for its (mu16, ls8):
+    the row cut to 0..255, the counts beyond either end added to the end value's, every other value
+    a count of 1, the row's escape dropped. Integer sums only, so an exact coder builds it everywhere.
+
+    Returned as ``(rows, low)`` for a coder: the counts of the 2 * reach + 1 values from ``low`` on (a
+    window around floor(mu) kept inside 0..255), then one count for all other values together (each of
+    those is then one of equally likely values). ``reach`` at least the rows' half-widths (or 127)
+    gives every sample its exact distribution."""
+    params = priors.ExactParams.from_grid(mu16.ravel(), ls8.ravel())
+    if not hasattr(tables, "prefix"):  # sums over any run of counts: prefix[b] - prefix[a]
+        tables.prefix = np.concatenate([[0], np.cumsum(tables.counts, dtype=np.int64)])
+    m, r = params.mu_floor[:, None], tables.half_widths[params.scale][:, None]
+    centre = tables.offsets[params.scale][:, None] + params.mu_frac[:, None] * (2 * r + 2) + r  # offset 0's count
+    low = np.clip(m - reach, 0, 255 - 2 * reach)
+    k = low + np.arange(2 * reach + 1) - m
+    rows = np.where(np.abs(k) <= r, tables.counts[np.clip(centre + k, 0, len(tables.counts) - 1)], 1).astype(np.int64)
+    below = np.clip(-m - 1, -r - 1, r)  # the last offset below value 0
+    above = np.clip(256 - m, -r, r + 1)  # the first offset above value 255
+    rows[:, :1] += np.where(low == 0, tables.prefix[centre + below + 1] - tables.prefix[centre - r], 0)
+    rows[:, -1:] += np.where(low == 255 - 2 * reach, tables.prefix[centre + r + 1] - tables.prefix[centre + above], 0)
+    rows = np.concatenate([rows, np.full_like(low, 255 - 2 * reach)], axis=1)
+    return rows.astype(np.float64), low.ravel()
+
+
+def reach_of(ls8: np.ndarray, tables: priors.LogisticTables) -> int:
+    """The narrowest reach that holds the widest of these samples' table rows."""
+    scale = priors.ExactParams.from_grid(np.zeros(1), ls8.max(initial=0)).scale
+    return int(min(127, tables.half_widths[scale].max()))
+
+
+class WavefrontCoder:
+    """An exact encoder and decoder of whole images for an :class:`ExactReadyAR` (frozen): a prototype
+    that measures what decoding this family costs with the coder's calls and the integer arithmetic.
+
+    A pixel needs the ones above it within k // 2 columns and those to its left, so the pixels on one
+    line x + (k // 2 + 1) y = t depend only on earlier lines: the decoder runs the networks once per
+    line for all its pixels, of every image in the batch, as 1x1 layers over gathered taps, and pops
+    red, then green, then blue of the line off one ANS stack (the encoder pushes them in reverse)."""
+
+    def __init__(self, model: ExactReadyAR) -> None:
+        from icnn_codec.backends import IntConv
+        self.model, self.tables = model, priors.LogisticTables.build()
+        k = model.first.conv.kernel_size[0]
+        self.r = k // 2
+        self.taps = model.first.mask.flatten().nonzero().squeeze(1)
+
+        def gathered(layer: QConv2d) -> IntConv:  # the masked k x k layer as a 1x1 layer over its taps
+            c = layer.kernel()
+            w = c.w_int.flatten(2)[:, :, self.taps].flatten(1)[:, :, None, None]
+            return IntConv(w, c.w_exp, c.b_int, c.in_frac, c.out_frac, c.out_lo, c.out_hi, c.signed_input, c.split)
+
+        self.first, self.linear = gathered(model.first), gathered(model.linear)
+        self.hidden = [layer.kernel() for layer in (*model.hidden, model.head)]
+        self.dy, self.dx = self.taps // k, self.taps % k
+
+    def lines(self, height: int, width: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        t = (xs + (self.r + 1) * ys).ravel()
+        order = np.argsort(t, kind="stable")
+        bounds = np.searchsorted(t[order], np.arange(t.max() + 2))
+        return [(order[a:b] // width, order[a:b] % width) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    OFFSETS = range(-16, 48)  # an image's shift of every log2 scale, in 1/8: side information
+
+    def best_offsets(self, pixels: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, every: int = 4) -> list[int]:
+        """Each image's scale offset with the shortest code for its every ``every``-th row."""
+        return [self.shortest_offset(pixels[i, :, ::every].astype(np.int64), mu16[i, :, ::every], ls8[i, :, ::every])
+                for i in range(len(pixels))]
+
+    def shortest_offset(self, samples: np.ndarray, mu16: np.ndarray, ls8: np.ndarray) -> int:
+        """By descent from 0, in steps of 4 then 1 (a code length is near enough convex in the offset)."""
+        lengths: dict[int, float] = {}
+
+        def length(o: int) -> float:
+            if o not in lengths:
+                lengths[o] = float(folded_code_length(samples, mu16, ls8 + o, self.tables).sum())
+            return lengths[o]
+
+        o = 0
+        for step in (4, 1):
+            while True:
+                better = min((o - step, o + step), key=length)
+                if better not in self.OFFSETS or length(better) >= length(o):
+                    break
+                o = better
+        return o
+
+    def encode(self, pixels: np.ndarray) -> bytes:
+        """uint8 (B, 3, H, W) -> bytes."""
+        import constriction
+        mu16, ls8 = self.model.exact_parameters(torch.from_numpy(pixels.astype(np.float64)))
+        offsets = self.best_offsets(pixels, mu16, ls8)
+        ls8 = ls8 + np.array(offsets).reshape(-1, 1, 1, 1)
+        coder = constriction.stream.stack.AnsCoder()
+        categorical = constriction.stream.model.Categorical(perfect=False)
+        for y, x in reversed(self.lines(*pixels.shape[2:])):
+            for c in (2, 1, 0):
+                v, scales = pixels[:, c, y, x].ravel().astype(np.int64), ls8[:, c, y, x]
+                reach = reach_of(scales, self.tables)
+                rows, low = folded_rows(mu16[:, c, y, x], scales, self.tables, reach)
+                at = v - low
+                escaped = (at < 0) | (at > 2 * reach)
+                if escaped.any() and reach < 127:  # which of the values outside the window (the last is implied)
+                    outside = v[escaped]
+                    index = np.where(outside < low[escaped], outside, outside - 2 * reach - 1)
+                    coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Uniform(255 - 2 * reach))
+                coder.encode_reverse(np.where(escaped, 2 * reach + 1, at).astype(np.int32), categorical, rows)
+        coder.encode_reverse(np.array(offsets, dtype=np.int32) - self.OFFSETS.start,
+                             constriction.stream.model.Uniform(len(self.OFFSETS)))
+        return coder.get_compressed().tobytes()
+
+    @torch.no_grad()
+    def decode(self, data: bytes, shape: tuple[int, int, int, int]) -> np.ndarray:
+        import constriction
+
+        from icnn_codec.backends import current_backend
+        backend = current_backend()
+        b, _, height, width = shape
+        r = self.r
+        canvas = torch.zeros(b, 3, height + r, width + 2 * r, dtype=torch.float64)  # centred samples, zero padding
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
+        categorical = constriction.stream.model.Categorical(perfect=False)
+        offsets = coder.decode(constriction.stream.model.Uniform(len(self.OFFSETS)), b).astype(np.int64) + self.OFFSETS.start
+        for y, x in self.lines(height, width):
+            yt, xt = torch.from_numpy(y), torch.from_numpy(x)
+            patch = canvas[:, :, yt[:, None] + self.dy, xt[:, None] + self.dx]  # (B, 3, n, taps)
+            a = patch.permute(1, 3, 0, 2).reshape(1, -1, 1, b * len(y))  # (1, 3 * taps, 1, B n), channel-major
+            h = backend.conv(self.first, backend.latents(a))
+            for layer in self.hidden:
+                h = backend.conv(layer, h)
+            out = h.double().view(9, b, len(y)).long()
+            mu16 = backend.conv(self.linear, backend.latents(a)).double().view(3, b, len(y)).long() + out[0:3] + 128 * 16
+            coef, ls8 = out[6:9], out[3:6].numpy() + offsets[:, None]
+            decoded = []
+            for c in range(3):
+                if c == 1:
+                    mu16[1] += (coef[0] * decoded[0]) >> 2
+                elif c == 2:
+                    mu16[2] += (coef[1] * decoded[0] + coef[2] * decoded[1]) >> 2
+                reach = reach_of(ls8[c], self.tables)
+                rows, low = folded_rows(mu16[c].numpy(), ls8[c], self.tables, reach)
+                value = coder.decode(categorical, rows).astype(np.int64)
+                escaped = value == 2 * reach + 1
+                value = low + value
+                if escaped.any() and reach < 127:
+                    index = coder.decode(constriction.stream.model.Uniform(255 - 2 * reach), int(escaped.sum()))
+                    value[escaped] = np.where(index < low[escaped], index, index + 2 * reach + 1)
+                elif escaped.any():  # the one value outside a 255-wide window
+                    value[escaped] = np.where(low[escaped] == 0, 255, 0)
+                decoded.append(torch.from_numpy(value).view(b, len(y)) - 128)
+                canvas[:, c, yt + r, xt + r] = decoded[-1].double()
+        return (canvas[:, :, r:, r : r + width] + 128).numpy().astype(np.uint8)
+
+
 def bits_per_pixel(x: torch.Tensor, params: torch.Tensor, components: int) -> torch.Tensor:
     """Code length in bits of each pixel's three samples (x on [-1, 1], (B, 3, H, W)) under the mixture."""
     b, _, h, w = x.shape
@@ -100,23 +405,34 @@ def bits_per_pixel(x: torch.Tensor, params: torch.Tensor, components: int) -> to
     return -torch.logsumexp(log_mix, dim=1) / math.log(2)
 
 
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) on [-1, 1]."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 @torch.no_grad()
 def held_out_bpd(model: LocalAR, crops: torch.Tensor, batch: int = 8) -> float:
     total = 0.0
     for i in range(0, len(crops), batch):
-        x = to_unit(crops[i : i + batch])
-        total += float(bits_per_pixel(x, model(x), model.components).sum())
+        total += float(model.bits(crops[i : i + batch].permute(0, 3, 1, 2).float()).sum())
     return total / (crops.numel())
+
+
+def exact_held_out_bpd(model: ExactReadyAR, crops: torch.Tensor) -> tuple[float, float]:
+    """What the codec's exact arithmetic and integer tables would write for the crops, in bpd: as the
+    model gives the scales, and with each crop's best scale offset (side information, as the prototype
+    coder sends it)."""
+    frozen = copy.deepcopy(model)
+    frozen.freeze()
+    coder = WavefrontCoder(frozen)
+    plain = adapted = 0.0
+    for crop in crops:
+        pixels = crop.permute(2, 0, 1)[None].numpy().astype(np.int64)
+        mu16, ls8 = frozen.exact_parameters(torch.from_numpy(pixels).double())
+        offset = coder.shortest_offset(pixels, mu16, ls8)
+        plain += float(folded_code_length(pixels, mu16, ls8, coder.tables).sum())
+        adapted += float(folded_code_length(pixels, mu16, ls8 + offset, coder.tables).sum())
+    return plain / crops.numel(), adapted / crops.numel()
 
 
 def train(kernel: int, width: int, blocks: int, components: int, minutes: float, lr: float, batch_size: int,
           crop: int, eval_every: float | None = None, lr_halflife: float | None = None,
-          checkpoint: Path | None = None, cifar10: Path | None = None, seed: int = 0) -> dict:
+          checkpoint: Path | None = None, cifar10: Path | None = None, exact_ready: bool = False, seed: int = 0) -> dict:
     """Train for ``minutes`` of wall-clock time in all (measuring stops the clock), resuming from and
     saving to ``checkpoint`` (every five minutes) when one is given."""
     torch.manual_seed(seed)
@@ -126,7 +442,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
     else:  # held out as `icnn train --holdout-every 100` holds them out
         images, held = ImageSet.open(cifar10).split_holdout(CIFAR10_HOLDOUT_EVERY)
         evals = {"held_out": torch.from_numpy(held.first(None))}
-    model = LocalAR(kernel, width, blocks, components)
+    model = ExactReadyAR(kernel, width, blocks, components) if exact_ready else LocalAR(kernel, width, blocks, components)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, curve, trained = 0, [], 0.0
@@ -157,8 +473,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
             saved_at = time.monotonic()
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 ** (step / lr_halflife) if lr_halflife else lr
-        x = to_unit(torch.from_numpy(images.batch(seed, step, batch_size, crop)))
-        loss = bits_per_pixel(x, model(x), model.components).mean() / 3
+        loss = model.bits(torch.from_numpy(images.batch(seed, step, batch_size, crop)).permute(0, 3, 1, 2).float()).mean() / 3
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -173,13 +488,15 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
     plane = torch.zeros(1, 3, 256, 256)
     t0 = time.perf_counter()
     with torch.no_grad():
-        ema(plane)
+        ema.bits(plane)
     parallel_ms = (time.perf_counter() - t0) * 1000
     return {"kernel": kernel, "width": width, "blocks": blocks, "components": model.components, "minutes": minutes,
             "lr": lr, "lr_halflife": lr_halflife, "batch_size": batch_size, "crop": crop, "steps": step,
-            "data": "photos" if cifar10 is None else "cifar10", **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()},
+            "exact_ready": exact_ready, "data": "photos" if cifar10 is None else "cifar10", **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()},
             "mac_per_pixel": ema.mac_per_pixel(), "parallel_forward_ms_256": parallel_ms,
-            "parameters": sum(p.numel() for p in ema.parameters()), "curve": curve}
+            "parameters": sum(p.numel() for p in ema.parameters()), "curve": curve,
+            **({f"{k}_bpd_exact{suffix}": bpd for k, v in evals.items()
+                for suffix, bpd in zip(("", "_offsets"), exact_held_out_bpd(ema, v))} if exact_ready and components == 1 else {})}
 
 
 @torch.no_grad()
@@ -216,7 +533,7 @@ def wavefront_decode_ms(model: LocalAR, planes: int = 1, side: int = 256) -> flo
 
 def table() -> str:
     """Every saved run, photographs first; a run measured along the way has a row for each measurement."""
-    rows = [json.loads(p.read_text()) for p in sorted(FOLDER.glob("k*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(FOLDER.glob("*k*-w*min*.json"))]
     lines = ["| data | kernel | width | blocks | logistics | minutes | steps | val bpd (CIFAR-10: held out) | unseen bpd | "
              "MAC/pixel | parameters |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["data"], r["mac_per_pixel"])):
@@ -234,7 +551,7 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--kernel", type=int, default=7)
     parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=2, help="residual blocks (with --exact-ready: 1x1 layers)")
     parser.add_argument("--components", type=int, default=10, help="logistics in each pixel's mixture")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -246,11 +563,27 @@ if __name__ == "__main__":
     parser.add_argument("--eval-every", type=float, help="also measure the held-out crops every this many minutes")
     parser.add_argument("--decode-time", action="store_true",
                         help="time the networks of a pixel-by-pixel decoder of this architecture instead of training it")
+    parser.add_argument("--exact-ready", action="store_true",
+                        help="the model in the codec's exact 8-bit arithmetic, one logistic per sample on its grids")
+    parser.add_argument("--measure", action="store_true",
+                        help="measure the --checkpoint's EMA weights on the held-out crops (exact-ready: as coded too)")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
-    name = f"k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
+    name = f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
     if args.table:
         print(table())
+    elif args.measure:
+        torch.set_num_threads(args.threads)
+        model = ExactReadyAR(args.kernel, args.width, args.blocks, args.components) if args.exact_ready else \
+            LocalAR(args.kernel, args.width, args.blocks, args.components)
+        saved = torch.load(args.checkpoint)
+        model.load_state_dict(saved["ema"])
+        figures = {"steps": saved["step"], "minutes": round(saved["seconds"] / 60, 1)}
+        for k, v in {k: torch.from_numpy(v) for k, v in held_out_crops(SHARED).items()}.items():
+            figures[f"{k}_bpd"] = held_out_bpd(model, v)
+            if args.exact_ready and args.components == 1:
+                figures[f"{k}_bpd_exact"], figures[f"{k}_bpd_exact_offsets"] = exact_held_out_bpd(model, v)
+        print(json.dumps(figures))
     elif args.decode_time:
         torch.set_num_threads(args.threads)
         model = LocalAR(args.kernel, args.width, args.blocks, args.components)
@@ -263,7 +596,7 @@ if __name__ == "__main__":
     else:
         torch.set_num_threads(args.threads)
         result = train(args.kernel, args.width, args.blocks, args.components, args.minutes, args.lr, args.batch_size, args.crop,
-                       args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10)
+                       args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10, args.exact_ready)
         FOLDER.mkdir(parents=True, exist_ok=True)
         path = FOLDER / f"{name}-{args.minutes:g}min{'-cifar10' if args.cifar10 else ''}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")

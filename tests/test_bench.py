@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import icnn_codec as ic
+from icnn_codec import priors
 from icnn_codec.tools import bench
 from icnn_codec.tools.bench import Codec, bench_command, run_bench
 
@@ -226,14 +227,28 @@ def test_baselines_run_on_one_thread_and_jpegxl_mt_on_every_core(monkeypatch: py
     assert "jpegxl-mt" not in bench.DEFAULT_CODECS  # the default bench compares with one-thread baselines
 
 
-def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
-    """benchmarks/local_ar.py's figures are code lengths only if each pixel's mixture depends on the
-    pixels above it and to its left alone; its decode timing runs the same networks pixel by pixel."""
+def _local_ar():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     try:
         import local_ar
     finally:
         sys.path.pop(0)
+    return local_ar
+
+
+def _sums_to_one_over_all_colours(model) -> bool:
+    """A 1x1 image's code lengths, over all 256^3 colours, make a distribution."""
+    torch = pytest.importorskip("torch")
+    values = torch.stack(torch.meshgrid(*[torch.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 3, 1, 1).float()
+    with torch.no_grad():
+        total = sum(float(torch.exp2(-model.bits(chunk)).sum()) for chunk in values.split(2**20))
+    return abs(total - 1) < 1e-3
+
+
+def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
+    """benchmarks/local_ar.py's figures are code lengths only if each pixel's mixture depends on the
+    pixels above it and to its left alone; its decode timing runs the same networks pixel by pixel."""
+    local_ar = _local_ar()
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     model = local_ar.LocalAR(kernel=5, width=16, blocks=1, components=2)
@@ -244,13 +259,59 @@ def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
     expected[2:4, 2:7] = True  # two rows above, two columns either side
     expected[4, 2:4] = True  # two to the left in its own row
     assert torch.equal(seen, expected)
-    pixels = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
-    bits = local_ar.bits_per_pixel(local_ar.to_unit(pixels), model(local_ar.to_unit(pixels)), 2)
+    bits = model.bits(torch.randint(0, 256, (2, 3, 8, 8)).float())
     assert bits.shape == (2, 8, 8) and bool((bits > 0).all())
     assert local_ar.wavefront_decode_ms(model, planes=2, side=16) > 0
-    # and the mixture is a distribution: its 256^3 colours' probabilities add up to 1
-    params = model(torch.zeros(1, 3, 1, 1)).detach()
-    values = torch.stack(torch.meshgrid(*[torch.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 1, 1, 3)
-    total = sum(float(torch.exp2(-local_ar.bits_per_pixel(local_ar.to_unit(chunk), params.expand(len(chunk), -1, 1, 1), 2)).sum())
-                for chunk in values.split(2**20))
-    assert abs(total - 1) < 1e-3
+    assert _sums_to_one_over_all_colours(model)
+
+
+def test_the_exact_ready_local_ar_is_causal_and_a_distribution() -> None:
+    """The codec-ready form (fixed-point layers, one logistic per sample on the codec's grids, colour
+    coefficients, the tails folded onto 0 and 255): a changed sample changes no earlier pixel's code
+    length, and every context's code lengths make a distribution over the colours."""
+    local_ar = _local_ar()
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pixels = torch.randint(0, 256, (1, 3, 9, 9)).float()
+    with torch.no_grad():
+        before = model.bits(pixels)[0]
+        for c in range(3):
+            changed = pixels.clone()
+            changed[0, c, 4, 4] = 255 - changed[0, c, 4, 4]
+            moved = (model.bits(changed)[0] != before).nonzero().tolist()
+            assert moved and all((y, x) >= (4, 4) for y, x in moved)  # raster order: from the pixel on
+            assert all(y <= 6 and abs(x - 4) <= 2 for y, x in moved)  # and within the kernel's reach
+    assert _sums_to_one_over_all_colours(model)
+    assert _sums_to_one_over_all_colours(local_ar.ExactReadyAR(kernel=3, width=8, depth=1, components=2))
+    # the exact path (frozen integers) gives the training path's grid values, and the integer table
+    # rows cut to 0..255 give its code lengths to within the tables' 24-bit rounding
+    ramp = torch.arange(9.0).view(1, 1, 9, 1) * 20 + torch.arange(9.0) * 8 + torch.tensor([0.0, 40, 80]).view(1, 3, 1, 1)
+    pixels = (ramp + torch.randint(-3, 4, (1, 3, 9, 9))).clamp(0, 255)  # a smooth image: most samples near their means
+    mu, log2_s, _ = model.parameters_of(pixels)
+    mu, log2_s = mu[:, 0], log2_s[:, 0]
+    bits = local_ar.edge_logistic_bits(pixels, mu, log2_s)
+    model.freeze()
+    mu16, ls8 = model.exact_parameters(pixels)
+    assert np.array_equal(mu16, (mu * 16).detach().numpy()) and np.array_equal(ls8, (log2_s * 8).detach().numpy())
+    exact = local_ar.folded_code_length(pixels.numpy().astype(np.int64), mu16, ls8, priors.LogisticTables.build())
+    near = (pixels - mu).abs().detach().numpy() < 4 * np.exp2(log2_s.detach().numpy())
+    assert near.mean() > 0.5 and np.abs(exact - bits.detach().numpy())[near].max() < 0.01
+    # and the prototype wavefront coder gives back every pixel, near those code lengths
+    coder = local_ar.WavefrontCoder(model)
+    images = torch.cat([pixels, pixels.flip(3)]).numpy().astype(np.uint8)
+    data = coder.encode(images)
+    assert np.array_equal(coder.decode(data, images.shape), images)
+    mu16, ls8 = model.exact_parameters(torch.from_numpy(images).double())
+    ideal = local_ar.folded_code_length(images.astype(np.int64), mu16, ls8, coder.tables).sum()
+    assert 8 * len(data) < ideal + 64
+    noise = torch.randint(0, 256, (2, 3, 9, 9)).numpy().astype(np.uint8)  # far from the means: values escape
+    for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
+        model.head.conv.bias.data[3:6] = log2_scale
+        model.freeze()
+        coder = local_ar.WavefrontCoder(model)
+        for sample in (images, noise, np.full_like(noise, 255), np.zeros_like(noise)):
+            assert np.array_equal(coder.decode(coder.encode(sample), sample.shape), sample)
