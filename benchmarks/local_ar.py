@@ -2,7 +2,7 @@
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
         [--exact-ready] [--eval-every MIN] [--lr-halflife STEPS] [--checkpoint FILE] [--threads 1]
-    python benchmarks/local_ar.py --measure --checkpoint FILE [--exact-ready --blocks 4 --components 1] [--width 64]
+    python benchmarks/local_ar.py --measure --checkpoint FILE [the run's options]
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
@@ -32,6 +32,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -190,72 +191,170 @@ class ExactReadyAR(nn.Module):
             layer.freeze()
 
     @torch.no_grad()
-    def exact_parameters(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Every sample's mean (mu16 = 16 mu) and log2 scale (ls8 = 8 log2 s) grid integers, int64
-        (B, 3, H, W) each, by the codec's exact integer arithmetic (after ``freeze``); the colour terms
-        are integer products floored by a shift."""
+    def exact_outputs(self, pixels: torch.Tensor) -> "ExactOutputs":
+        """The exact integer outputs (after ``freeze``) for every pixel of (B, 3, H, W) images, pixels in
+        raster order of each image, the images one after another."""
         a = pixels.double() - 128
         h = self.first(a)
         for layer in self.hidden:
             h = layer(h)
-        if self.components > 1:
-            raise NotImplementedError("the exact path codes one logistic per sample")
-        out = self.head(h).long()
-        mu16 = self.linear(a).long() + out[:, 0:3] + 128 * 16
-        coef, r, g = out[:, 6:9], a[:, 0:1].long(), a[:, 1:2].long()
-        shift = torch.cat([torch.zeros_like(r), (coef[:, 0:1] * r) >> 2, (coef[:, 1:2] * r + coef[:, 2:3] * g) >> 2], dim=1)
-        return (mu16 + shift).numpy(), out[:, 3:6].numpy()
+        flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
+        return self.outputs_of(flat(self.head(h)), flat(self.linear(a)))
+
+    def outputs_of(self, head: np.ndarray, linear: np.ndarray) -> "ExactOutputs":
+        """The head's (n, 9K [+ K]) and the linear predictor's (n, 3) integers as prior parameters."""
+        k = self.components
+        per = head[:, : 9 * k].reshape(-1, k, 9)
+        logits = head[:, 9 * k :] if k > 1 else np.zeros((len(head), 1), dtype=np.int64)
+        return ExactOutputs(linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits)
 
     def mac_per_pixel(self) -> int:
         width, taps = self.first.conv.out_channels, int(self.first.mask.sum())
-        return taps * 3 * width + len(self.hidden) * width * width + 2 * width * 9 + 2 * taps * 3 * 3
+        outputs = self.head.conv.out_channels
+        return taps * 3 * width + len(self.hidden) * width * width + 2 * width * outputs + 2 * taps * 3 * 3
 
 
-def folded_code_length(samples: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables,
-                       chunk: int = 2**15) -> np.ndarray:
-    """Bits of each sample 0..255 under its distribution from :func:`folded_rows`."""
-    v, mu16, ls8 = samples.ravel(), mu16.ravel(), ls8.ravel()
-    bits = np.empty(v.size)
-    for i in range(0, v.size, chunk):
-        reach = reach_of(ls8[i : i + chunk], tables)
-        rows, low = folded_rows(mu16[i : i + chunk], ls8[i : i + chunk], tables, reach)
-        at = v[i : i + chunk] - low
-        outside = (at < 0) | (at > 2 * reach)  # the last column: the values outside the window, 1 each
-        count = np.where(outside, 1, rows[np.arange(len(rows)), np.where(outside, 0, at)])
-        bits[i : i + chunk] = np.log2(rows.sum(1)) - np.log2(count)
-    return bits.reshape(samples.shape)
+class ExactOutputs(NamedTuple):
+    """A model's exact outputs for n pixels (int64): each component's means before the colour terms
+    (mu16 = 16 mu) and log2 scales (ls8 = 8 log2 s), (n, K, 3); its colour coefficients (a 1/64
+    grid), (n, K, 3); its weight logits (a 1/8 grid, base 2), (n, K)."""
+
+    mu16: np.ndarray
+    ls8: np.ndarray
+    coef: np.ndarray
+    logits: np.ndarray
+
+    def take(self, index: np.ndarray) -> "ExactOutputs":
+        return ExactOutputs(*(t[index] for t in self))
+
+    def offset(self, ls8: np.ndarray | int) -> "ExactOutputs":
+        """Every scale moved by ``ls8`` (per pixel, or one for all)."""
+        return self._replace(ls8=self.ls8 + np.reshape(ls8, (-1, 1, 1)))
+
+    def means(self, centred: np.ndarray, c: int) -> np.ndarray:
+        """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's
+        moves by (a r) >> 2, blue's by (b r + c g) >> 2, on the mean's 1/16 grid (a, b, c on 1/64)."""
+        shift = 0
+        if c >= 1:
+            shift = self.coef[:, :, 0 if c == 1 else 1] * centred[:, None, 0]
+        if c == 2:
+            shift = shift + self.coef[:, :, 2] * centred[:, None, 1]
+        return self.mu16[:, :, c] + (shift >> 2)
 
 
-def folded_rows(mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables, reach: int = 127
-                ) -> tuple[np.ndarray, np.ndarray]:
+POW2_EIGHTHS = np.array([65536, 60097, 55109, 50535, 46341, 42495, 38968, 35734])  # round(2**16 * 2**(-i / 8))
+WEIGHT_BITS = 17  # components' weights are integers below 2**17
+
+
+def component_weights(logits: np.ndarray) -> np.ndarray:
+    """Integer weights (n, K) for base-2 logits on the 1/8 grid: 2**16 * 2**((l_k - max l) / 8), by a
+    table of eight integers and shifts (no libm)."""
+    d = logits.max(1, keepdims=True) - logits
+    return POW2_EIGHTHS[d % 8] >> np.minimum(d // 8, 62)
+
+
+PAD = 258  # counts of 1 either side of each padded table row: every value 0..255 falls in it
+
+
+def padded_rows(tables: priors.LogisticTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tables' rows without their escapes, each with PAD counts of 1 either side, in one flat int64
+    array; where each (scale, fraction) row's offset 0 lies in it, (NUM_SCALES, 16); and sums over any
+    run of the tables' counts (prefix[b] - prefix[a]). Made once per tables object."""
+    if not hasattr(tables, "padded"):
+        parts, zero, at = [], np.zeros((priors.NUM_SCALES, 2**priors.MU_FRAC), dtype=np.int64), 0
+        for j, r in enumerate(tables.half_widths):
+            block = tables.block(j)[:, : 2 * r + 1].astype(np.int64)
+            ones = np.ones((len(block), PAD), dtype=np.int64)
+            rows = np.concatenate([ones, block, ones], axis=1)
+            zero[j] = at + np.arange(len(block)) * rows.shape[1] + PAD + r
+            parts.append(rows.ravel())
+            at += rows.size
+        tables.padded = (np.concatenate(parts), zero, np.concatenate([[0], np.cumsum(tables.counts, dtype=np.int64)]))
+    return tables.padded
+
+
+def folded_rows(mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables, reach: int, low: np.ndarray
+                ) -> np.ndarray:
     """Each sample's distribution over 0..255 from the codec's integer table row for its (mu16, ls8):
-    the row cut to 0..255, the counts beyond either end added to the end value's, every other value
-    a count of 1, the row's escape dropped. Integer sums only, so an exact coder builds it everywhere.
+    the row cut to 0..255, the counts beyond either end added to the end value's, every other value a
+    count of 1, the row's escape dropped. Integer sums only, so an exact coder builds it everywhere.
 
-    Returned as ``(rows, low)`` for a coder: the counts of the 2 * reach + 1 values from ``low`` on (a
-    window around floor(mu) kept inside 0..255), then one count for all other values together (each of
-    those is then one of equally likely values). ``reach`` at least the rows' half-widths (or 127)
-    gives every sample its exact distribution."""
+    As int64 (n, 2 reach + 2): the counts of the 2 reach + 1 values from ``low`` on, then one count
+    for all the other values together (each of them equally likely)."""
     params = priors.ExactParams.from_grid(mu16.ravel(), ls8.ravel())
-    if not hasattr(tables, "prefix"):  # sums over any run of counts: prefix[b] - prefix[a]
-        tables.prefix = np.concatenate([[0], np.cumsum(tables.counts, dtype=np.int64)])
-    m, r = params.mu_floor[:, None], tables.half_widths[params.scale][:, None]
-    centre = tables.offsets[params.scale][:, None] + params.mu_frac[:, None] * (2 * r + 2) + r  # offset 0's count
-    low = np.clip(m - reach, 0, 255 - 2 * reach)
-    k = low + np.arange(2 * reach + 1) - m
-    rows = np.where(np.abs(k) <= r, tables.counts[np.clip(centre + k, 0, len(tables.counts) - 1)], 1).astype(np.int64)
+    padded, zero, prefix = padded_rows(tables)
+    r = tables.half_widths[params.scale]
+    m = np.clip(params.mu_floor, -r - 1, 256 + r)  # a row wholly beyond an end folds the same from here
+    rows = padded[(zero[params.scale, params.mu_frac] + low - m)[:, None] + np.arange(2 * reach + 1)]
+    centre = tables.offsets[params.scale] + params.mu_frac * (2 * r + 2) + r  # offset 0's count in tables.counts
     below = np.clip(-m - 1, -r - 1, r)  # the last offset below value 0
     above = np.clip(256 - m, -r, r + 1)  # the first offset above value 255
-    rows[:, :1] += np.where(low == 0, tables.prefix[centre + below + 1] - tables.prefix[centre - r], 0)
-    rows[:, -1:] += np.where(low == 255 - 2 * reach, tables.prefix[centre + r + 1] - tables.prefix[centre + above], 0)
-    rows = np.concatenate([rows, np.full_like(low, 255 - 2 * reach)], axis=1)
-    return rows.astype(np.float64), low.ravel()
+    rows[:, 0] += np.where(low == 0, prefix[centre + below + 1] - prefix[centre - r], 0)
+    rows[:, -1] += np.where(low == 255 - 2 * reach, prefix[centre + r + 1] - prefix[centre + above], 0)
+    return np.concatenate([rows, np.full((len(rows), 1), 255 - 2 * reach)], axis=1)
 
 
-def reach_of(ls8: np.ndarray, tables: priors.LogisticTables) -> int:
-    """The narrowest reach that holds the widest of these samples' table rows."""
-    scale = priors.ExactParams.from_grid(np.zeros(1), ls8.max(initial=0)).scale
-    return int(min(127, tables.half_widths[scale].max()))
+class ChannelDistribution(NamedTuple):
+    """One colour of n pixels: the mixture's counts (float64 integers, (n, 2 reach + 2)) over the
+    window of values from ``low``, plus one for the values outside it; each component's counts."""
+
+    rows: np.ndarray
+    parts: list[np.ndarray]
+    low: np.ndarray
+    reach: int
+
+    def counts_of(self, values: np.ndarray) -> np.ndarray:
+        """Each component's count (n, K) of the pixels' values (1 for a value outside the window)."""
+        at = values - self.low
+        outside = (at < 0) | (at > 2 * self.reach)
+        n = np.arange(len(values))
+        return np.stack([np.where(outside, 1, p[n, np.where(outside, 0, at)]) for p in self.parts], axis=1)
+
+
+def channel_distribution(means: np.ndarray, ls8: np.ndarray, weights: np.ndarray, tables: priors.LogisticTables
+                         ) -> ChannelDistribution:
+    """The mixture of the components (means and scales (n, K)) under integer ``weights`` (n, K), on one
+    window for all of them: the narrowest that holds every component's table row, capped at 255 values."""
+    params = priors.ExactParams.from_grid(means.ravel(), ls8.ravel())
+    m, r = params.mu_floor.reshape(means.shape), tables.half_widths[params.scale].reshape(means.shape)
+    first, last = (m - r).min(1), (m + r).max(1)
+    reach = int(min(127, ((last - first + 1) // 2).max(initial=0)))
+    low = np.clip((first + last) // 2 - reach, 0, 255 - 2 * reach)
+    parts = [folded_rows(means[:, k], ls8[:, k], tables, reach, low) for k in range(means.shape[1])]
+    rows = sum(weights[:, k, None] * p for k, p in enumerate(parts))
+    return ChannelDistribution(rows.astype(np.float64), parts, low, reach)
+
+
+def posterior_weights(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The components' weights given a coded value (their counts of it), shifted back below 2**17."""
+    w = weights * counts
+    _, bits = np.frexp(w.max(1).astype(np.float64))  # exact: w < 2**41
+    return w >> np.maximum(bits.astype(np.int64) - WEIGHT_BITS, 0)[:, None]
+
+
+def pixel_distributions(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables
+                        ) -> list[tuple[ChannelDistribution, np.ndarray]]:
+    """For pixels whose values (n, 3) are known: each colour's distribution, in coding order (red, green
+    given red, blue given both), with the mixture's count of the value."""
+    weights, out = component_weights(outputs.logits), []
+    for c in range(3):
+        dist = channel_distribution(outputs.means(values - 128, c), outputs.ls8[:, :, c], weights, tables)
+        counts = dist.counts_of(values[:, c])
+        out.append((dist, (weights * counts).sum(1)))
+        weights = posterior_weights(weights, counts)
+    return out
+
+
+def pixel_code_length(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables, chunk: int = 2**14
+                      ) -> np.ndarray:
+    """Bits (n, 3) of each sample of pixels (n, 3) as the exact coder codes them (up to the coder's
+    own rounding of the counts)."""
+    bits = np.empty(values.shape)
+    for i in range(0, len(values), chunk):
+        part = slice(i, i + chunk)
+        for c, (dist, count) in enumerate(pixel_distributions(values[part], outputs.take(part), tables)):
+            bits[part, c] = np.log2(dist.rows.sum(1)) - np.log2(count)
+    return bits
 
 
 class WavefrontCoder:
@@ -265,7 +364,10 @@ class WavefrontCoder:
     A pixel needs the ones above it within k // 2 columns and those to its left, so the pixels on one
     line x + (k // 2 + 1) y = t depend only on earlier lines: the decoder runs the networks once per
     line for all its pixels, of every image in the batch, as 1x1 layers over gathered taps, and pops
-    red, then green, then blue of the line off one ANS stack (the encoder pushes them in reverse)."""
+    red, then green, then blue of the line off one ANS stack (the encoder pushes them in reverse).
+    Each image has a scale offset (side information) that the encoder chooses."""
+
+    OFFSETS = range(-16, 48)  # an image's shift of every log2 scale, in 1/8
 
     def __init__(self, model: ExactReadyAR) -> None:
         from icnn_codec.backends import IntConv
@@ -283,27 +385,22 @@ class WavefrontCoder:
         self.hidden = [layer.kernel() for layer in (*model.hidden, model.head)]
         self.dy, self.dx = self.taps // k, self.taps % k
 
-    def lines(self, height: int, width: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def lines(self, height: int, width: int) -> list[np.ndarray]:
+        """The raster positions on each line x + (r + 1) y = t, t ascending."""
         ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
         t = (xs + (self.r + 1) * ys).ravel()
         order = np.argsort(t, kind="stable")
         bounds = np.searchsorted(t[order], np.arange(t.max() + 2))
-        return [(order[a:b] // width, order[a:b] % width) for a, b in zip(bounds[:-1], bounds[1:])]
+        return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    OFFSETS = range(-16, 48)  # an image's shift of every log2 scale, in 1/8: side information
-
-    def best_offsets(self, pixels: np.ndarray, mu16: np.ndarray, ls8: np.ndarray, every: int = 4) -> list[int]:
-        """Each image's scale offset with the shortest code for its every ``every``-th row."""
-        return [self.shortest_offset(pixels[i, :, ::every].astype(np.int64), mu16[i, :, ::every], ls8[i, :, ::every])
-                for i in range(len(pixels))]
-
-    def shortest_offset(self, samples: np.ndarray, mu16: np.ndarray, ls8: np.ndarray) -> int:
-        """By descent from 0, in steps of 4 then 1 (a code length is near enough convex in the offset)."""
+    def shortest_offset(self, values: np.ndarray, outputs: ExactOutputs) -> int:
+        """The scale offset with the shortest code for these pixels, by descent from 0 in steps of 4
+        then 1 (a code length is near enough convex in the offset)."""
         lengths: dict[int, float] = {}
 
         def length(o: int) -> float:
             if o not in lengths:
-                lengths[o] = float(folded_code_length(samples, mu16, ls8 + o, self.tables).sum())
+                lengths[o] = float(pixel_code_length(values, outputs.offset(o), self.tables).sum())
             return lengths[o]
 
         o = 0
@@ -315,26 +412,31 @@ class WavefrontCoder:
                 o = better
         return o
 
-    def encode(self, pixels: np.ndarray) -> bytes:
-        """uint8 (B, 3, H, W) -> bytes."""
+    def encode(self, pixels: np.ndarray, every: int = 4) -> bytes:
+        """uint8 (B, 3, H, W) -> bytes; each image's offset chosen on its every ``every``-th row."""
         import constriction
-        mu16, ls8 = self.model.exact_parameters(torch.from_numpy(pixels.astype(np.float64)))
-        offsets = self.best_offsets(pixels, mu16, ls8)
-        ls8 = ls8 + np.array(offsets).reshape(-1, 1, 1, 1)
+        b, _, height, width = pixels.shape
+        outputs = self.model.exact_outputs(torch.from_numpy(pixels.astype(np.float64)))
+        values = pixels.transpose(0, 2, 3, 1).reshape(-1, 3).astype(np.int64)
+        sampled = (np.arange(height)[:, None] % every == 0).repeat(width, 1).ravel()
+        offsets = []
+        for i in range(b):
+            image = slice(i * height * width, (i + 1) * height * width)
+            offsets.append(self.shortest_offset(values[image][sampled], outputs.take(image).take(sampled)))
+        outputs = outputs.offset(np.repeat(offsets, height * width))
         coder = constriction.stream.stack.AnsCoder()
         categorical = constriction.stream.model.Categorical(perfect=False)
-        for y, x in reversed(self.lines(*pixels.shape[2:])):
-            for c in (2, 1, 0):
-                v, scales = pixels[:, c, y, x].ravel().astype(np.int64), ls8[:, c, y, x]
-                reach = reach_of(scales, self.tables)
-                rows, low = folded_rows(mu16[:, c, y, x], scales, self.tables, reach)
-                at = v - low
-                escaped = (at < 0) | (at > 2 * reach)
-                if escaped.any() and reach < 127:  # which of the values outside the window (the last is implied)
-                    outside = v[escaped]
-                    index = np.where(outside < low[escaped], outside, outside - 2 * reach - 1)
-                    coder.encode_reverse(index.astype(np.int32), constriction.stream.model.Uniform(255 - 2 * reach))
-                coder.encode_reverse(np.where(escaped, 2 * reach + 1, at).astype(np.int32), categorical, rows)
+        for line in reversed(self.lines(height, width)):
+            index = (np.arange(b)[:, None] * height * width + line).ravel()
+            v = values[index]
+            for c, (dist, _) in reversed(list(enumerate(pixel_distributions(v, outputs.take(index), self.tables)))):
+                at = v[:, c] - dist.low
+                escaped = (at < 0) | (at > 2 * dist.reach)
+                if escaped.any() and dist.reach < 127:  # which of the values outside the window (the last is implied)
+                    outside = v[escaped, c]
+                    which = np.where(outside < dist.low[escaped], outside, outside - 2 * dist.reach - 1)
+                    coder.encode_reverse(which.astype(np.int32), constriction.stream.model.Uniform(255 - 2 * dist.reach))
+                coder.encode_reverse(np.where(escaped, 2 * dist.reach + 1, at).astype(np.int32), categorical, dist.rows)
         coder.encode_reverse(np.array(offsets, dtype=np.int32) - self.OFFSETS.start,
                              constriction.stream.model.Uniform(len(self.OFFSETS)))
         return coder.get_compressed().tobytes()
@@ -351,34 +453,29 @@ class WavefrontCoder:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
         categorical = constriction.stream.model.Categorical(perfect=False)
         offsets = coder.decode(constriction.stream.model.Uniform(len(self.OFFSETS)), b).astype(np.int64) + self.OFFSETS.start
-        for y, x in self.lines(height, width):
-            yt, xt = torch.from_numpy(y), torch.from_numpy(x)
-            patch = canvas[:, :, yt[:, None] + self.dy, xt[:, None] + self.dx]  # (B, 3, n, taps)
-            a = patch.permute(1, 3, 0, 2).reshape(1, -1, 1, b * len(y))  # (1, 3 * taps, 1, B n), channel-major
-            h = backend.conv(self.first, backend.latents(a))
+        for line in self.lines(height, width):
+            y, x = torch.from_numpy(line // width), torch.from_numpy(line % width)
+            patch = canvas[:, :, y[:, None] + self.dy, x[:, None] + self.dx]  # (B, 3, n, taps)
+            a = backend.latents(patch.permute(1, 3, 0, 2).reshape(1, -1, 1, b * len(line)))  # (1, 3 taps, 1, B n)
+            h = backend.conv(self.first, a)
             for layer in self.hidden:
                 h = backend.conv(layer, h)
-            out = h.double().view(9, b, len(y)).long()
-            mu16 = backend.conv(self.linear, backend.latents(a)).double().view(3, b, len(y)).long() + out[0:3] + 128 * 16
-            coef, ls8 = out[6:9], out[3:6].numpy() + offsets[:, None]
-            decoded = []
+            head = h.double().view(h.shape[1], -1).T.long().numpy()
+            linear = backend.conv(self.linear, a).double().view(3, -1).T.long().numpy()
+            outputs = self.model.outputs_of(head, linear).offset(np.repeat(offsets, len(line)))
+            weights, decoded = component_weights(outputs.logits), np.zeros((b * len(line), 3), dtype=np.int64)
             for c in range(3):
-                if c == 1:
-                    mu16[1] += (coef[0] * decoded[0]) >> 2
-                elif c == 2:
-                    mu16[2] += (coef[1] * decoded[0] + coef[2] * decoded[1]) >> 2
-                reach = reach_of(ls8[c], self.tables)
-                rows, low = folded_rows(mu16[c].numpy(), ls8[c], self.tables, reach)
-                value = coder.decode(categorical, rows).astype(np.int64)
-                escaped = value == 2 * reach + 1
-                value = low + value
-                if escaped.any() and reach < 127:
-                    index = coder.decode(constriction.stream.model.Uniform(255 - 2 * reach), int(escaped.sum()))
-                    value[escaped] = np.where(index < low[escaped], index, index + 2 * reach + 1)
+                dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables)
+                value = dist.low + coder.decode(categorical, dist.rows).astype(np.int64)
+                escaped = value == dist.low + 2 * dist.reach + 1
+                if escaped.any() and dist.reach < 127:
+                    which = coder.decode(constriction.stream.model.Uniform(255 - 2 * dist.reach), int(escaped.sum()))
+                    value[escaped] = np.where(which < dist.low[escaped], which, which + 2 * dist.reach + 1)
                 elif escaped.any():  # the one value outside a 255-wide window
-                    value[escaped] = np.where(low[escaped] == 0, 255, 0)
-                decoded.append(torch.from_numpy(value).view(b, len(y)) - 128)
-                canvas[:, c, yt + r, xt + r] = decoded[-1].double()
+                    value[escaped] = np.where(dist.low[escaped] == 0, 255, 0)
+                weights = posterior_weights(weights, dist.counts_of(value))
+                decoded[:, c] = value - 128
+                canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
         return (canvas[:, :, r:, r : r + width] + 128).numpy().astype(np.uint8)
 
 
@@ -422,11 +519,10 @@ def exact_held_out_bpd(model: ExactReadyAR, crops: torch.Tensor) -> tuple[float,
     coder = WavefrontCoder(frozen)
     plain = adapted = 0.0
     for crop in crops:
-        pixels = crop.permute(2, 0, 1)[None].numpy().astype(np.int64)
-        mu16, ls8 = frozen.exact_parameters(torch.from_numpy(pixels).double())
-        offset = coder.shortest_offset(pixels, mu16, ls8)
-        plain += float(folded_code_length(pixels, mu16, ls8, coder.tables).sum())
-        adapted += float(folded_code_length(pixels, mu16, ls8 + offset, coder.tables).sum())
+        values = crop.reshape(-1, 3).numpy().astype(np.int64)
+        outputs = frozen.exact_outputs(crop.permute(2, 0, 1)[None].double())
+        plain += float(pixel_code_length(values, outputs, coder.tables).sum())
+        adapted += float(pixel_code_length(values, outputs.offset(coder.shortest_offset(values, outputs)), coder.tables).sum())
     return plain / crops.numel(), adapted / crops.numel()
 
 
@@ -496,7 +592,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
             "mac_per_pixel": ema.mac_per_pixel(), "parallel_forward_ms_256": parallel_ms,
             "parameters": sum(p.numel() for p in ema.parameters()), "curve": curve,
             **({f"{k}_bpd_exact{suffix}": bpd for k, v in evals.items()
-                for suffix, bpd in zip(("", "_offsets"), exact_held_out_bpd(ema, v))} if exact_ready and components == 1 else {})}
+                for suffix, bpd in zip(("", "_offsets"), exact_held_out_bpd(ema, v))} if exact_ready else {})}
 
 
 @torch.no_grad()
@@ -532,17 +628,21 @@ def wavefront_decode_ms(model: LocalAR, planes: int = 1, side: int = 256) -> flo
 
 
 def table() -> str:
-    """Every saved run, photographs first; a run measured along the way has a row for each measurement."""
+    """Every saved run, photographs first; a run measured along the way has a row for each measurement.
+    Exact-ready runs measured at the end also have the coder's code lengths, with a scale offset per crop."""
     rows = [json.loads(p.read_text()) for p in sorted(FOLDER.glob("*k*-w*min*.json"))]
-    lines = ["| data | kernel | width | blocks | logistics | minutes | steps | val bpd (CIFAR-10: held out) | unseen bpd | "
-             "MAC/pixel | parameters |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["data"], r["mac_per_pixel"])):
+    lines = ["| data | form | kernel | width | blocks | logistics | minutes | steps | val bpd (CIFAR-10: held out) | "
+             "unseen bpd | as coded, offsets: val / unseen | MAC/pixel | parameters |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["data"], r.get("exact_ready", False), r["mac_per_pixel"], r["components"])):
         for point in [*r["curve"], r]:
             first = point.get("val_bpd", point.get("held_out_bpd"))
             unseen = f"{point['unseen_bpd']:.4f}" if "unseen_bpd" in point else ""
-            lines.append(f"| {r['data']} | {r['kernel']} | {r['width']} | {r['blocks']} | {r['components']} | "
-                         f"{point['minutes']:g} | {point['steps']} | {first:.4f} | {unseen} | {r['mac_per_pixel']:,} | "
-                         f"{r['parameters']:,} |")
+            coded = f"{point['val_bpd_exact_offsets']:.4f} / {point['unseen_bpd_exact_offsets']:.4f}" \
+                if "val_bpd_exact_offsets" in point else ""
+            lines.append(f"| {r['data']} | {'exact 8-bit' if r.get('exact_ready') else 'float'} | {r['kernel']} | "
+                         f"{r['width']} | {r['blocks']} | {r['components']} | {point['minutes']:g} | {point['steps']} | "
+                         f"{first:.4f} | {unseen} | {coded} | {r['mac_per_pixel']:,} | {r['parameters']:,} |")
     return "\n".join(lines)
 
 
@@ -566,7 +666,8 @@ if __name__ == "__main__":
     parser.add_argument("--exact-ready", action="store_true",
                         help="the model in the codec's exact 8-bit arithmetic, one logistic per sample on its grids")
     parser.add_argument("--measure", action="store_true",
-                        help="measure the --checkpoint's EMA weights on the held-out crops (exact-ready: as coded too)")
+                        help="measure the --checkpoint's EMA weights on the held-out crops (exact-ready: as coded too) "
+                             "and save the figures as the run's result")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
@@ -578,11 +679,17 @@ if __name__ == "__main__":
             LocalAR(args.kernel, args.width, args.blocks, args.components)
         saved = torch.load(args.checkpoint)
         model.load_state_dict(saved["ema"])
-        figures = {"steps": saved["step"], "minutes": round(saved["seconds"] / 60, 1)}
+        minutes = round(saved["seconds"] / 60)
+        figures = {"kernel": args.kernel, "width": args.width, "blocks": args.blocks, "components": model.components,
+                   "minutes": minutes, "steps": saved["step"], "exact_ready": args.exact_ready, "data": "photos",
+                   "mac_per_pixel": model.mac_per_pixel(), "parameters": sum(p.numel() for p in model.parameters()),
+                   "curve": saved["curve"]}
         for k, v in {k: torch.from_numpy(v) for k, v in held_out_crops(SHARED).items()}.items():
             figures[f"{k}_bpd"] = held_out_bpd(model, v)
-            if args.exact_ready and args.components == 1:
+            if args.exact_ready:
                 figures[f"{k}_bpd_exact"], figures[f"{k}_bpd_exact_offsets"] = exact_held_out_bpd(model, v)
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        (FOLDER / f"{name}-{minutes}min.json").write_text(json.dumps(figures, indent=1) + "\n")
         print(json.dumps(figures))
     elif args.decode_time:
         torch.set_num_threads(args.threads)
