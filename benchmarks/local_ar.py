@@ -412,7 +412,7 @@ class WavefrontCoder:
                 o = better
         return o
 
-    def encode(self, pixels: np.ndarray, every: int = 4) -> bytes:
+    def encode(self, pixels: np.ndarray, every: int = 16) -> bytes:
         """uint8 (B, 3, H, W) -> bytes; each image's offset chosen on its every ``every``-th row."""
         import constriction
         b, _, height, width = pixels.shape
