@@ -16,10 +16,10 @@ from random weights on the same crops as `benchmarks/ablate.py` and measured on 
 central 128x128 crops (validation split and photos-unseen), by the training path's code length.
 
 ``--exact-ready`` trains the same shape in the codec's exact 8-bit arithmetic instead
-(:class:`ExactReadyAR`: fixed-point layers, parameters on the codec's grids). With one logistic per
-sample it is codable: :class:`WavefrontCoder` is a prototype exact coder for it (integer table rows
-cut to 0..255, a scale offset per image, pixels decoded line by line), and ``--measure`` gives
-its held-out figures as that coder's code lengths as well.
+(:class:`ExactReadyAR`: fixed-point layers, parameters on the codec's grids, one or a few logistics
+per pixel). :class:`WavefrontCoder` is a prototype exact coder for it (integer table rows cut to
+0..255 and mixed by integer weights, a scale offset per image, pixels decoded line by line), and
+``--measure`` gives its held-out figures as that coder's code lengths as well.
 
 Results: benchmarks/results/local_ar/[x]kK-wW-bB-cC-Nmin.json; docs/ablations.md quotes them.
 """
@@ -50,15 +50,21 @@ CIFAR10_HOLDOUT_EVERY = 100
 HALF_STEP = 1 / 255  # half the distance between two sample values on the [-1, 1] scale
 
 
+def causal_mask(kernel: int) -> torch.Tensor:
+    """The taps of a k x k kernel that a pixel's decoded neighbours fill: the rows above, and the pixels
+    to the left in its own row."""
+    mask = torch.zeros(kernel, kernel)
+    mask[: kernel // 2] = 1
+    mask[kernel // 2, : kernel // 2] = 1
+    return mask
+
+
 class CausalConv(nn.Conv2d):
     """A k x k convolution that sees only the rows above and the pixels to the left in its own row."""
 
     def __init__(self, channels_in: int, channels_out: int, kernel: int) -> None:
         super().__init__(channels_in, channels_out, kernel, padding=kernel // 2)
-        mask = torch.zeros(kernel, kernel)
-        mask[: kernel // 2] = 1
-        mask[kernel // 2, : kernel // 2] = 1
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", causal_mask(kernel))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
@@ -86,7 +92,6 @@ class LocalAR(nn.Module):
         first = int(self.first.mask.sum()) * 3 * width
         return first + len(self.blocks) * 2 * width * width + width * 10 * self.components
 
-
     def bits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Code length in bits of each pixel of uint8-valued (B, 3, H, W) images, (B, H, W)."""
         x = pixels / 127.5 - 1
@@ -99,11 +104,7 @@ class MaskedQConv2d(QConv2d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        k = self.conv.kernel_size[0]
-        mask = torch.zeros(k, k)
-        mask[: k // 2] = 1
-        mask[k // 2, : k // 2] = 1
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", causal_mask(self.conv.kernel_size[0]))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -273,15 +274,13 @@ def padded_rows(tables: priors.LogisticTables) -> tuple[np.ndarray, np.ndarray, 
     return tables.padded
 
 
-def folded_rows(mu16: np.ndarray, ls8: np.ndarray, tables: priors.LogisticTables, reach: int, low: np.ndarray
-                ) -> np.ndarray:
-    """Each sample's distribution over 0..255 from the codec's integer table row for its (mu16, ls8):
+def folded_rows(params: priors.ExactParams, tables: priors.LogisticTables, reach: int, low: np.ndarray) -> np.ndarray:
+    """Each sample's distribution over 0..255 from the codec's integer table row for its parameters:
     the row cut to 0..255, the counts beyond either end added to the end value's, every other value a
     count of 1, the row's escape dropped. Integer sums only, so an exact coder builds it everywhere.
 
     As int64 (n, 2 reach + 2): the counts of the 2 reach + 1 values from ``low`` on, then one count
     for all the other values together (each of them equally likely)."""
-    params = priors.ExactParams.from_grid(mu16.ravel(), ls8.ravel())
     padded, zero, prefix = padded_rows(tables)
     r = tables.half_widths[params.scale]
     m = np.clip(params.mu_floor, -r - 1, 256 + r)  # a row wholly beyond an end folds the same from here
@@ -303,10 +302,14 @@ class ChannelDistribution(NamedTuple):
     low: np.ndarray
     reach: int
 
+    def outside(self, values: np.ndarray) -> np.ndarray:
+        """Which values fall outside the window (coded as the last symbol, then which of them)."""
+        at = values - self.low
+        return (at < 0) | (at > 2 * self.reach)
+
     def counts_of(self, values: np.ndarray) -> np.ndarray:
         """Each component's count (n, K) of the pixels' values (1 for a value outside the window)."""
-        at = values - self.low
-        outside = (at < 0) | (at > 2 * self.reach)
+        at, outside = values - self.low, self.outside(values)
         n = np.arange(len(values))
         return np.stack([np.where(outside, 1, p[n, np.where(outside, 0, at)]) for p in self.parts], axis=1)
 
@@ -315,12 +318,13 @@ def channel_distribution(means: np.ndarray, ls8: np.ndarray, weights: np.ndarray
                          ) -> ChannelDistribution:
     """The mixture of the components (means and scales (n, K)) under integer ``weights`` (n, K), on one
     window for all of them: the narrowest that holds every component's table row, capped at 255 values."""
-    params = priors.ExactParams.from_grid(means.ravel(), ls8.ravel())
-    m, r = params.mu_floor.reshape(means.shape), tables.half_widths[params.scale].reshape(means.shape)
+    params = priors.ExactParams.from_grid(means, ls8)
+    m, r = params.mu_floor, tables.half_widths[params.scale]
     first, last = (m - r).min(1), (m + r).max(1)
     reach = int(min(127, ((last - first + 1) // 2).max(initial=0)))
     low = np.clip((first + last) // 2 - reach, 0, 255 - 2 * reach)
-    parts = [folded_rows(means[:, k], ls8[:, k], tables, reach, low) for k in range(means.shape[1])]
+    parts = [folded_rows(priors.ExactParams(*(t[:, k] for t in (params.mu_floor, params.mu_frac, params.scale))),
+                         tables, reach, low) for k in range(means.shape[1])]
     rows = sum(weights[:, k, None] * p for k, p in enumerate(parts))
     return ChannelDistribution(rows.astype(np.float64), parts, low, reach)
 
@@ -430,8 +434,7 @@ class WavefrontCoder:
             index = (np.arange(b)[:, None] * height * width + line).ravel()
             v = values[index]
             for c, (dist, _) in reversed(list(enumerate(pixel_distributions(v, outputs.take(index), self.tables)))):
-                at = v[:, c] - dist.low
-                escaped = (at < 0) | (at > 2 * dist.reach)
+                at, escaped = v[:, c] - dist.low, dist.outside(v[:, c])
                 if escaped.any() and dist.reach < 127:  # which of the values outside the window (the last is implied)
                     outside = v[escaped, c]
                     which = np.where(outside < dist.low[escaped], outside, outside - 2 * dist.reach - 1)
@@ -502,8 +505,13 @@ def bits_per_pixel(x: torch.Tensor, params: torch.Tensor, components: int) -> to
     return -torch.logsumexp(log_mix, dim=1) / math.log(2)
 
 
+def local_model(kernel: int, width: int, blocks: int, components: int, exact_ready: bool) -> LocalAR | ExactReadyAR:
+    """The float model, or the exact-ready one (``blocks`` then counts its 1x1 layers)."""
+    return ExactReadyAR(kernel, width, blocks, components) if exact_ready else LocalAR(kernel, width, blocks, components)
+
+
 @torch.no_grad()
-def held_out_bpd(model: LocalAR, crops: torch.Tensor, batch: int = 8) -> float:
+def held_out_bpd(model: LocalAR | ExactReadyAR, crops: torch.Tensor, batch: int = 8) -> float:
     total = 0.0
     for i in range(0, len(crops), batch):
         total += float(model.bits(crops[i : i + batch].permute(0, 3, 1, 2).float()).sum())
@@ -538,7 +546,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
     else:  # held out as `icnn train --holdout-every 100` holds them out
         images, held = ImageSet.open(cifar10).split_holdout(CIFAR10_HOLDOUT_EVERY)
         evals = {"held_out": torch.from_numpy(held.first(None))}
-    model = ExactReadyAR(kernel, width, blocks, components) if exact_ready else LocalAR(kernel, width, blocks, components)
+    model = local_model(kernel, width, blocks, components, exact_ready)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, curve, trained = 0, [], 0.0
@@ -664,7 +672,7 @@ if __name__ == "__main__":
     parser.add_argument("--decode-time", action="store_true",
                         help="time the networks of a pixel-by-pixel decoder of this architecture instead of training it")
     parser.add_argument("--exact-ready", action="store_true",
-                        help="the model in the codec's exact 8-bit arithmetic, one logistic per sample on its grids")
+                        help="the model in the codec's exact 8-bit arithmetic, its parameters on the codec's grids")
     parser.add_argument("--measure", action="store_true",
                         help="measure the --checkpoint's EMA weights on the held-out crops (exact-ready: as coded too) "
                              "and save the figures as the run's result")
@@ -675,8 +683,7 @@ if __name__ == "__main__":
         print(table())
     elif args.measure:
         torch.set_num_threads(args.threads)
-        model = ExactReadyAR(args.kernel, args.width, args.blocks, args.components) if args.exact_ready else \
-            LocalAR(args.kernel, args.width, args.blocks, args.components)
+        model = local_model(args.kernel, args.width, args.blocks, args.components, args.exact_ready)
         saved = torch.load(args.checkpoint)
         model.load_state_dict(saved["ema"])
         minutes = round(saved["seconds"] / 60)
