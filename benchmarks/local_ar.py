@@ -1,7 +1,8 @@
 """A local autoregressive model, trained for a fixed budget beside the flow's harness.
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
-        [--exact-ready] [--eval-every MIN] [--lr-halflife STEPS] [--checkpoint FILE] [--threads 1]
+        [--exact-ready [--tile-predictor K [--residual-context]]] [--eval-every MIN] [--lr-halflife STEPS]
+        [--checkpoint FILE] [--threads 1]
     python benchmarks/local_ar.py --measure --checkpoint FILE [the run's options]
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
@@ -20,6 +21,13 @@ central 128x128 crops (validation split and photos-unseen), by the training path
 per pixel). :class:`WavefrontCoder` is a prototype exact coder for it (integer table rows cut to
 0..255 and mixed by integer weights, a scale offset per image, pixels decoded line by line), and
 ``--measure`` gives its held-out figures as that coder's code lengths as well.
+
+``--tile-predictor K`` adapts the means to each image: :class:`TilePredictor`, a linear predictor
+from the causal K x K neighbours and the pixel's earlier colours that the encoder fits to the
+tile (here: the crop) by least squares and sends (16 bits a coefficient, charged in every figure),
+gives the base the network's means correct. ``--residual-context`` also feeds the network the
+neighbours' residuals under it: the prediction errors of decoded neighbours, the contexts adaptive
+classic codecs lean on.
 
 Results: benchmarks/results/local_ar/[x]kK-wW-bB-cC-Nmin.json; docs/ablations.md quotes them.
 """
@@ -133,14 +141,18 @@ class ExactReadyAR(nn.Module):
     several, weight logits on the base-2 grid of ``priors.mixture_bits``. A linear masked k x k
     predictor (13-bit weights) adds to every mean, so the network learns a correction to it."""
 
-    def __init__(self, kernel: int = 7, width: int = 64, depth: int = 4, components: int = 1) -> None:
+    def __init__(self, kernel: int = 7, width: int = 64, depth: int = 4, components: int = 1,
+                 tile_predictor: int = 0, residual_context: bool = False) -> None:
         super().__init__()
         self.components = components
+        self.kernel, self.tile_predictor, self.residual_context = kernel, tile_predictor, residual_context
+        self.predictor = TilePredictor(tile_predictor) if tile_predictor else None
         mu_lo, mu_hi = priors.mu_bounds_q()
         ls_lo, ls_hi = priors.ls_bounds_q()
         lg = priors.LOGIT_LIMIT * 2**priors.LOGIT_FRAC
         logits = components if components > 1 else 0
-        self.first = MaskedQConv2d(3, width, kernel, INPUT_FRAC, HIDDEN_FRAC, 0.0, 255.0, signed_input=True)
+        self.first = MaskedQConv2d(6 if residual_context else 3, width, kernel, INPUT_FRAC, HIDDEN_FRAC, 0.0, 255.0,
+                                   signed_input=True)
         self.hidden = nn.ModuleList(hidden_conv(width, width, 1, HIDDEN_FRAC) for _ in range(depth))
         self.head = QConv2d(width, 9 * components + logits, 1, HIDDEN_FRAC,
                             out_frac=([priors.MU_FRAC] * 3 + [priors.LS_FRAC] * 3 + [6] * 3) * components
@@ -154,21 +166,32 @@ class ExactReadyAR(nn.Module):
             for k in range(components):  # wide at first, the components' scales spread apart
                 self.head.conv.bias[9 * k + 3 : 9 * k + 6] = 2.0 + k - (components - 1) / 2
             r = kernel // 2
-            for c in range(3):  # start from the mean of the left and upper neighbours
+            for c in range(3 * (not tile_predictor)):  # start from the mean of the left and upper neighbours
                 self.linear.conv.weight[c, c, r, r - 1] = self.linear.conv.weight[c, c, r - 1, r] = 32.0
 
     def bits(self, pixels: torch.Tensor) -> torch.Tensor:
         mu, log2_s, logits = self.parameters_of(pixels)
         bits = edge_logistic_bits(pixels.unsqueeze(1), mu, log2_s).sum(2)  # (B, K, H, W)
+        side = self.side_bits() / (pixels.shape[2] * pixels.shape[3])  # spread over the crop's pixels
         if logits is None:
-            return bits[:, 0]
+            return bits[:, 0] + side
         log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
-        return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0)
+        return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0) + side
+
+    def side_bits(self) -> int:
+        """Side information a crop carries: its tile predictor's coefficients."""
+        return self.predictor.side_bits() if self.tile_predictor else 0
 
     def parameters_of(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Training path: each component's means and log2 scales (B, K, 3, H, W) on their grids, and
         the components' weight logits (B, K, H, W; None for one)."""
         a = (pixels - 128) / 2**INPUT_FRAC
+        base = 128
+        if self.tile_predictor:
+            predicted = self.predictor.predict16(pixels, self.predictor.fit(pixels)).float() / 2**priors.MU_FRAC
+            base = base + predicted.unsqueeze(1)
+            if self.residual_context:
+                a = torch.cat([a, (pixels - 128 - torch.floor(predicted)) / 2**INPUT_FRAC], dim=1)  # integer residuals
         h = self.first(a)
         for layer in self.hidden:
             h = layer(h)
@@ -176,7 +199,7 @@ class ExactReadyAR(nn.Module):
         b, _, height, width = out.shape
         k = self.components
         per = out[:, : 9 * k].reshape(b, k, 9, height, width)
-        mu = self.linear(a).unsqueeze(1) + per[:, :, 0:3] + 128
+        mu = self.linear(a[:, :3]).unsqueeze(1) + per[:, :, 0:3] + base
         log2_s, coef = per[:, :, 3:6], per[:, :, 6:9]
         r, g = pixels[:, None, 0:1] - 128, pixels[:, None, 1:2] - 128
         floor_ste = lambda t: t + (torch.floor(t) - t).detach()  # noqa: E731
@@ -192,38 +215,136 @@ class ExactReadyAR(nn.Module):
             layer.freeze()
 
     @torch.no_grad()
-    def exact_outputs(self, pixels: torch.Tensor) -> "ExactOutputs":
+    def exact_outputs(self, pixels: torch.Tensor, tile: torch.Tensor | None = None) -> "ExactOutputs":
         """The exact integer outputs (after ``freeze``) for every pixel of (B, 3, H, W) images, pixels in
-        raster order of each image, the images one after another."""
-        a = pixels.double() - 128
+        raster order of each image, the images one after another; ``tile``: each image's tile predictor
+        (:meth:`TilePredictor.fit`'s, when the model has one and none is given)."""
+        centred = pixels.double() - 128
+        a = centred
+        flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
+        sums = colour = None
+        if self.predictor is not None:
+            tile = self.predictor.fit(pixels) if tile is None else tile
+            if self.residual_context:
+                a = torch.cat([a, centred - (self.predictor.predict16(pixels, tile) >> priors.MU_FRAC)], dim=1)
+            sums = flat(self.predictor.sums(pixels, tile))
+            colour = np.repeat(self.predictor.colour_coefficients(tile), pixels.shape[2] * pixels.shape[3], axis=0)
         h = self.first(a)
         for layer in self.hidden:
             h = layer(h)
-        flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
-        return self.outputs_of(flat(self.head(h)), flat(self.linear(a)))
+        return self.outputs_of(flat(self.head(h)), flat(self.linear(centred)), sums, colour)
 
-    def outputs_of(self, head: np.ndarray, linear: np.ndarray) -> "ExactOutputs":
-        """The head's (n, 9K [+ K]) and the linear predictor's (n, 3) integers as prior parameters."""
+    def outputs_of(self, head: np.ndarray, linear: np.ndarray, tile_sum: np.ndarray | None = None,
+                   tile_colour: np.ndarray | None = None) -> "ExactOutputs":
+        """The head's (n, 9K [+ K]) and the linear predictor's (n, 3) integers as prior parameters, with
+        the tile predictor's neighbour sums and colour coefficients (n, 3) where the model has one."""
         k = self.components
         per = head[:, : 9 * k].reshape(-1, k, 9)
         logits = head[:, 9 * k :] if k > 1 else np.zeros((len(head), 1), dtype=np.int64)
-        return ExactOutputs(linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits)
+        none = np.zeros((len(head), 3), dtype=np.int64)
+        return ExactOutputs(linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits,
+                            none if tile_sum is None else tile_sum, none if tile_colour is None else tile_colour)
 
     def mac_per_pixel(self) -> int:
         width, taps = self.first.conv.out_channels, int(self.first.mask.sum())
         outputs = self.head.conv.out_channels
-        return taps * 3 * width + len(self.hidden) * width * width + 2 * width * outputs + 2 * taps * 3 * 3
+        predictor = self.predictor.coefficients() if self.tile_predictor else 0
+        return (taps * self.first.conv.in_channels * width + len(self.hidden) * width * width + 2 * width * outputs
+                + 2 * taps * 3 * 3 + predictor)
+
+
+class TilePredictor:
+    """A tile's own linear predictor of every sample, sent as side information: what adapts the model's
+    means to one image. Each colour is predicted from the causal k x k neighbours' three colours (zero
+    outside the tile), the pixel's colours before it, and a constant (on a 1/16 grid), by coefficients on a 1/4096 grid
+    (int16, sent as 16 bits each) that the encoder fits to the tile by least squares. The prediction
+    is exact: an integer sum of products shifted onto the means' 1/16 grid, floored."""
+
+    FRAC = 12
+    CONSTANT = 2 ** (FRAC - priors.MU_FRAC)  # the constant's coefficient is on the means' 1/16 grid
+    LIMIT = 2**15 - 1
+    BITS = 16
+
+    def __init__(self, kernel: int) -> None:
+        self.kernel = kernel
+        self.taps = causal_mask(kernel).flatten().bool()
+        self.inputs = 3 * int(self.taps.sum()) + 3  # per colour: neighbours, two colour slots, a constant
+
+    def coefficients(self) -> int:
+        """How many a tile sends (colour c uses c of the three colour slots)."""
+        return 3 * self.inputs - 2 - 1
+
+    def side_bits(self) -> int:
+        return self.coefficients() * self.BITS
+
+    def neighbours(self, centred: torch.Tensor) -> torch.Tensor:
+        """(B, HW, 3 taps) causal neighbours of centred (B, 3, H, W) samples, zero outside the tile."""
+        b, _, h, w = centred.shape
+        r = self.kernel // 2
+        cols = F.unfold(F.pad(centred.double(), (r, r, r, r)), self.kernel).view(b, 3, -1, h * w)[:, :, self.taps]
+        return cols.reshape(b, -1, h * w).transpose(1, 2)
+
+    def fit(self, pixels: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+        """Each tile's coefficients (B, 3, inputs) int64, by ridge-regularised least squares, rounded
+        onto the grid; colour c's unused colour slots are zero."""
+        x = pixels.double() - 128
+        b, _, h, w = x.shape
+        flat = x.reshape(b, 3, h * w).transpose(1, 2)
+        nb = self.neighbours(x)
+        coef = torch.zeros(b, 3, self.inputs, dtype=torch.float64)
+        for c in range(3):
+            a = torch.cat([nb, flat[:, :, :c], torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
+            gram = a.transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
+            solved = torch.linalg.solve(gram, a.transpose(1, 2) @ flat[:, :, c : c + 1])[:, :, 0]
+            coef[:, c, : nb.shape[2] + c] = solved[:, :-1]
+            coef[:, c, -1] = solved[:, -1]
+        return torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long()
+
+    def sums(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """The neighbours' and the constant's part of each prediction on the 1/4096 grid, (B, 3, H, W)
+        int64 (exact: every partial sum is an integer far below 2**53)."""
+        x = pixels.double() - 128
+        b, _, h, w = x.shape
+        nb = self.neighbours(x)
+        n = nb.shape[2]
+        out = nb @ coef[:, :, :n].double().transpose(1, 2) + self.CONSTANT * coef[:, None, :, -1].double()
+        return out.transpose(1, 2).reshape(b, 3, h, w).long()
+
+    def used(self) -> np.ndarray:
+        """Which of the (3, inputs) coefficients a tile sends."""
+        used = np.ones((3, self.inputs), dtype=bool)
+        used[0, -3:-1] = used[1, -2] = False
+        return used
+
+    def colour_coefficients(self, coef: torch.Tensor) -> np.ndarray:
+        """Each tile's colour coefficients (B, 3): green's on red, blue's on red and green."""
+        return coef[:, [1, 2, 2], [-3, -3, -2]].numpy()
+
+    def predict16(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """Every sample's prediction, centred, on the 1/16 grid: (sums + colour terms) >> 8."""
+        x = pixels.long() - 128
+        total = self.sums(pixels, coef)
+        n = coef.shape[2] - 3
+        colour = torch.zeros_like(total)
+        for c in (1, 2):
+            for j in range(c):
+                colour[:, c] += coef[:, c, n + j, None, None] * x[:, j]
+        return (total + colour) >> (self.FRAC - priors.MU_FRAC)
 
 
 class ExactOutputs(NamedTuple):
     """A model's exact outputs for n pixels (int64): each component's means before the colour terms
     (mu16 = 16 mu) and log2 scales (ls8 = 8 log2 s), (n, K, 3); its colour coefficients (a 1/64
-    grid), (n, K, 3); its weight logits (a 1/8 grid, base 2), (n, K)."""
+    grid), (n, K, 3); its weight logits (a 1/8 grid, base 2), (n, K); the tile predictor's sums of the
+    neighbours and the constant (n, 3) and its colour coefficients (green's on red, blue's on red and
+    green; n, 3), both on its 1/4096 grid (zero without one)."""
 
     mu16: np.ndarray
     ls8: np.ndarray
     coef: np.ndarray
     logits: np.ndarray
+    tile_sum: np.ndarray
+    tile_colour: np.ndarray
 
     def take(self, index: np.ndarray) -> "ExactOutputs":
         return ExactOutputs(*(t[index] for t in self))
@@ -240,7 +361,16 @@ class ExactOutputs(NamedTuple):
             shift = self.coef[:, :, 0 if c == 1 else 1] * centred[:, None, 0]
         if c == 2:
             shift = shift + self.coef[:, :, 2] * centred[:, None, 1]
-        return self.mu16[:, :, c] + (shift >> 2)
+        return self.mu16[:, :, c] + (shift >> 2) + self.tile16(centred, c)[:, None]
+
+    def tile16(self, centred: np.ndarray, c: int) -> np.ndarray:
+        """The tile predictor's prediction of colour c (n,), centred, on the 1/16 grid."""
+        total = self.tile_sum[:, c]
+        if c >= 1:
+            total = total + self.tile_colour[:, 0 if c == 1 else 1] * centred[:, 0]
+        if c == 2:
+            total = total + self.tile_colour[:, 2] * centred[:, 1]
+        return total >> (TilePredictor.FRAC - priors.MU_FRAC)
 
 
 POW2_EIGHTHS = np.array([65536, 60097, 55109, 50535, 46341, 42495, 38968, 35734])  # round(2**16 * 2**(-i / 8))
@@ -388,6 +518,12 @@ class WavefrontCoder:
         self.first, self.linear = gathered(model.first), gathered(model.linear)
         self.hidden = [layer.kernel() for layer in (*model.hidden, model.head)]
         self.dy, self.dx = self.taps // k, self.taps % k
+        self.predictor = model.predictor
+        if self.predictor is not None:  # its taps, as offsets into the decoder's canvas
+            kp = self.predictor.kernel
+            taps = causal_mask(kp).flatten().nonzero().squeeze(1)
+            assert kp <= k, "the tile predictor reaches no further than the network"
+            self.pdy, self.pdx = taps // kp - kp // 2 + self.r, taps % kp - kp // 2 + self.r
 
     def lines(self, height: int, width: int) -> list[np.ndarray]:
         """The raster positions on each line x + (r + 1) y = t, t ascending."""
@@ -420,7 +556,9 @@ class WavefrontCoder:
         """uint8 (B, 3, H, W) -> bytes; each image's offset chosen on its every ``every``-th row."""
         import constriction
         b, _, height, width = pixels.shape
-        outputs = self.model.exact_outputs(torch.from_numpy(pixels.astype(np.float64)))
+        images = torch.from_numpy(pixels.astype(np.float64))
+        tiles = self.predictor.fit(images) if self.predictor is not None else None
+        outputs = self.model.exact_outputs(images, tiles)
         values = pixels.transpose(0, 2, 3, 1).reshape(-1, 3).astype(np.int64)
         sampled = (np.arange(height)[:, None] % every == 0).repeat(width, 1).ravel()
         offsets = []
@@ -442,6 +580,9 @@ class WavefrontCoder:
                 coder.encode_reverse(np.where(escaped, 2 * dist.reach + 1, at).astype(np.int32), categorical, dist.rows)
         coder.encode_reverse(np.array(offsets, dtype=np.int32) - self.OFFSETS.start,
                              constriction.stream.model.Uniform(len(self.OFFSETS)))
+        if tiles is not None:
+            sent = tiles.numpy()[:, self.predictor.used()].ravel() + TilePredictor.LIMIT
+            coder.encode_reverse(sent.astype(np.int32), constriction.stream.model.Uniform(2 * TilePredictor.LIMIT + 1))
         return coder.get_compressed().tobytes()
 
     @torch.no_grad()
@@ -453,19 +594,38 @@ class WavefrontCoder:
         b, _, height, width = shape
         r = self.r
         canvas = torch.zeros(b, 3, height + r, width + 2 * r, dtype=torch.float64)  # centred samples, zero padding
+        residuals = torch.zeros_like(canvas)  # under the tile predictor, for a network that reads them
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
         categorical = constriction.stream.model.Categorical(perfect=False)
+        tiles = None
+        if self.predictor is not None:
+            used = self.predictor.used()
+            sent = coder.decode(constriction.stream.model.Uniform(2 * TilePredictor.LIMIT + 1), b * int(used.sum()))
+            tiles = torch.zeros(b, *used.shape, dtype=torch.int64)
+            tiles[:, torch.from_numpy(used)] = torch.from_numpy(sent.astype(np.int64) - TilePredictor.LIMIT).view(b, -1)
+            colour = self.predictor.colour_coefficients(tiles)
         offsets = coder.decode(constriction.stream.model.Uniform(len(self.OFFSETS)), b).astype(np.int64) + self.OFFSETS.start
+        gather = lambda plane, y, x: plane[:, :, y[:, None] + self.dy, x[:, None] + self.dx].permute(1, 3, 0, 2)  # noqa: E731
         for line in self.lines(height, width):
             y, x = torch.from_numpy(line // width), torch.from_numpy(line % width)
-            patch = canvas[:, :, y[:, None] + self.dy, x[:, None] + self.dx]  # (B, 3, n, taps)
-            a = backend.latents(patch.permute(1, 3, 0, 2).reshape(1, -1, 1, b * len(line)))  # (1, 3 taps, 1, B n)
-            h = backend.conv(self.first, a)
+            n = b * len(line)
+            patch = gather(canvas, y, x)  # (3, taps, B, n)
+            a = backend.latents(patch.reshape(1, -1, 1, n))  # (1, 3 taps, 1, B n)
+            first_in = a
+            if self.model.residual_context:
+                first_in = backend.latents(torch.cat([patch, gather(residuals, y, x)]).reshape(1, -1, 1, n))
+            h = backend.conv(self.first, first_in)
             for layer in self.hidden:
                 h = backend.conv(layer, h)
             head = h.double().view(h.shape[1], -1).T.long().numpy()
             linear = backend.conv(self.linear, a).double().view(3, -1).T.long().numpy()
-            outputs = self.model.outputs_of(head, linear).offset(np.repeat(offsets, len(line)))
+            sums = tile_colour = None
+            if tiles is not None:
+                near = canvas[:, :, y[:, None] + self.pdy, x[:, None] + self.pdx].permute(0, 2, 1, 3).reshape(b, len(line), -1)
+                k = near.shape[2]
+                total = near @ tiles[:, :, :k].double().transpose(1, 2) + TilePredictor.CONSTANT * tiles[:, None, :, -1].double()
+                sums, tile_colour = total.reshape(n, 3).long().numpy(), np.repeat(colour, len(line), axis=0)
+            outputs = self.model.outputs_of(head, linear, sums, tile_colour).offset(np.repeat(offsets, len(line)))
             weights, decoded = component_weights(outputs.logits), np.zeros((b * len(line), 3), dtype=np.int64)
             for c in range(3):
                 dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables)
@@ -479,6 +639,9 @@ class WavefrontCoder:
                 weights = posterior_weights(weights, dist.counts_of(value))
                 decoded[:, c] = value - 128
                 canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
+                if self.model.residual_context:
+                    residual = decoded[:, c] - (outputs.tile16(decoded, c) >> priors.MU_FRAC)
+                    residuals[:, c, y + r, x + r] = torch.from_numpy(residual).double().view(b, -1)
         return (canvas[:, :, r:, r : r + width] + 128).numpy().astype(np.uint8)
 
 
@@ -505,9 +668,12 @@ def bits_per_pixel(x: torch.Tensor, params: torch.Tensor, components: int) -> to
     return -torch.logsumexp(log_mix, dim=1) / math.log(2)
 
 
-def local_model(kernel: int, width: int, blocks: int, components: int, exact_ready: bool) -> LocalAR | ExactReadyAR:
+def local_model(kernel: int, width: int, blocks: int, components: int, exact_ready: bool, tile_predictor: int = 0,
+                residual_context: bool = False) -> LocalAR | ExactReadyAR:
     """The float model, or the exact-ready one (``blocks`` then counts its 1x1 layers)."""
-    return ExactReadyAR(kernel, width, blocks, components) if exact_ready else LocalAR(kernel, width, blocks, components)
+    if exact_ready:
+        return ExactReadyAR(kernel, width, blocks, components, tile_predictor, residual_context)
+    return LocalAR(kernel, width, blocks, components)
 
 
 @torch.no_grad()
@@ -521,7 +687,7 @@ def held_out_bpd(model: LocalAR | ExactReadyAR, crops: torch.Tensor, batch: int 
 def exact_held_out_bpd(model: ExactReadyAR, crops: torch.Tensor) -> tuple[float, float]:
     """What the codec's exact arithmetic and integer tables would write for the crops, in bpd: as the
     model gives the scales, and with each crop's best scale offset (side information, as the prototype
-    coder sends it)."""
+    coder sends it); with a tile predictor, its coefficients counted in both."""
     frozen = copy.deepcopy(model)
     frozen.freeze()
     coder = WavefrontCoder(frozen)
@@ -529,14 +695,17 @@ def exact_held_out_bpd(model: ExactReadyAR, crops: torch.Tensor) -> tuple[float,
     for crop in crops:
         values = crop.reshape(-1, 3).numpy().astype(np.int64)
         outputs = frozen.exact_outputs(crop.permute(2, 0, 1)[None].double())
-        plain += float(pixel_code_length(values, outputs, coder.tables).sum())
+        side = frozen.side_bits()  # the tile predictor's coefficients, and (adapted) the offset
+        plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
         adapted += float(pixel_code_length(values, outputs.offset(coder.shortest_offset(values, outputs)), coder.tables).sum())
+        adapted += side + math.log2(len(coder.OFFSETS))
     return plain / crops.numel(), adapted / crops.numel()
 
 
 def train(kernel: int, width: int, blocks: int, components: int, minutes: float, lr: float, batch_size: int,
           crop: int, eval_every: float | None = None, lr_halflife: float | None = None,
-          checkpoint: Path | None = None, cifar10: Path | None = None, exact_ready: bool = False, seed: int = 0) -> dict:
+          checkpoint: Path | None = None, cifar10: Path | None = None, exact_ready: bool = False, tile_predictor: int = 0,
+          residual_context: bool = False, seed: int = 0) -> dict:
     """Train for ``minutes`` of wall-clock time in all (measuring stops the clock), resuming from and
     saving to ``checkpoint`` (every five minutes) when one is given."""
     torch.manual_seed(seed)
@@ -546,7 +715,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
     else:  # held out as `icnn train --holdout-every 100` holds them out
         images, held = ImageSet.open(cifar10).split_holdout(CIFAR10_HOLDOUT_EVERY)
         evals = {"held_out": torch.from_numpy(held.first(None))}
-    model = local_model(kernel, width, blocks, components, exact_ready)
+    model = local_model(kernel, width, blocks, components, exact_ready, tile_predictor, residual_context)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, curve, trained = 0, [], 0.0
@@ -596,11 +765,12 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
     parallel_ms = (time.perf_counter() - t0) * 1000
     return {"kernel": kernel, "width": width, "blocks": blocks, "components": model.components, "minutes": minutes,
             "lr": lr, "lr_halflife": lr_halflife, "batch_size": batch_size, "crop": crop, "steps": step,
-            "exact_ready": exact_ready, "data": "photos" if cifar10 is None else "cifar10", **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()},
+            "exact_ready": exact_ready, "tile_predictor": tile_predictor, "residual_context": residual_context,
+            "data": "photos" if cifar10 is None else "cifar10", **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()},
             "mac_per_pixel": ema.mac_per_pixel(), "parallel_forward_ms_256": parallel_ms,
             "parameters": sum(p.numel() for p in ema.parameters()), "curve": curve,
             **({f"{k}_bpd_exact{suffix}": bpd for k, v in evals.items()
-                for suffix, bpd in zip(("", "_offsets"), exact_held_out_bpd(ema, v))} if exact_ready else {})}
+                for suffix, bpd in zip(("", "_offsets"), exact_held_out_bpd(ema, v))} if exact_ready and not tile_predictor else {})}
 
 
 @torch.no_grad()
@@ -648,7 +818,10 @@ def table() -> str:
             unseen = f"{point['unseen_bpd']:.4f}" if "unseen_bpd" in point else ""
             coded = f"{point['val_bpd_exact_offsets']:.4f} / {point['unseen_bpd_exact_offsets']:.4f}" \
                 if "val_bpd_exact_offsets" in point else ""
-            lines.append(f"| {r['data']} | {'exact 8-bit' if r.get('exact_ready') else 'float'} | {r['kernel']} | "
+            form = "exact 8-bit" if r.get("exact_ready") else "float"
+            if r.get("tile_predictor"):
+                form += f", tile predictor {r['tile_predictor']}x{r['tile_predictor']}" + (", residuals" if r["residual_context"] else "")
+            lines.append(f"| {r['data']} | {form} | {r['kernel']} | "
                          f"{r['width']} | {r['blocks']} | {r['components']} | {point['minutes']:g} | {point['steps']} | "
                          f"{first:.4f} | {unseen} | {coded} | {r['mac_per_pixel']:,} | {r['parameters']:,} |")
     return "\n".join(lines)
@@ -676,18 +849,26 @@ if __name__ == "__main__":
     parser.add_argument("--measure", action="store_true",
                         help="measure the --checkpoint's EMA weights on the held-out crops (exact-ready: as coded too) "
                              "and save the figures as the run's result")
+    parser.add_argument("--tile-predictor", type=int, default=0, metavar="K",
+                        help="with --exact-ready: each crop's own least-squares predictor from its causal K x K neighbours "
+                        "gives the means' base (side information)")
+    parser.add_argument("--residual-context", action="store_true",
+                        help="with --tile-predictor: the network also sees the neighbours' residuals under it")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
-    name = f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
+    name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
+            f"{f'-tp{args.tile_predictor}' if args.tile_predictor else ''}{'-rc' if args.residual_context else ''}")
     if args.table:
         print(table())
     elif args.measure:
         torch.set_num_threads(args.threads)
-        model = local_model(args.kernel, args.width, args.blocks, args.components, args.exact_ready)
+        model = local_model(args.kernel, args.width, args.blocks, args.components, args.exact_ready, args.tile_predictor,
+                            args.residual_context)
         saved = torch.load(args.checkpoint)
         model.load_state_dict(saved["ema"])
         minutes = round(saved["seconds"] / 60)
         figures = {"kernel": args.kernel, "width": args.width, "blocks": args.blocks, "components": model.components,
+                   "tile_predictor": args.tile_predictor, "residual_context": args.residual_context,
                    "minutes": minutes, "steps": saved["step"], "exact_ready": args.exact_ready, "data": "photos",
                    "mac_per_pixel": model.mac_per_pixel(), "parameters": sum(p.numel() for p in model.parameters()),
                    "curve": saved["curve"]}
@@ -710,7 +891,8 @@ if __name__ == "__main__":
     else:
         torch.set_num_threads(args.threads)
         result = train(args.kernel, args.width, args.blocks, args.components, args.minutes, args.lr, args.batch_size, args.crop,
-                       args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10, args.exact_ready)
+                       args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10, args.exact_ready,
+                       args.tile_predictor, args.residual_context)
         FOLDER.mkdir(parents=True, exist_ok=True)
         path = FOLDER / f"{name}-{args.minutes:g}min{'-cifar10' if args.cifar10 else ''}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")

@@ -289,16 +289,20 @@ def test_the_exact_ready_local_ar_is_causal_and_a_distribution() -> None:
     assert _sums_to_one_over_all_colours(local_ar.ExactReadyAR(kernel=3, width=8, depth=1, components=2))
 
 
-@pytest.mark.parametrize("components", [1, 2])
-def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: int) -> None:
+@pytest.mark.parametrize(("components", "tile_predictor", "residual_context"), [(1, 0, False), (2, 0, False), (1, 3, False),
+                                                                               (2, 5, True)])
+def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: int, tile_predictor: int,
+                                                                   residual_context: bool) -> None:
     """Frozen, the model's exact integer path gives the training path's grid values; the coder's
     integer table rows (cut to 0..255, mixed by integer weights) give its code lengths to within the
     tables' rounding; and the prototype wavefront coder gives back every pixel, with narrow and full
-    windows, escapes and end values."""
+    windows, escapes and end values. So does a model whose means start from each image's own tile
+    predictor (sent with the image), with or without its residuals as the network's context."""
     local_ar = _local_ar()
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2, components=components)
+    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2, components=components, tile_predictor=tile_predictor,
+                                  residual_context=residual_context)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -306,7 +310,7 @@ def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: in
     pixels = (ramp + torch.randint(-3, 4, (1, 3, 9, 9))).clamp(0, 255)  # a smooth image: most samples near their means
     with torch.no_grad():
         mu, log2_s, _ = model.parameters_of(pixels)
-        bits = model.bits(pixels).numpy().ravel()
+        bits = model.bits(pixels).numpy().ravel() - model.side_bits() / 81  # spread over the pixels there
     model.freeze()
     outputs = model.exact_outputs(pixels)
     values = pixels[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64)
@@ -318,9 +322,12 @@ def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: in
     assert near.sum() >= 10 and np.abs(exact - bits)[near].max() < 0.01
     coder = local_ar.WavefrontCoder(model)
     images = torch.cat([pixels, pixels.flip(3)]).numpy().astype(np.uint8)
-    data = coder.encode(images)
+    data = coder.encode(images, every=1)  # offsets chosen on every row: never longer than offset 0
     assert np.array_equal(coder.decode(data, images.shape), images)
-    assert 8 * len(data) < exact.sum() * 2 + 64  # two images, each its own scale offset (at best 0)
+    flipped = pixels.flip(3)
+    exact_flipped = local_ar.pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
+                                               model.exact_outputs(flipped), priors.LogisticTables.build()).sum()
+    assert 8 * len(data) < exact.sum() + exact_flipped + 64 + 2 * model.side_bits()  # each its own offset (at best 0)
     noise = torch.randint(0, 256, (2, 3, 9, 9)).numpy().astype(np.uint8)  # far from the means: values escape
     for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
         model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale
