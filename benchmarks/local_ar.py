@@ -3,7 +3,7 @@
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
         [--exact-ready [--tile-predictor K [--residual-context]]] [--eval-every MIN] [--lr-halflife STEPS]
         [--checkpoint FILE] [--threads 1]
-    python benchmarks/local_ar.py --measure --checkpoint FILE [the run's options]
+    python benchmarks/local_ar.py --measure --checkpoint FILE [--full-images] [the run's options]
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
@@ -805,6 +805,53 @@ def wavefront_decode_ms(model: LocalAR, planes: int = 1, side: int = 256) -> flo
     return (time.perf_counter() - t0) * 1000
 
 
+def bench_sets() -> dict[str, dict[str, np.ndarray]]:
+    """The photographs of the three benchmark sets that `icnn bench` compares codecs on (photo_val.py,
+    photos.py, photos_unseen.py), by the names their results files give them."""
+    from photos import photos
+    _, held = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
+    unseen = ImageSet.open(SHARED / "data" / "photos-unseen")
+    stem = lambda names: [n.rsplit(".", 1)[0] for n in names]  # noqa: E731
+    return {"photo_val": dict(zip(stem(held.names), held.images)), "photos": photos(),
+            "photos_unseen": dict(zip(stem(unseen.names), unseen.images))}
+
+
+@torch.no_grad()
+def full_image_bits(model: ExactReadyAR, image: np.ndarray) -> float:
+    """An exact-ready model's code length for a whole (H, W, 3) image in bits by the training path:
+    the best scale offset for it (every 2/8 from -1 to 3) and its side information counted."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    mu, log2_s, logits = model.parameters_of(x)
+    best = math.inf
+    for offset in range(-8, 25, 2):
+        bits = edge_logistic_bits(x.unsqueeze(1), mu, log2_s + offset / 8).sum(2)
+        if logits is not None:
+            log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
+            bits = -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1, keepdim=True) / math.log(2.0)
+        best = min(best, float(bits.sum()))
+    return best + model.side_bits() + math.log2(len(WavefrontCoder.OFFSETS))
+
+
+def full_image_figures(model: ExactReadyAR) -> dict:
+    """bpd of the benchmark sets' whole photographs, against JPEG XL's and the shipped photo model's
+    files in the sets' last benchmark results."""
+    figures = {}
+    for name, images in bench_sets().items():
+        bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
+        files = {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
+        totals = {"model": 0.0, "jpegxl": 0.0, "icnn:photo": 0.0}
+        dims = 0
+        for i, image_name in enumerate(bench["image_names"]):
+            image = np.asarray(images[image_name.rsplit(".", 1)[0]])
+            totals["model"] += full_image_bits(model, image)
+            for codec in ("jpegxl", "icnn:photo"):
+                totals[codec] += 8 * files[codec][i]
+            dims += image.size
+            print(f"{name} {image_name}: {totals['model'] / dims:.4f} so far", file=sys.stderr, flush=True)
+        figures[name] = {k: v / dims for k, v in totals.items()}
+    return figures
+
+
 def table() -> str:
     """Every saved run, photographs first; a run measured along the way has a row for each measurement.
     Exact-ready runs measured at the end also have the coder's code lengths, with a scale offset per crop."""
@@ -854,6 +901,9 @@ if __name__ == "__main__":
                         "gives the means' base (side information)")
     parser.add_argument("--residual-context", action="store_true",
                         help="with --tile-predictor: the network also sees the neighbours' residuals under it")
+    parser.add_argument("--full-images", action="store_true",
+                        help="with --measure: also the whole photographs of photo_val, photos and photos_unseen, "
+                        "against JPEG XL's files in their last benchmark results")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
@@ -876,6 +926,8 @@ if __name__ == "__main__":
             figures[f"{k}_bpd"] = held_out_bpd(model, v)
             if args.exact_ready:
                 figures[f"{k}_bpd_exact"], figures[f"{k}_bpd_exact_offsets"] = exact_held_out_bpd(model, v)
+        if args.full_images:
+            figures["full_images"] = full_image_figures(model)
         FOLDER.mkdir(parents=True, exist_ok=True)
         (FOLDER / f"{name}-{minutes}min.json").write_text(json.dumps(figures, indent=1) + "\n")
         print(json.dumps(figures))

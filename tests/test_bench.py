@@ -289,6 +289,26 @@ def test_the_exact_ready_local_ar_is_causal_and_a_distribution() -> None:
     assert _sums_to_one_over_all_colours(local_ar.ExactReadyAR(kernel=3, width=8, depth=1, components=2))
 
 
+def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_information() -> None:
+    """The whole-photograph figure is the training path's code length at the best of the scale offsets
+    it tries, plus what the image sends besides its pixels (the offset, the tile predictor)."""
+    local_ar = _local_ar()
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2, components=2, tile_predictor=3, residual_context=True)
+    image = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        at_zero = float(model.bits(pixels).sum())  # offset 0, the side information spread over the pixels
+    offset_bits = np.log2(len(local_ar.WavefrontCoder.OFFSETS))
+    assert local_ar.full_image_bits(model, image) <= at_zero + offset_bits + 1e-3
+    for k in range(2):  # far too confident on noise: a wider offset must pay
+        model.head.conv.bias.data[9 * k + 3 : 9 * k + 6] -= 2.0
+    with torch.no_grad():
+        narrow = float(model.bits(pixels).sum())
+    assert local_ar.full_image_bits(model, image) < narrow - 100
+
+
 @pytest.mark.parametrize(("components", "tile_predictor", "residual_context"), [(1, 0, False), (2, 0, False), (1, 3, False),
                                                                                (2, 5, True)])
 def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: int, tile_predictor: int,
