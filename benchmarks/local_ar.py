@@ -26,8 +26,8 @@ per pixel). :class:`WavefrontCoder` is a prototype exact coder for it (integer t
 from the causal K x K neighbours and the pixel's earlier colours that the encoder fits to the
 tile (here: the crop) by least squares and sends (16 bits a coefficient, charged in every figure),
 gives the base the network's means correct. ``--residual-context`` also feeds the network the
-neighbours' residuals under it: the prediction errors of decoded neighbours, the contexts adaptive
-classic codecs lean on.
+neighbours' residuals under it (without a tile predictor: under the model's global linear one):
+the prediction errors of decoded neighbours, the contexts adaptive classic codecs lean on.
 
 Results: benchmarks/results/local_ar/[x]kK-wW-bB-cC-Nmin.json; docs/ablations.md quotes them.
 """
@@ -186,12 +186,15 @@ class ExactReadyAR(nn.Module):
         """Training path: each component's means and log2 scales (B, K, 3, H, W) on their grids, and
         the components' weight logits (B, K, H, W; None for one)."""
         a = (pixels - 128) / 2**INPUT_FRAC
+        linear = self.linear(a)
         base = 128
         if self.tile_predictor:
             predicted = self.predictor.predict16(pixels, self.predictor.fit(pixels)).float() / 2**priors.MU_FRAC
             base = base + predicted.unsqueeze(1)
-            if self.residual_context:
-                a = torch.cat([a, (pixels - 128 - torch.floor(predicted)) / 2**INPUT_FRAC], dim=1)  # integer residuals
+        else:  # the residuals are the global linear predictor's
+            predicted = linear.detach()
+        if self.residual_context:
+            a = torch.cat([a, (pixels - 128 - torch.floor(predicted)) / 2**INPUT_FRAC], dim=1)  # integer residuals
         h = self.first(a)
         for layer in self.hidden:
             h = layer(h)
@@ -199,7 +202,7 @@ class ExactReadyAR(nn.Module):
         b, _, height, width = out.shape
         k = self.components
         per = out[:, : 9 * k].reshape(b, k, 9, height, width)
-        mu = self.linear(a[:, :3]).unsqueeze(1) + per[:, :, 0:3] + base
+        mu = linear.unsqueeze(1) + per[:, :, 0:3] + base
         log2_s, coef = per[:, :, 3:6], per[:, :, 6:9]
         r, g = pixels[:, None, 0:1] - 128, pixels[:, None, 1:2] - 128
         floor_ste = lambda t: t + (torch.floor(t) - t).detach()  # noqa: E731
@@ -223,16 +226,19 @@ class ExactReadyAR(nn.Module):
         a = centred
         flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
         sums = colour = None
+        linear = self.linear(centred)
+        predicted16 = linear.long()
         if self.predictor is not None:
             tile = self.predictor.fit(pixels) if tile is None else tile
-            if self.residual_context:
-                a = torch.cat([a, centred - (self.predictor.predict16(pixels, tile) >> priors.MU_FRAC)], dim=1)
+            predicted16 = self.predictor.predict16(pixels, tile)
             sums = flat(self.predictor.sums(pixels, tile))
             colour = np.repeat(self.predictor.colour_coefficients(tile), pixels.shape[2] * pixels.shape[3], axis=0)
+        if self.residual_context:
+            a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
         h = self.first(a)
         for layer in self.hidden:
             h = layer(h)
-        return self.outputs_of(flat(self.head(h)), flat(self.linear(centred)), sums, colour)
+        return self.outputs_of(flat(self.head(h)), flat(linear), sums, colour)
 
     def outputs_of(self, head: np.ndarray, linear: np.ndarray, tile_sum: np.ndarray | None = None,
                    tile_colour: np.ndarray | None = None) -> "ExactOutputs":
@@ -639,8 +645,9 @@ class WavefrontCoder:
                 weights = posterior_weights(weights, dist.counts_of(value))
                 decoded[:, c] = value - 128
                 canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
-                if self.model.residual_context:
-                    residual = decoded[:, c] - (outputs.tile16(decoded, c) >> priors.MU_FRAC)
+                if self.model.residual_context:  # under the tile predictor, or else the linear one
+                    predicted16 = outputs.tile16(decoded, c) if tiles is not None else linear[:, c]
+                    residual = decoded[:, c] - (predicted16 >> priors.MU_FRAC)
                     residuals[:, c, y + r, x + r] = torch.from_numpy(residual).double().view(b, -1)
         return (canvas[:, :, r:, r : r + width] + 128).numpy().astype(np.uint8)
 
@@ -867,7 +874,9 @@ def table() -> str:
                 if "val_bpd_exact_offsets" in point else ""
             form = "exact 8-bit" if r.get("exact_ready") else "float"
             if r.get("tile_predictor"):
-                form += f", tile predictor {r['tile_predictor']}x{r['tile_predictor']}" + (", residuals" if r["residual_context"] else "")
+                form += f", tile predictor {r['tile_predictor']}x{r['tile_predictor']}"
+            if r.get("residual_context"):
+                form += ", residuals"
             lines.append(f"| {r['data']} | {form} | {r['kernel']} | "
                          f"{r['width']} | {r['blocks']} | {r['components']} | {point['minutes']:g} | {point['steps']} | "
                          f"{first:.4f} | {unseen} | {coded} | {r['mac_per_pixel']:,} | {r['parameters']:,} |")
@@ -900,7 +909,8 @@ if __name__ == "__main__":
                         help="with --exact-ready: each crop's own least-squares predictor from its causal K x K neighbours "
                         "gives the means' base (side information)")
     parser.add_argument("--residual-context", action="store_true",
-                        help="with --tile-predictor: the network also sees the neighbours' residuals under it")
+                        help="the network also sees the neighbours' residuals under the tile predictor (without one: "
+                        "under the model's global linear predictor)")
     parser.add_argument("--full-images", action="store_true",
                         help="with --measure: also the whole photographs of photo_val, photos and photos_unseen, "
                         "against JPEG XL's files in their last benchmark results")

@@ -309,15 +309,16 @@ def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_inform
     assert local_ar.full_image_bits(model, image) < narrow - 100
 
 
-@pytest.mark.parametrize(("components", "tile_predictor", "residual_context"), [(1, 0, False), (2, 0, False), (1, 3, False),
+@pytest.mark.parametrize(("components", "tile_predictor", "residual_context"), [(1, 0, False), (2, 0, False), (1, 0, True), (1, 3, False),
                                                                                (2, 5, True)])
 def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: int, tile_predictor: int,
                                                                    residual_context: bool) -> None:
     """Frozen, the model's exact integer path gives the training path's grid values; the coder's
     integer table rows (cut to 0..255, mixed by integer weights) give its code lengths to within the
     tables' rounding; and the prototype wavefront coder gives back every pixel, with narrow and full
-    windows, escapes and end values. So does a model whose means start from each image's own tile
-    predictor (sent with the image), with or without its residuals as the network's context."""
+    windows, escapes and end values. So does a model whose network reads the neighbours' residuals
+    under its linear predictor, and one whose means start from each image's own tile predictor (sent
+    with the image), with or without its residuals as the network's context."""
     local_ar = _local_ar()
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
