@@ -410,59 +410,104 @@ def padded_rows(tables: priors.LogisticTables) -> tuple[np.ndarray, np.ndarray, 
     return tables.padded
 
 
-def folded_rows(params: priors.ExactParams, tables: priors.LogisticTables, reach: int, low: np.ndarray) -> np.ndarray:
-    """Each sample's distribution over 0..255 from the codec's integer table row for its parameters:
-    the row cut to 0..255, the counts beyond either end added to the end value's, every other value a
-    count of 1, the row's escape dropped. Integer sums only, so an exact coder builds it everywhere.
-
-    As int64 (n, 2 reach + 2): the counts of the 2 reach + 1 values from ``low`` on, then one count
-    for all the other values together (each of them equally likely)."""
+def value_counts(params: priors.ExactParams, tables: priors.LogisticTables, low: np.ndarray, width: int) -> np.ndarray:
+    """Each sample's counts (n, width), int64, of the values low .. low + width - 1 in its distribution
+    over 0..255 from the codec's integer table row for its parameters: the row cut to 0..255, the
+    counts beyond either end added to the end value's, every other value a count of 1, the row's escape
+    dropped. Integer sums only, so an exact coder builds it everywhere."""
     padded, zero, prefix = padded_rows(tables)
     r = tables.half_widths[params.scale]
     m = np.clip(params.mu_floor, -r - 1, 256 + r)  # a row wholly beyond an end folds the same from here
-    rows = padded[(zero[params.scale, params.mu_frac] + low - m)[:, None] + np.arange(2 * reach + 1)]
+    rows = padded[(zero[params.scale, params.mu_frac] + low - m)[:, None] + np.arange(width)]
     centre = tables.offsets[params.scale] + params.mu_frac * (2 * r + 2) + r  # offset 0's count in tables.counts
     below = np.clip(-m - 1, -r - 1, r)  # the last offset below value 0
     above = np.clip(256 - m, -r, r + 1)  # the first offset above value 255
     rows[:, 0] += np.where(low == 0, prefix[centre + below + 1] - prefix[centre - r], 0)
-    rows[:, -1] += np.where(low == 255 - 2 * reach, prefix[centre + r + 1] - prefix[centre + above], 0)
-    return np.concatenate([rows, np.full((len(rows), 1), 255 - 2 * reach)], axis=1)
+    rows[:, -1] += np.where(low + width == 256, prefix[centre + r + 1] - prefix[centre + above], 0)
+    return rows
+
+
+def value_totals(params: priors.ExactParams, tables: priors.LogisticTables) -> np.ndarray:
+    """The sum of :func:`value_counts` over all of 0..255 (n,): the whole row, and 1 for each value
+    the row does not reach."""
+    _, _, prefix = padded_rows(tables)
+    r = tables.half_widths[params.scale]
+    m = np.clip(params.mu_floor, -r - 1, 256 + r)
+    centre = tables.offsets[params.scale] + params.mu_frac * (2 * r + 2) + r
+    reached = np.clip(np.minimum(255, m + r) - np.maximum(0, m - r) + 1, 0, None)
+    return prefix[centre + r + 1] - prefix[centre - r] + 256 - reached
+
+
+NARROW_PART = 3  # a window reaches this part of its main logistic's table row either side of its mean (about 4 s)
+NARROW_SHARE = 0.9  # and the window of a coder call is as wide as this share of its samples want
+
+
+def take(params: priors.ExactParams, index: np.ndarray) -> priors.ExactParams:
+    return priors.ExactParams(params.mu_floor[index], params.mu_frac[index], params.scale[index])
 
 
 class ChannelDistribution(NamedTuple):
-    """One colour of n pixels: the mixture's counts (float64 integers, (n, 2 reach + 2)) over the
-    window of values from ``low``, plus one for the values outside it; each component's counts."""
+    """One colour of n pixels, coded in two steps. First the mixture's counts (float64 integers,
+    (n, 2 reach + 2)) over a narrow window of values from ``low``, then one count for all the values
+    outside it: the mixture's mass there. A value outside is then coded among those values by their
+    counts (:meth:`beyond`). The two steps give each value the same share as one row over 0..255."""
 
     rows: np.ndarray
     parts: list[np.ndarray]
+    components: list[priors.ExactParams]
+    weights: np.ndarray
     low: np.ndarray
     reach: int
+    tables: priors.LogisticTables
 
     def outside(self, values: np.ndarray) -> np.ndarray:
-        """Which values fall outside the window (coded as the last symbol, then which of them)."""
+        """Which values fall outside the window (coded as the last symbol, then among the others)."""
         at = values - self.low
         return (at < 0) | (at > 2 * self.reach)
 
     def counts_of(self, values: np.ndarray) -> np.ndarray:
-        """Each component's count (n, K) of the pixels' values (1 for a value outside the window)."""
+        """Each component's count (n, K) of the pixels' values."""
         at, outside = values - self.low, self.outside(values)
         n = np.arange(len(values))
-        return np.stack([np.where(outside, 1, p[n, np.where(outside, 0, at)]) for p in self.parts], axis=1)
+        counts = np.stack([p[n, np.where(outside, 0, at)] for p in self.parts], axis=1)
+        if outside.any():
+            counts[outside] = np.stack([value_counts(take(k, outside), self.tables, values[outside], 1)[:, 0]
+                                        for k in self.components], axis=1)
+        return counts
+
+    def beyond(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the samples ``index`` (whose values are outside the window): the mixture's counts of the
+        values outside it, (m, 255 - 2 reach) float64, and those values."""
+        width = 2 * self.reach + 1
+        low = self.low[index]
+        rest = np.arange(256 - width)[None]
+        values = rest + np.where(rest >= low[:, None], width, 0)
+        zeros = np.zeros(len(index), dtype=np.int64)
+        full = sum(self.weights[index, k, None] * value_counts(take(c, index), self.tables, zeros, 256)
+                   for k, c in enumerate(self.components))
+        return np.take_along_axis(full, values, axis=1).astype(np.float64), values
 
 
 def channel_distribution(means: np.ndarray, ls8: np.ndarray, weights: np.ndarray, tables: priors.LogisticTables
                          ) -> ChannelDistribution:
-    """The mixture of the components (means and scales (n, K)) under integer ``weights`` (n, K), on one
-    window for all of them: the narrowest that holds every component's table row, capped at 255 values."""
+    """The mixture of the components (means and scales (n, K)) under integer ``weights`` (n, K). Its
+    window: around each sample's heaviest component's mean, a third of its table row either side, as
+    wide for all as NARROW_SHARE of them want (what falls outside costs a second, rarer step). Integers
+    only: the window is part of what the decoder must find as the encoder did."""
     params = priors.ExactParams.from_grid(means, ls8)
-    m, r = params.mu_floor, tables.half_widths[params.scale]
-    first, last = (m - r).min(1), (m + r).max(1)
-    reach = int(min(127, ((last - first + 1) // 2).max(initial=0)))
-    low = np.clip((first + last) // 2 - reach, 0, 255 - 2 * reach)
-    parts = [folded_rows(priors.ExactParams(*(t[:, k] for t in (params.mu_floor, params.mu_frac, params.scale))),
-                         tables, reach, low) for k in range(means.shape[1])]
+    n = np.arange(len(means))
+    main = weights.argmax(1)
+    want = np.clip(tables.half_widths[params.scale[n, main]] // NARROW_PART, 2, 127)
+    reach = int(np.sort(want)[int(NARROW_SHARE * (len(want) - 1))]) if len(want) else 2
+    low = np.clip(params.mu_floor[n, main] - reach, 0, 255 - 2 * reach)
+    components = [priors.ExactParams(*(t[:, k] for t in (params.mu_floor, params.mu_frac, params.scale)))
+                  for k in range(means.shape[1])]
+    parts = []
+    for c in components:
+        inside = value_counts(c, tables, low, 2 * reach + 1)
+        parts.append(np.concatenate([inside, (value_totals(c, tables) - inside.sum(1))[:, None]], axis=1))
     rows = sum(weights[:, k, None] * p for k, p in enumerate(parts))
-    return ChannelDistribution(rows.astype(np.float64), parts, low, reach)
+    return ChannelDistribution(rows.astype(np.float64), parts, components, weights, low, reach, tables)
 
 
 def posterior_weights(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -579,10 +624,11 @@ class WavefrontCoder:
             v = values[index]
             for c, (dist, _) in reversed(list(enumerate(pixel_distributions(v, outputs.take(index), self.tables)))):
                 at, escaped = v[:, c] - dist.low, dist.outside(v[:, c])
-                if escaped.any() and dist.reach < 127:  # which of the values outside the window (the last is implied)
-                    outside = v[escaped, c]
-                    which = np.where(outside < dist.low[escaped], outside, outside - 2 * dist.reach - 1)
-                    coder.encode_reverse(which.astype(np.int32), constriction.stream.model.Uniform(255 - 2 * dist.reach))
+                if escaped.any():  # which of the values outside the window
+                    rows, candidates = dist.beyond(np.flatnonzero(escaped))
+                    which = (candidates == v[escaped, c, None]).argmax(1)
+                    if rows.shape[1] > 1:  # else the one value outside a 255-wide window is implied
+                        coder.encode_reverse(which.astype(np.int32), categorical, rows)
                 coder.encode_reverse(np.where(escaped, 2 * dist.reach + 1, at).astype(np.int32), categorical, dist.rows)
         coder.encode_reverse(np.array(offsets, dtype=np.int32) - self.OFFSETS.start,
                              constriction.stream.model.Uniform(len(self.OFFSETS)))
@@ -637,11 +683,10 @@ class WavefrontCoder:
                 dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables)
                 value = dist.low + coder.decode(categorical, dist.rows).astype(np.int64)
                 escaped = value == dist.low + 2 * dist.reach + 1
-                if escaped.any() and dist.reach < 127:
-                    which = coder.decode(constriction.stream.model.Uniform(255 - 2 * dist.reach), int(escaped.sum()))
-                    value[escaped] = np.where(which < dist.low[escaped], which, which + 2 * dist.reach + 1)
-                elif escaped.any():  # the one value outside a 255-wide window
-                    value[escaped] = np.where(dist.low[escaped] == 0, 255, 0)
+                if escaped.any():
+                    rows, candidates = dist.beyond(np.flatnonzero(escaped))
+                    which = coder.decode(categorical, rows).astype(np.int64) if rows.shape[1] > 1 else np.zeros(len(rows), int)
+                    value[escaped] = candidates[np.arange(len(which)), which]
                 weights = posterior_weights(weights, dist.counts_of(value))
                 decoded[:, c] = value - 128
                 canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
