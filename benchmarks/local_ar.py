@@ -962,7 +962,8 @@ if __name__ == "__main__":
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
-            f"{f'-tp{args.tile_predictor}' if args.tile_predictor else ''}{'-rc' if args.residual_context else ''}")
+            f"{f'-tp{args.tile_predictor}' if args.tile_predictor else ''}{'-rc' if args.residual_context else ''}"
+            f"{f'-crop{args.crop}-bs{args.batch_size}' if (args.crop, args.batch_size) != (64, 16) and not args.cifar10 else ''}")
     if args.table:
         print(table())
     elif args.measure:
