@@ -176,7 +176,7 @@ def decode_tiles(model: Model, tiles: list[TileToDecode], batch_size: int = DEFA
         by_shape.setdefault(t.shape, []).append(i)
     results: list = [None] * len(tiles)
     for shape, idx in by_shape.items():
-        for batch in payload.batches(len(idx), shape.height * shape.width, batch_size):
+        for batch in payload.batches(len(idx), shape.height * shape.width, batch_size, payload.batch_pixels(model)):
             chunk = [tiles[i] for i in idx[batch]]
             try:
                 decoded = _decode_checked(model, shape, chunk)
@@ -294,7 +294,7 @@ def tile_colour_modes(data: bytes, /) -> list[str | None]:
     installed. Decodes no pixels."""
     stream = container.unpack(data, None)
     model = find_model_by_fingerprint(stream.header.model_fingerprint)
-    if model is None or model.flow.colour is None:
+    if model is None or model.flow is None or model.flow.colour is None:
         return [None] * len(stream.tiles)
     return [("own colours" if payload.skips_colour_stage(t.payload) else "colour stage") if t.kind == TileKind.MODEL else None
             for t in stream.tiles]
@@ -332,7 +332,7 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
         return work(model, items, batch_size)
     # A chunk of tiles is one batch of network evaluations at most (small tiles share one), or
     # CHUNK_TILES large ones; with several jobs, every job gets tiles however few there are.
-    per_batch = max(CHUNK_TILES, min(batch_size, payload.BATCH_PIXELS // largest))
+    per_batch = max(CHUNK_TILES, min(batch_size, payload.batch_pixels(model) // largest))
     size = min(per_batch, -(-len(items) // jobs)) if jobs > 1 else max(CHUNK_TILES, batch_size)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     done = 0

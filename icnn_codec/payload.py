@@ -2,9 +2,10 @@
 
 Every tile has a *kind* (a byte in the container) and a payload:
 
-* ``MODEL``: the flow's code, the ANS words (uint32, little-endian) of constriction's coder. What
-  the decoder pops from them, first to last, for each plane of the tile
-  (:mod:`icnn_codec.planes`), the colour plane first, then the alpha plane:
+* ``MODEL``: the model's code, the ANS words (uint32, little-endian) of constriction's coder. Under
+  a local AR, each plane of the tile (:mod:`icnn_codec.planes`), the colour plane first, then the
+  alpha plane, as :mod:`icnn_codec.wavefront` codes it: its tile predictor, its scale offset, its
+  pixels line by line. Under a flow, what the decoder pops, first to last, for each plane:
 
   a. for a model with a colour stage, the plane's **colour mode**: one binary symbol, 1 where the
      plane was coded in its own colours, the colour stage skipped (the encoder keeps the mode that
@@ -37,6 +38,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Iterable, Sequence
 
 import constriction
@@ -52,6 +54,9 @@ from .priors import ExactParams
 from .zoo import Model
 
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 buffers)
+# A local AR runs its networks a line at a time, so more tiles share each of its many small
+# evaluations; its working memory is the encoder's outputs for every pixel of the batch.
+LOCAL_AR_BATCH_PIXELS = 2**19
 # Graphics have few distinct pixels: their tiles are coded classically first, and through the model
 # only when that costs more than MODEL_WORTH_TRYING bits a value.
 FEW_COLOURS = 256
@@ -100,9 +105,14 @@ class CodedTile:
     payload: bytes
 
 
-def batches(n_items: int, pixels_each: int, batch_size: int) -> Iterable[slice]:
-    """Slices of at most ``batch_size`` items and about :data:`BATCH_PIXELS` pixels each."""
-    step = max(1, min(batch_size, BATCH_PIXELS // max(1, pixels_each)))
+def batch_pixels(model: Model) -> int:
+    """The pixels one batch of a model's tiles holds, about."""
+    return LOCAL_AR_BATCH_PIXELS if model.local_ar is not None else BATCH_PIXELS
+
+
+def batches(n_items: int, pixels_each: int, batch_size: int, pixels: int = BATCH_PIXELS) -> Iterable[slice]:
+    """Slices of at most ``batch_size`` items and about ``pixels`` pixels each."""
+    step = max(1, min(batch_size, pixels // max(1, pixels_each)))
     return (slice(i, i + step) for i in range(0, n_items, step))
 
 
@@ -149,6 +159,9 @@ def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
 def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:
     """Each tile's ANS words under the model."""
     coders = [constriction.stream.stack.AnsCoder() for _ in tiles]
+    if model.local_ar is not None:
+        _push_local_ar(model, tiles, coders, batch_size)
+        return [coder.get_compressed() for coder in coders]
     # Alpha planes are pushed first (popped last), so planes are grouped by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
     rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -164,6 +177,20 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
             strips.encode_strips(coders[i], plane, *flow_shape(*plane.shape[:2], model.block), model.tables)
         _push_planes(model, list(padded), [coders[i] for i in idx], batch_size)
     return [coder.get_compressed() for coder in coders]
+
+
+def _push_local_ar(model: Model, tiles: Sequence[np.ndarray], coders: list, batch_size: int) -> None:
+    """Push each tile's planes under a local AR, the alpha plane first (it is popped last); planes of
+    one size share the networks' evaluations."""
+    rounds: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for i, pixels in enumerate(tiles):
+        planes = planes_of(pixels)
+        for order, plane in enumerate(reversed(planes)):
+            rounds[(order if len(planes) == 2 else 1, plane.shape)].append((i, plane))
+    for key in sorted(rounds, key=lambda k: k[0]):
+        idx, planes = zip(*rounds[key])
+        for batch in batches(len(planes), key[1][0] * key[1][1], batch_size, LOCAL_AR_BATCH_PIXELS):
+            model.wavefront().push(np.stack(planes[batch]), [coders[i] for i in idx[batch]])
 
 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
@@ -292,7 +319,8 @@ def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
             raise DecodeError(f"corrupt stream (a tile of kind {kind.name} in an {shape.mode} image)")
     if coded:
         coders = [_coder(tiles[b].payload) for b in coded]
-        planes = [_pop_plane(model, coders, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
+        pop = model.wavefront().pop if model.local_ar is not None else partial(_pop_plane, model)
+        planes = [pop(coders, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
         if any(not coder.is_empty() for coder in coders):
             raise DecodeError("corrupt stream (data left over after the last symbol)")
         for i, b in enumerate(coded):

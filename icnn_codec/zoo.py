@@ -2,12 +2,12 @@
 
 A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
 
-* ``meta``: UTF-8 JSON (format name and version, the model's name, the flow's architecture
-  and a free-form ``training`` record);
+* ``meta``: UTF-8 JSON (format name and version, the model's name, its ``kind``: ``flow`` (absent in
+  the flows' files) or ``local-ar``, its architecture and a free-form ``training`` record);
 * ``convN.w`` (int8; int16 for a head's 13-bit split weights), ``convN.e`` (int8), ``convN.b`` (int32),
   ``convN.f`` (int8): the integer weights, per-channel weight exponents, integer biases and input grid
   (2**-f) of the N-th fixed-point convolution, in module order (the 8-bit scheme of ``quant.py``; every
-  channel meets its exactness bound, checked at load);
+  channel meets its exactness bound, checked at load); a local AR has only these and the tables;
 * ``liftN.u``, ``liftN.l`` (int16): the N-th learned lifting mixing's coefficients over 2**8, if any;
 * ``colour.c`` (int16): the colour stage's lifting coefficients over 2**8, if it has one;
 * ``top.mu16``, ``top.ls8``: the top prior's grid integers;
@@ -21,18 +21,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ModelError
 from .flow import FlowConfig, IntegerFlow
+from .local_ar import LocalAR
 from .priors import LogisticTables
+from .wavefront import Wavefront
 
 MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 2  # 2: the exact 8-bit arithmetic (1: 12-bit weights, float64)
 MODEL_SUFFIX = ".npz"
+FLOW, LOCAL_AR = "flow", "local-ar"  # the model kinds
+TILE_GRANULE = 8  # a local AR's tiles may be any multiple of the container's granule
 CARDS = "cards.json"  # model cards, beside the model files
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
 PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
@@ -44,18 +49,32 @@ SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source chec
 
 @dataclass
 class Model:
-    """A loaded model: the flow (integer parameters fixed) and its probability tables."""
+    """A loaded model: its network (integer parameters fixed), a flow or a local AR, and its
+    probability tables."""
 
     name: str
-    flow: IntegerFlow
+    flow: IntegerFlow | None
     tables: LogisticTables
     fingerprint: int  # 16-bit identifier written into streams
     meta: dict
     path: str | None = None
+    local_ar: LocalAR | None = None
+    _wavefront: Wavefront | None = field(default=None, repr=False, compare=False)
+
+    def wavefront(self) -> "Wavefront":
+        """A local AR's line-by-line coder (made once)."""
+        if self._wavefront is None:
+            self._wavefront = Wavefront(self.local_ar, self.tables)
+        return self._wavefront
+
+    @property
+    def kind(self) -> str:
+        return FLOW if self.flow is not None else LOCAL_AR
 
     @property
     def block(self) -> int:
-        return self.flow.cfg.block
+        """Tile sides are multiples of this: the flow's block (a local AR takes any tile)."""
+        return self.flow.cfg.block if self.flow is not None else TILE_GRANULE
 
 
 def model_dirs() -> list[Path]:
@@ -76,14 +95,21 @@ def available_models() -> dict[str, Path]:
     return found
 
 
-def model_arrays(flow: IntegerFlow, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
+def model_arrays(flow: IntegerFlow | LocalAR, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)}
     for i, conv in enumerate(flow.qconvs()):
+        if hasattr(conv, "mask"):  # a local AR's causal layers: nothing outside the mask is ever read
+            with torch.no_grad():
+                conv.conv.weight.mul_(conv.mask)
         w, e, b = conv.integer_parameters()
         arrays[f"conv{i}.w"] = w.numpy().astype(np.int16 if conv.split else np.int8)
         arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)
         arrays[f"conv{i}.b"] = b.numpy().astype(np.int32)
         arrays[f"conv{i}.f"] = np.array(conv.in_frac, dtype=np.int8)
+    if isinstance(flow, LocalAR):
+        arrays["tables.counts"] = tables.counts
+        arrays["tables.offsets"] = tables.offsets
+        return arrays
     for i, mix in enumerate(flow.lifting_mixes()):
         upper, lower = mix.integer_coefficients()
         arrays[f"lift{i}.u"] = upper.numpy().astype(np.int16)
@@ -109,16 +135,18 @@ def fingerprint(arrays: dict[str, np.ndarray]) -> int:
     return int.from_bytes(h.digest()[:2], "little")
 
 
-def save_model(flow: IntegerFlow, path: str | Path, name: str, tables: LogisticTables, training: dict | None = None) -> Path:
-    """Export a flow into a model file (atomically)."""
-    meta = {
-        "format": MODEL_FORMAT,
-        "version": MODEL_FORMAT_VERSION,
-        "name": name,
-        "config": flow.cfg.to_dict(),
-        "training": training or {},
-    }
-    arrays = model_arrays(flow, tables, meta)
+def model_meta(network: IntegerFlow | LocalAR, name: str, training: dict | None = None) -> dict:
+    if isinstance(network, LocalAR):
+        return {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "kind": LOCAL_AR,
+                "config": network.config(), "training": training or {}}
+    return {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "config": network.cfg.to_dict(),
+            "training": training or {}}
+
+
+def save_model(flow: IntegerFlow | LocalAR, path: str | Path, name: str, tables: LogisticTables,
+               training: dict | None = None) -> Path:
+    """Export a frozen flow or local AR into a model file (atomically)."""
+    arrays = model_arrays(flow, tables, model_meta(flow, name, training))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -135,6 +163,10 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
             raise ModelError("not an icnn model file")
         if meta.get("version") != MODEL_FORMAT_VERSION:
             raise ModelError(f"model file version {meta.get('version')} is not supported")
+        if meta.get("kind", FLOW) == LOCAL_AR:
+            return _local_ar_from_arrays(meta, arrays, path)
+        if meta.get("kind", FLOW) != FLOW:
+            raise ModelError(f"unknown model kind '{meta.get('kind')}'")
         flow = IntegerFlow(FlowConfig.from_dict(meta["config"]))
         if flow.cfg.mixtures > 1:
             raise ModelError("mixture priors have no exact coder yet: such a flow is for training-path ablations")
@@ -166,6 +198,24 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
         raise ModelError(f"invalid model file: {exc}") from exc
     flow.eval()
     return Model(meta.get("name", "?"), flow, tables, fingerprint(arrays), meta, path)
+
+
+def _local_ar_from_arrays(meta: dict, arrays: dict[str, np.ndarray], path: str | None) -> Model:
+    network = LocalAR.from_config(meta["config"])
+    convs = network.qconvs()
+    for i, conv in enumerate(convs):
+        w, e, b = arrays[f"conv{i}.w"], arrays[f"conv{i}.e"], arrays[f"conv{i}.b"]
+        if tuple(w.shape) != tuple(conv.conv.weight.shape) or int(arrays[f"conv{i}.f"]) != conv.in_frac:
+            raise ModelError(f"layer {i} has the wrong shape or grid")
+        mask = getattr(conv, "mask", None)
+        if mask is not None and bool(np.any(w * (1 - mask.numpy()) != 0)):
+            raise ModelError(f"layer {i} reads pixels a decoder has not decoded yet")
+        conv.load_integer_parameters(w.astype(np.float64), e.astype(np.int64), b.astype(np.float64))
+    if f"conv{len(convs)}.w" in arrays:
+        raise ModelError("model file has more layers than its architecture")
+    tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])
+    network.eval()
+    return Model(meta.get("name", "?"), None, tables, fingerprint(arrays), meta, path, local_ar=network)
 
 
 def read_model_file(path: str | Path) -> Model:
@@ -266,7 +316,8 @@ def find_model_by_fingerprint(fp: int) -> Model | None:
     return None
 
 
-def flow_to_model(flow: IntegerFlow, tables: LogisticTables, name: str, path: str | None = None) -> Model:
-    """Freeze a float flow into a codec model exactly as an export would (same integers)."""
-    meta = {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "config": flow.cfg.to_dict()}
+def flow_to_model(flow: IntegerFlow | LocalAR, tables: LogisticTables, name: str, path: str | None = None) -> Model:
+    """Freeze a float flow (or local AR) into a codec model exactly as an export would (same integers)."""
+    meta = model_meta(flow, name)
+    del meta["training"]
     return model_from_arrays(model_arrays(flow, tables, meta), path)

@@ -1,0 +1,325 @@
+"""The local autoregressive model: each pixel's distribution from its decoded neighbours.
+
+A masked k x k fixed-point convolution reads the causal neighbours (the rows above within k // 2,
+the pixels to the left) of the centred samples, and with ``residual_context`` their residuals under
+the tile's predictor too; 1x1 fixed-point layers follow (uint8 activations, a ReLU with a cap); a
+13-bit head gives, per pixel and for each of a few logistics, each colour's mean on the 1/16 grid,
+log2 scale on the 1/8 grid, colour coefficients (green's mean leans on red, blue's on red and green)
+and weight logits. Every mean starts from :class:`TilePredictor`, a linear predictor the encoder
+fits to each tile by least squares and sends: what adapts the model to the image.
+
+Everything that decides a bit is integer arithmetic (the 8-bit scheme of :mod:`icnn_codec.quant`,
+and integer sums of products for the predictor), so :mod:`icnn_codec.wavefront` decodes exactly what
+was encoded. The same module trains (the float path of ``quant``'s layers).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import priors
+from .quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv
+
+def causal_mask(kernel: int) -> torch.Tensor:
+    """The taps of a k x k kernel that a pixel's decoded neighbours fill: the rows above, and the pixels
+    to the left in its own row."""
+    mask = torch.zeros(kernel, kernel)
+    mask[: kernel // 2] = 1
+    mask[kernel // 2, : kernel // 2] = 1
+    return mask
+
+
+
+class MaskedQConv2d(QConv2d):
+    """A fixed-point k x k convolution (see ``quant.QConv2d``) whose weights outside the causal mask
+    (the rows above, the pixels to the left) are held at zero."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("mask", causal_mask(self.conv.kernel_size[0]))
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.conv.weight.mul_(self.mask)
+        return super().forward(a)
+
+
+def edge_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor) -> torch.Tensor:
+    """-log2 P(z) for samples 0..255 under discretised logistics on the codec's grids, the mass below 0
+    and above 255 folded onto the two end values (an exact table row can fold it by integer sums)."""
+    inside = priors.discretized_logistic_bits(z, mu, log2_s)
+    inv_s = torch.pow(2.0, -log2_s)
+    low = -F.logsigmoid((0.5 - mu) * inv_s) / math.log(2)
+    high = -F.logsigmoid((mu - 254.5) * inv_s) / math.log(2)
+    return torch.where(z < 0.5, low, torch.where(z > 254.5, high, inside))
+
+
+class LocalAR(nn.Module):
+    """The local AR in the codec's exact 8-bit arithmetic: what the decoder runs bit for bit.
+
+    A masked k x k fixed-point convolution of the centred samples (x - 128, read as x / 64), ``depth``
+    1x1 layers (uint8 activations, ReLU with a cap, no residual sums), and a 13-bit head giving, for
+    each of ``components`` logistics of a pixel, each sample's mean on the 1/16 grid and log2 scale on
+    the 1/8 grid (the codec's tables) and three colour coefficients on a 1/64 grid: green's mean moves
+    by a (r - 128), blue's by b (r - 128) + c (g - 128), each term floored onto the mean's grid; with
+    several, weight logits on the base-2 grid of ``priors.mixture_bits``. A linear masked k x k
+    predictor (13-bit weights) adds to every mean, so the network learns a correction to it."""
+
+    def __init__(self, kernel: int = 7, width: int = 64, depth: int = 4, components: int = 1,
+                 tile_predictor: int = 0, residual_context: bool = False) -> None:
+        super().__init__()
+        self.components = components
+        self.kernel, self.tile_predictor, self.residual_context = kernel, tile_predictor, residual_context
+        self.predictor = TilePredictor(tile_predictor) if tile_predictor else None
+        mu_lo, mu_hi = priors.mu_bounds_q()
+        ls_lo, ls_hi = priors.ls_bounds_q()
+        lg = priors.LOGIT_LIMIT * 2**priors.LOGIT_FRAC
+        logits = components if components > 1 else 0
+        self.first = MaskedQConv2d(6 if residual_context else 3, width, kernel, INPUT_FRAC, HIDDEN_FRAC, 0.0, 255.0,
+                                   signed_input=True)
+        self.hidden = nn.ModuleList(hidden_conv(width, width, 1, HIDDEN_FRAC) for _ in range(depth))
+        self.head = QConv2d(width, 9 * components + logits, 1, HIDDEN_FRAC,
+                            out_frac=([priors.MU_FRAC] * 3 + [priors.LS_FRAC] * 3 + [6] * 3) * components
+                            + [priors.LOGIT_FRAC] * logits,
+                            out_lo=([mu_lo] * 3 + [ls_lo] * 3 + [-64.0] * 3) * components + [-lg] * logits,
+                            out_hi=([mu_hi] * 3 + [ls_hi] * 3 + [64.0] * 3) * components + [lg] * logits,
+                            zero_init=True, split=True)
+        self.linear = MaskedQConv2d(3, 3, kernel, INPUT_FRAC, priors.MU_FRAC, mu_lo, mu_hi, zero_init=True,
+                                    signed_input=True, split=True)
+        with torch.no_grad():
+            for k in range(components):  # wide at first, the components' scales spread apart
+                self.head.conv.bias[9 * k + 3 : 9 * k + 6] = 2.0 + k - (components - 1) / 2
+            r = kernel // 2
+            for c in range(3 * (not tile_predictor)):  # start from the mean of the left and upper neighbours
+                self.linear.conv.weight[c, c, r, r - 1] = self.linear.conv.weight[c, c, r - 1, r] = 32.0
+
+    def config(self) -> dict:
+        """The architecture, as a model file records it (:meth:`from_config` builds it again)."""
+        return {"kernel": self.kernel, "width": self.first.conv.out_channels, "depth": len(self.hidden),
+                "components": self.components, "tile_predictor": self.tile_predictor,
+                "residual_context": self.residual_context}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LocalAR":
+        return cls(**config)
+
+    def qconvs(self) -> list[QConv2d]:
+        """The fixed-point layers in a model file's order."""
+        return [self.first, *self.hidden, self.head, self.linear]
+
+    def bits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Training path: each pixel's code length in bits (B, H, W) for uint8-valued (B, 3, H, W) images,
+        the tile predictor's coefficients spread over the pixels."""
+        mu, log2_s, logits = self.parameters_of(pixels)
+        bits = edge_logistic_bits(pixels.unsqueeze(1), mu, log2_s).sum(2)  # (B, K, H, W)
+        side = self.side_bits() / (pixels.shape[2] * pixels.shape[3])  # spread over the crop's pixels
+        if logits is None:
+            return bits[:, 0] + side
+        log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
+        return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0) + side
+
+    def side_bits(self) -> int:
+        """Side information a crop carries: its tile predictor's coefficients."""
+        return self.predictor.side_bits() if self.tile_predictor else 0
+
+    def parameters_of(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Training path: each component's means and log2 scales (B, K, 3, H, W) on their grids, and
+        the components' weight logits (B, K, H, W; None for one)."""
+        a = (pixels - 128) / 2**INPUT_FRAC
+        linear = self.linear(a)
+        base = 128
+        if self.tile_predictor:
+            predicted = self.predictor.predict16(pixels, self.predictor.fit(pixels)).float() / 2**priors.MU_FRAC
+            base = base + predicted.unsqueeze(1)
+        else:  # the residuals are the global linear predictor's
+            predicted = linear.detach()
+        if self.residual_context:
+            a = torch.cat([a, (pixels - 128 - torch.floor(predicted)) / 2**INPUT_FRAC], dim=1)  # integer residuals
+        h = self.first(a)
+        for layer in self.hidden:
+            h = layer(h)
+        out = self.head(h)
+        b, _, height, width = out.shape
+        k = self.components
+        per = out[:, : 9 * k].reshape(b, k, 9, height, width)
+        mu = linear.unsqueeze(1) + per[:, :, 0:3] + base
+        log2_s, coef = per[:, :, 3:6], per[:, :, 6:9]
+        r, g = pixels[:, None, 0:1] - 128, pixels[:, None, 1:2] - 128
+        floor_ste = lambda t: t + (torch.floor(t) - t).detach()  # noqa: E731
+        shift = torch.cat([torch.zeros_like(mu[:, :, :1]), floor_ste(coef[:, :, 0:1] * r * 16) / 16,
+                           floor_ste((coef[:, :, 1:2] * r + coef[:, :, 2:3] * g) * 16) / 16], dim=2)
+        return mu + shift, log2_s, out[:, 9 * k :] if k > 1 else None
+
+    def freeze(self) -> None:
+        """Fix the integer parameters of every layer for the exact path."""
+        for layer in self.qconvs():
+            with torch.no_grad():
+                layer.conv.weight.mul_(getattr(layer, "mask", 1))
+            layer.freeze()
+
+    @torch.no_grad()
+    def exact_outputs(self, pixels: torch.Tensor, tile: torch.Tensor | None = None) -> "ExactOutputs":
+        """The exact integer outputs (after ``freeze``) for every pixel of (B, 3, H, W) images, pixels in
+        raster order of each image, the images one after another; ``tile``: each image's tile predictor
+        (:meth:`TilePredictor.fit`'s, when the model has one and none is given)."""
+        centred = pixels.double() - 128
+        a = centred
+        flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
+        sums = colour = None
+        linear = self.linear(centred)
+        predicted16 = linear.long()
+        if self.predictor is not None:
+            tile = self.predictor.fit(pixels) if tile is None else tile
+            predicted16 = self.predictor.predict16(pixels, tile)
+            sums = flat(self.predictor.sums(pixels, tile))
+            colour = np.repeat(self.predictor.colour_coefficients(tile), pixels.shape[2] * pixels.shape[3], axis=0)
+        if self.residual_context:
+            a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
+        h = self.first(a)
+        for layer in self.hidden:
+            h = layer(h)
+        return self.outputs_of(flat(self.head(h)), flat(linear), sums, colour)
+
+    def outputs_of(self, head: np.ndarray, linear: np.ndarray, tile_sum: np.ndarray | None = None,
+                   tile_colour: np.ndarray | None = None) -> "ExactOutputs":
+        """The head's (n, 9K [+ K]) and the linear predictor's (n, 3) integers as prior parameters, with
+        the tile predictor's neighbour sums and colour coefficients (n, 3) where the model has one."""
+        k = self.components
+        per = head[:, : 9 * k].reshape(-1, k, 9)
+        logits = head[:, 9 * k :] if k > 1 else np.zeros((len(head), 1), dtype=np.int64)
+        none = np.zeros((len(head), 3), dtype=np.int64)
+        return ExactOutputs(linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits,
+                            none if tile_sum is None else tile_sum, none if tile_colour is None else tile_colour)
+
+    def mac_per_pixel(self) -> int:
+        width, taps = self.first.conv.out_channels, int(self.first.mask.sum())
+        outputs = self.head.conv.out_channels
+        predictor = self.predictor.coefficients() if self.tile_predictor else 0
+        return (taps * self.first.conv.in_channels * width + len(self.hidden) * width * width + 2 * width * outputs
+                + 2 * taps * 3 * 3 + predictor)
+
+
+class TilePredictor:
+    """A tile's own linear predictor of every sample, sent as side information: what adapts the model's
+    means to one image. Each colour is predicted from the causal k x k neighbours' three colours (zero
+    outside the tile), the pixel's colours before it, and a constant (on a 1/16 grid), by coefficients on a 1/4096 grid
+    (int16, sent as 16 bits each) that the encoder fits to the tile by least squares. The prediction
+    is exact: an integer sum of products shifted onto the means' 1/16 grid, floored."""
+
+    FRAC = 12
+    CONSTANT = 2 ** (FRAC - priors.MU_FRAC)  # the constant's coefficient is on the means' 1/16 grid
+    LIMIT = 2**15 - 1
+    BITS = 16
+
+    def __init__(self, kernel: int) -> None:
+        self.kernel = kernel
+        self.taps = causal_mask(kernel).flatten().bool()
+        self.inputs = 3 * int(self.taps.sum()) + 3  # per colour: neighbours, two colour slots, a constant
+
+    def coefficients(self) -> int:
+        """How many a tile sends (colour c uses c of the three colour slots)."""
+        return 3 * self.inputs - 2 - 1
+
+    def side_bits(self) -> int:
+        return self.coefficients() * self.BITS
+
+    def neighbours(self, centred: torch.Tensor) -> torch.Tensor:
+        """(B, HW, 3 taps) causal neighbours of centred (B, 3, H, W) samples, zero outside the tile."""
+        b, _, h, w = centred.shape
+        r = self.kernel // 2
+        cols = F.unfold(F.pad(centred.double(), (r, r, r, r)), self.kernel).view(b, 3, -1, h * w)[:, :, self.taps]
+        return cols.reshape(b, -1, h * w).transpose(1, 2)
+
+    def fit(self, pixels: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+        """Each tile's coefficients (B, 3, inputs) int64, by ridge-regularised least squares, rounded
+        onto the grid; colour c's unused colour slots are zero."""
+        x = pixels.double() - 128
+        b, _, h, w = x.shape
+        flat = x.reshape(b, 3, h * w).transpose(1, 2)
+        nb = self.neighbours(x)
+        coef = torch.zeros(b, 3, self.inputs, dtype=torch.float64)
+        for c in range(3):
+            a = torch.cat([nb, flat[:, :, :c], torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
+            gram = a.transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
+            solved = torch.linalg.solve(gram, a.transpose(1, 2) @ flat[:, :, c : c + 1])[:, :, 0]
+            coef[:, c, : nb.shape[2] + c] = solved[:, :-1]
+            coef[:, c, -1] = solved[:, -1]
+        return torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long()
+
+    def sums(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """The neighbours' and the constant's part of each prediction on the 1/4096 grid, (B, 3, H, W)
+        int64 (exact: every partial sum is an integer far below 2**53)."""
+        x = pixels.double() - 128
+        b, _, h, w = x.shape
+        nb = self.neighbours(x)
+        n = nb.shape[2]
+        out = nb @ coef[:, :, :n].double().transpose(1, 2) + self.CONSTANT * coef[:, None, :, -1].double()
+        return out.transpose(1, 2).reshape(b, 3, h, w).long()
+
+    def used(self) -> np.ndarray:
+        """Which of the (3, inputs) coefficients a tile sends."""
+        used = np.ones((3, self.inputs), dtype=bool)
+        used[0, -3:-1] = used[1, -2] = False
+        return used
+
+    def colour_coefficients(self, coef: torch.Tensor) -> np.ndarray:
+        """Each tile's colour coefficients (B, 3): green's on red, blue's on red and green."""
+        return coef[:, [1, 2, 2], [-3, -3, -2]].numpy()
+
+    def predict16(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """Every sample's prediction, centred, on the 1/16 grid: (sums + colour terms) >> 8."""
+        x = pixels.long() - 128
+        total = self.sums(pixels, coef)
+        n = coef.shape[2] - 3
+        colour = torch.zeros_like(total)
+        for c in (1, 2):
+            for j in range(c):
+                colour[:, c] += coef[:, c, n + j, None, None] * x[:, j]
+        return (total + colour) >> (self.FRAC - priors.MU_FRAC)
+
+
+
+class ExactOutputs(NamedTuple):
+    """A model's exact outputs for n pixels (int64): each component's means before the colour terms
+    (mu16 = 16 mu) and log2 scales (ls8 = 8 log2 s), (n, K, 3); its colour coefficients (a 1/64
+    grid), (n, K, 3); its weight logits (a 1/8 grid, base 2), (n, K); the tile predictor's sums of the
+    neighbours and the constant (n, 3) and its colour coefficients (green's on red, blue's on red and
+    green; n, 3), both on its 1/4096 grid (zero without one)."""
+
+    mu16: np.ndarray
+    ls8: np.ndarray
+    coef: np.ndarray
+    logits: np.ndarray
+    tile_sum: np.ndarray
+    tile_colour: np.ndarray
+
+    def take(self, index: np.ndarray) -> "ExactOutputs":
+        return ExactOutputs(*(t[index] for t in self))
+
+    def offset(self, ls8: np.ndarray | int) -> "ExactOutputs":
+        """Every scale moved by ``ls8`` (per pixel, or one for all)."""
+        return self._replace(ls8=self.ls8 + np.reshape(ls8, (-1, 1, 1)))
+
+    def means(self, centred: np.ndarray, c: int) -> np.ndarray:
+        """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's
+        moves by (a r) >> 2, blue's by (b r + c g) >> 2, on the mean's 1/16 grid (a, b, c on 1/64)."""
+        shift = 0
+        if c >= 1:
+            shift = self.coef[:, :, 0 if c == 1 else 1] * centred[:, None, 0]
+        if c == 2:
+            shift = shift + self.coef[:, :, 2] * centred[:, None, 1]
+        return self.mu16[:, :, c] + (shift >> 2) + self.tile16(centred, c)[:, None]
+
+    def tile16(self, centred: np.ndarray, c: int) -> np.ndarray:
+        """The tile predictor's prediction of colour c (n,), centred, on the 1/16 grid."""
+        total = self.tile_sum[:, c]
+        if c >= 1:
+            total = total + self.tile_colour[:, 0 if c == 1 else 1] * centred[:, 0]
+        if c == 2:
+            total = total + self.tile_colour[:, 2] * centred[:, 1]
+        return total >> (TilePredictor.FRAC - priors.MU_FRAC)

@@ -1,0 +1,212 @@
+"""Coding planes under the local AR (:mod:`icnn_codec.local_ar`), exactly, line by line.
+
+A pixel's distribution needs the pixels above it within k // 2 columns and those to its left, so the
+pixels on one line x + (k // 2 + 1) y = t depend only on earlier lines. The decoder runs the networks
+once per line for all its pixels, of every plane in the batch, as 1x1 layers over gathered taps, and
+each plane's coder pops red, then green, then blue of the line (:mod:`icnn_codec.mixture`). What a
+plane's coder holds, first to last:
+
+1. its tile predictor's coefficients (int16, each a uniform symbol), when the model has one;
+2. its scale offset (one uniform symbol: every log2 scale of the plane moves by it, in 1/8);
+3. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
+   the value of those that fell outside their window.
+
+The encoder pushes exactly the reverse. Nothing a plane's code holds depends on the other planes of
+its batch: the networks' integers do not (the 8-bit scheme's sums are exact in any order), and each
+plane's window is its own.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import constriction
+import numpy as np
+import torch
+
+from . import priors
+from .backends import IntConv, current_backend
+from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
+from .mixture import channel_distribution, component_weights, pixel_code_length, posterior_weights
+from .quant import QConv2d
+
+OFFSETS = range(-16, 48)  # a plane's shift of every log2 scale, in 1/8
+OFFSET_EVERY = 16  # the encoder chooses a plane's offset from every 16th row
+_offset_model = constriction.stream.model.Uniform(len(OFFSETS))
+_coefficient_model = constriction.stream.model.Uniform(2 * TilePredictor.LIMIT + 1)
+_categorical = constriction.stream.model.Categorical(perfect=False)
+
+
+@lru_cache(maxsize=32)
+def lines(height: int, width: int, reach: int) -> list[np.ndarray]:
+    """The raster positions on each line x + (reach + 1) y = t, t ascending (on a narrow plane some
+    lines are empty: left out)."""
+    ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    t = (xs + (reach + 1) * ys).ravel()
+    order = np.argsort(t, kind="stable")
+    bounds = np.searchsorted(t[order], np.arange(t.max() + 2))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+class Wavefront:
+    """A frozen :class:`LocalAR`'s layers as the line-by-line decoder runs them, and its tables."""
+
+    def __init__(self, model: LocalAR, tables: priors.LogisticTables) -> None:
+        self.model, self.tables = model, tables
+        k = model.kernel
+        self.r = k // 2
+        taps = torch.from_numpy(np.flatnonzero(causal_mask(k).numpy()))
+        self.dy, self.dx = taps // k, taps % k
+
+        def gathered(layer: QConv2d) -> IntConv:  # the masked k x k layer as a 1x1 layer over its taps
+            c = layer.kernel()
+            w = c.w_int.flatten(2)[:, :, taps].flatten(1)[:, :, None, None]
+            return IntConv(w, c.w_exp, c.b_int, c.in_frac, c.out_frac, c.out_lo, c.out_hi, c.signed_input, c.split)
+
+        self.first, self.linear = gathered(model.first), gathered(model.linear)
+        self.layers = [layer.kernel() for layer in (*model.hidden, model.head)]
+        self.predictor = model.predictor
+        if self.predictor is not None:  # its taps, as offsets into the decoder's canvas
+            kp = self.predictor.kernel
+            ptaps = np.flatnonzero(causal_mask(kp).numpy())
+            self.pdy = torch.from_numpy(ptaps // kp - kp // 2 + self.r)
+            self.pdx = torch.from_numpy(ptaps % kp - kp // 2 + self.r)
+
+    # -- encoding ---------------------------------------------------------------------------
+    def shortest_offset(self, values: np.ndarray, outputs: ExactOutputs) -> int:
+        """The scale offset with the shortest code for these pixels, by descent from 0 in steps of 4
+        then 1 (a code length is near enough convex in the offset)."""
+        lengths: dict[int, float] = {}
+
+        def length(o: int) -> float:
+            if o not in lengths:
+                lengths[o] = float(pixel_code_length(values, outputs.offset(o), self.tables).sum())
+            return lengths[o]
+
+        o = 0
+        for step in (4, 1):
+            while True:
+                better = min((o - step, o + step), key=length)
+                if better not in OFFSETS or length(better) >= length(o):
+                    break
+                o = better
+        return o
+
+    def push(self, planes: np.ndarray, coders: list) -> None:
+        """Push uint8 planes (B, H, W, 3), each onto its own coder."""
+        b, height, width, _ = planes.shape
+        hw = height * width
+        pixels = torch.from_numpy(planes.transpose(0, 3, 1, 2).astype(np.float64))
+        fitted = self.predictor.fit(pixels) if self.predictor is not None else None
+        with torch.no_grad():
+            outputs = [self.model.exact_outputs(pixels[i : i + 1], None if fitted is None else fitted[i : i + 1])
+                       for i in range(b)]
+        values = planes.reshape(b, hw, 3).astype(np.int64)
+        sampled = np.flatnonzero((np.arange(height)[:, None] % OFFSET_EVERY == 0).repeat(width, 1).ravel())
+        offsets = [self.shortest_offset(values[i][sampled], outputs[i].take(sampled)) for i in range(b)]
+        line_list = lines(height, width, self.r)
+        order = np.concatenate(line_list)
+        bounds = np.cumsum([0] + [len(line) for line in line_list])
+        # every plane's pixels in line order, the planes of a line side by side: a line is one slice
+        values = values[:, order].reshape(b, -1, 3)
+        outputs = [o.take(order).offset(off) for o, off in zip(outputs, offsets)]
+        for t in reversed(range(len(line_list))):
+            n = bounds[t + 1] - bounds[t]
+            part = slice(bounds[t], bounds[t + 1])
+            v = values[:, part].reshape(-1, 3)
+            out = ExactOutputs(*(np.concatenate([getattr(o, f)[part] for o in outputs]) for f in ExactOutputs._fields))
+            weights, steps = component_weights(out.logits), []
+            for c in range(3):
+                dist = channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, groups=b)
+                steps.append(dist)
+                weights = posterior_weights(weights, dist.counts_of(v[:, c]))
+            for c in reversed(range(3)):
+                dist = steps[c]
+                symbols, outside = dist.symbols(v[:, c]), dist.outside(v[:, c])
+                for i, coder in enumerate(coders):
+                    own = slice(i * n, (i + 1) * n)
+                    escaped = own.start + np.flatnonzero(outside[own])
+                    if len(escaped):
+                        rows, candidates = dist.beyond(escaped)
+                        if rows.shape[1] > 1:  # else the one value outside a 255-wide window is implied
+                            which = (candidates == v[escaped, c, None]).argmax(1)
+                            coder.encode_reverse(which.astype(np.int32), _categorical, rows)
+                    coder.encode_reverse(symbols[own].astype(np.int32), _categorical, dist.group_rows(own))
+        for i, coder in enumerate(coders):
+            coder.encode_reverse(np.array([offsets[i] - OFFSETS.start], dtype=np.int32), _offset_model)
+            if fitted is not None:
+                sent = fitted[i].numpy()[self.predictor.used()] + TilePredictor.LIMIT
+                coder.encode_reverse(sent.astype(np.int32), _coefficient_model)
+
+    # -- decoding ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def pop(self, coders: list, height: int, width: int) -> np.ndarray:
+        """Pop one plane (height x width x 3, uint8) off each coder: (B, H, W, 3)."""
+        backend = current_backend()
+        b, r = len(coders), self.r
+        canvas = torch.zeros(b, 3, height + r, width + 2 * r, dtype=torch.float64)  # centred samples, zero padding
+        residuals = torch.zeros_like(canvas)  # under the tile predictor, for a network that reads them
+        tiles = colour = None
+        if self.predictor is not None:
+            used = self.predictor.used()
+            tiles = torch.zeros(b, *used.shape, dtype=torch.int64)
+            for i, coder in enumerate(coders):
+                sent = coder.decode(_coefficient_model, int(used.sum())).astype(np.int64) - TilePredictor.LIMIT
+                tiles[i, torch.from_numpy(used)] = torch.from_numpy(sent)
+            colour = self.predictor.colour_coefficients(tiles)
+        offsets = np.array([int(coder.decode(_offset_model, 1)[0]) for coder in coders]) + OFFSETS.start
+        gather = lambda plane, y, x: plane[:, :, y[:, None] + self.dy, x[:, None] + self.dx].permute(1, 3, 0, 2)  # noqa: E731
+        for line in lines(height, width, r):
+            y, x = torch.from_numpy(line // width), torch.from_numpy(line % width)
+            n = len(line)
+            patch = gather(canvas, y, x)  # (3, taps, B, n)
+            a = backend.latents(patch.reshape(1, -1, 1, b * n))
+            first_in = a
+            if self.model.residual_context:
+                first_in = backend.latents(torch.cat([patch, gather(residuals, y, x)]).reshape(1, -1, 1, b * n))
+            h = backend.conv(self.first, first_in)
+            for layer in self.layers:
+                h = backend.conv(layer, h)
+            head = h.double().view(h.shape[1], -1).T.long().numpy()
+            linear = backend.conv(self.linear, a).double().view(3, -1).T.long().numpy()
+            sums = tile_colour = None
+            if tiles is not None:
+                near = canvas[:, :, y[:, None] + self.pdy, x[:, None] + self.pdx].permute(0, 2, 1, 3).reshape(b, n, -1)
+                k = near.shape[2]
+                total = near @ tiles[:, :, :k].double().transpose(1, 2) + TilePredictor.CONSTANT * tiles[:, None, :, -1].double()
+                sums, tile_colour = total.reshape(b * n, 3).long().numpy(), np.repeat(colour, n, axis=0)
+            outputs = self.model.outputs_of(head, linear, sums, tile_colour).offset(np.repeat(offsets, n))
+            weights, decoded = component_weights(outputs.logits), np.zeros((b * n, 3), dtype=np.int64)
+            for c in range(3):
+                dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables, groups=b)
+                value = np.empty(b * n, dtype=np.int64)
+                for i, coder in enumerate(coders):
+                    own = slice(i * n, (i + 1) * n)
+                    value[own] = dist.low[own] + coder.decode(_categorical, dist.group_rows(own)).astype(np.int64)
+                    escaped = own.start + np.flatnonzero(value[own] == dist.low[own] + 2 * dist.reach[own] + 1)
+                    if len(escaped):
+                        rows, candidates = dist.beyond(escaped)
+                        which = coder.decode(_categorical, rows).astype(np.int64) if rows.shape[1] > 1 else np.zeros(len(rows), int)
+                        value[escaped] = candidates[np.arange(len(which)), which]
+                weights = posterior_weights(weights, dist.counts_of(value))
+                decoded[:, c] = value - 128
+                canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
+                if self.model.residual_context:  # under the tile predictor, or else the linear one
+                    predicted16 = outputs.tile16(decoded, c) if tiles is not None else linear[:, c]
+                    residual = decoded[:, c] - (predicted16 >> priors.MU_FRAC)
+                    residuals[:, c, y + r, x + r] = torch.from_numpy(residual).double().view(b, -1)
+        return (canvas[:, :, r:, r : r + width] + 128).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarray) -> float:
+    """Bits the coder would spend on uint8 planes (B, H, W, 3) with their best scale offsets, side
+    information included (up to the ANS coder's own rounding)."""
+    wavefront = Wavefront(model, tables)
+    total = 0.0
+    for plane in planes:
+        pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
+        with torch.no_grad():
+            outputs = model.exact_outputs(pixels)
+        values = plane.reshape(-1, 3).astype(np.int64)
+        total += float(pixel_code_length(values, outputs.offset(wavefront.shortest_offset(values, outputs)), tables).sum())
+        total += model.side_bits() + np.log2(len(OFFSETS))
+    return total
