@@ -5,6 +5,7 @@
         [--checkpoint FILE] [--threads 1]
     python benchmarks/local_ar.py --measure --checkpoint FILE [--full-images] [the run's options]
     python benchmarks/local_ar.py --export models/NAME.npz --checkpoint FILE [the run's options]
+    python benchmarks/local_ar.py --files MODEL.npz
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 from common import RESULTS, SHARED
 from torch import nn
 
+import icnn_codec
 from icnn_codec.local_ar import LocalAR, causal_mask, edge_logistic_bits
 from icnn_codec.mixture import pixel_code_length
 from icnn_codec.priors import LogisticTables
@@ -306,6 +308,37 @@ def full_image_figures(model: LocalAR) -> dict:
     return figures
 
 
+def coded_figures(model_file: Path, batch: int = 8) -> dict:
+    """The benchmark sets' whole photographs coded by the codec with a local AR model file (every tile
+    coded both ways, as `icnn compress` does), every decode checked: bpd of the real files and the
+    speeds, against JPEG XL's and the shipped photo model's files in the sets' last benchmark results."""
+    model = icnn_codec.load_model(model_file)
+    figures = {}
+    for name, images in bench_sets().items():
+        bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
+        files = {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
+        pixels = [np.ascontiguousarray(images[n.rsplit(".", 1)[0]]) for n in bench["image_names"]]
+        coded, seconds = [], {"encode": 0.0, "decode": 0.0}
+        for i in range(0, len(pixels), batch):
+            part = pixels[i : i + batch]
+            t0 = time.perf_counter()
+            streams = icnn_codec.compress_many(part, model=model)
+            t1 = time.perf_counter()
+            back = icnn_codec.decompress_many(streams, model=model)
+            seconds["encode"] += t1 - t0
+            seconds["decode"] += time.perf_counter() - t1
+            if not all(np.array_equal(a, b) for a, b in zip(part, back)):
+                raise SystemExit(f"{name}: a decode was not exact")
+            coded += [len(s) for s in streams]
+            print(f"{name}: {i + len(part)} of {len(pixels)}, {8 * sum(coded) / sum(p.size for p in pixels[: len(coded)]):.4f} bpd",
+                  file=sys.stderr, flush=True)
+        dims = sum(p.size for p in pixels)
+        figures[name] = {"model": 8 * sum(coded) / dims, **{c: 8 * sum(files[c]) / dims for c in ("jpegxl", "icnn:photo")},
+                         "encode_mb_s": dims / 1e6 / seconds["encode"], "decode_mb_s": dims / 1e6 / seconds["decode"],
+                         "exact": True}
+    return figures
+
+
 def table() -> str:
     """Every saved run, photographs first; a run measured along the way has a row for each measurement.
     Exact-ready runs measured at the end also have the coder's code lengths, with a scale offset per crop."""
@@ -363,6 +396,9 @@ if __name__ == "__main__":
                         "against JPEG XL's files in their last benchmark results")
     parser.add_argument("--export", type=Path, metavar="FILE", help="write the --checkpoint's EMA weights (exact-ready) "
                         "into this model file, named by its stem")
+    parser.add_argument("--files", type=Path, metavar="MODEL",
+                        help="code the benchmark sets' whole photographs with this local AR model file through the codec "
+                        "(real files, every decode checked)")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
@@ -370,6 +406,13 @@ if __name__ == "__main__":
             f"{f'-crop{args.crop}-bs{args.batch_size}' if (args.crop, args.batch_size) != (64, 16) and not args.cifar10 else ''}")
     if args.table:
         print(table())
+    elif args.files:
+        torch.set_num_threads(args.threads)
+        figures = {"model_file": args.files.name, "fingerprint": f"{icnn_codec.load_model(args.files).fingerprint:04x}",
+                   "sets": coded_figures(args.files)}
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        (FOLDER / f"files-{args.files.stem}.json").write_text(json.dumps(figures, indent=1) + "\n")
+        print(json.dumps(figures))
     elif args.export:
         model = local_model(args.kernel, args.width, args.blocks, args.components, True, args.tile_predictor,
                             args.residual_context)

@@ -90,8 +90,8 @@ class ChannelDistribution(NamedTuple):
     sample's row as wide as its window, 2 reach + 2) over a narrow window of values from ``low``, then
     one count for all the values outside it: the mixture's mass there. A value outside is then coded
     among those values by their counts (:meth:`beyond`). The two steps give each value the same share
-    as one row over 0..255. The samples come in ``groups`` (tiles) of equal size, each with its own
-    reach: what one tile's code is never depends on the tiles decoded beside it."""
+    as one row over 0..255. The samples come in groups (a tile's line), each with its own reach: what
+    one tile's code is never depends on the tiles decoded beside it."""
 
     rows: np.ndarray  # (n, 2 max(reach) + 2): sample i's row is rows[i, : 2 reach[i] + 2]
     parts: np.ndarray  # (n, K, 2 max(reach) + 2): each component's counts, before the weights
@@ -137,29 +137,40 @@ class ChannelDistribution(NamedTuple):
         return np.take_along_axis(full, values, axis=1).astype(np.float64), values
 
 
+def group_reach(want: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Each sample's reach (n,): the NARROW_SHARE quantile (the sorted value at floor(share (m - 1)))
+    of what the m samples of its group want, the groups consecutive runs of ``sizes``."""
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    ordered = want[np.lexsort((want, ids))]
+    starts = np.cumsum(sizes) - sizes
+    return np.repeat(ordered[starts + (NARROW_SHARE * (sizes - 1)).astype(np.int64)], sizes)
+
+
 def channel_distribution(means: np.ndarray, ls8: np.ndarray, weights: np.ndarray, tables: priors.LogisticTables,
-                         groups: int = 1) -> ChannelDistribution:
+                         sizes: np.ndarray | None = None) -> ChannelDistribution:
     """The mixture of the components (means and scales (n, K)) under integer ``weights`` (n, K). Its
     window: around each sample's heaviest component's mean, a third of its table row either side, as
     wide for all of a group's samples as NARROW_SHARE of them want (what falls outside costs a second,
-    rarer step). Integers only: the window is part of what the decoder must find as the encoder did."""
+    rarer step); the groups are consecutive runs of ``sizes`` samples (None: one). Integers only: the
+    window is part of what the decoder must find as the encoder did."""
     params = priors.ExactParams.from_grid(means, ls8)
     n, k = means.shape
     at = np.arange(n)
     main = weights.argmax(1)
-    want = np.minimum(np.maximum(tables.half_widths[params.scale[at, main]] // NARROW_PART, 2), 127).reshape(groups, -1)
-    reach = np.repeat(np.sort(want, axis=1)[:, int(NARROW_SHARE * (want.shape[1] - 1))], want.shape[1])
+    want = np.minimum(np.maximum(tables.half_widths[params.scale[at, main]] // NARROW_PART, 2), 127)
+    reach = group_reach(want, np.array([n]) if sizes is None else sizes)
     low = np.minimum(np.maximum(params.mu_floor[at, main] - reach, 0), 255 - 2 * reach)
-    width = 2 * int(reach.max()) + 1
-    start = np.minimum(low, 256 - width)  # every row read as wide as the widest window, within 0..255
     flat = _flat(params)
-    inside = value_counts(flat, tables, np.repeat(start, k), width).reshape(n, k, width)
-    if groups > 1:  # a narrower window: its own values, from its own low
-        index = np.minimum(np.arange(width)[None] + (low - start)[:, None], width - 1)
-        inside = np.take_along_axis(inside, index[:, None, :], axis=2)
-        inside[np.broadcast_to((np.arange(width)[None] > 2 * reach[:, None])[:, None, :], inside.shape)] = 0
-    parts = np.concatenate([inside, np.zeros((n, k, 1), dtype=np.int64)], axis=2)
-    parts[at, :, 2 * reach + 1] = value_totals(flat, tables).reshape(n, k) - inside.sum(2)
+    totals = value_totals(flat, tables).reshape(n, k)
+    reaches = np.unique(reach)
+    parts = np.zeros((n, k, 2 * int(reaches[-1]) + 2), dtype=np.int64)
+    for r in reaches:  # the samples of one reach at a time: rows as wide as their window
+        index = np.flatnonzero(reach == r) if len(reaches) > 1 else at
+        samples = flat if len(reaches) == 1 else take(flat, (index[:, None] * k + np.arange(k)).ravel())
+        width = 2 * int(r) + 1
+        inside = value_counts(samples, tables, np.repeat(low[index], k), width).reshape(-1, k, width)
+        parts[index, :, :width] = inside
+        parts[index, :, width] = totals[index] - inside.sum(2)
     rows = (weights[:, :, None] * parts).sum(1)
     return ChannelDistribution(rows.astype(np.float64), parts, params, weights, low, reach, tables)
 

@@ -54,9 +54,9 @@ from .priors import ExactParams
 from .zoo import Model
 
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 buffers)
-# A local AR runs its networks a line at a time, so more tiles share each of its many small
-# evaluations; its working memory is the encoder's outputs for every pixel of the batch.
-LOCAL_AR_BATCH_PIXELS = 2**19
+# A local AR's decoder runs its networks a line at a time: many tiles share each of its many small
+# evaluations (its working memory is a few canvases a tile; its encoder codes a plane at a time).
+LOCAL_AR_BATCH_PIXELS = 2**21
 # Graphics have few distinct pixels: their tiles are coded classically first, and through the model
 # only when that costs more than MODEL_WORTH_TRYING bits a value.
 FEW_COLOURS = 256

@@ -31,6 +31,7 @@ from .quant import QConv2d
 
 OFFSETS = range(-16, 48)  # a plane's shift of every log2 scale, in 1/8
 OFFSET_EVERY = 16  # the encoder chooses a plane's offset from every 16th row
+ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
 _offset_model = constriction.stream.model.Uniform(len(OFFSETS))
 _coefficient_model = constriction.stream.model.Uniform(2 * TilePredictor.LIMIT + 1)
 _categorical = constriction.stream.model.Categorical(perfect=False)
@@ -93,49 +94,55 @@ class Wavefront:
 
     def push(self, planes: np.ndarray, coders: list) -> None:
         """Push uint8 planes (B, H, W, 3), each onto its own coder."""
-        b, height, width, _ = planes.shape
-        hw = height * width
-        pixels = torch.from_numpy(planes.transpose(0, 3, 1, 2).astype(np.float64))
+        for plane, coder in zip(planes, coders):
+            self._push_plane(plane, coder)
+
+    def _push_plane(self, plane: np.ndarray, coder) -> None:
+        height, width, _ = plane.shape
+        pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
         fitted = self.predictor.fit(pixels) if self.predictor is not None else None
         with torch.no_grad():
-            outputs = [self.model.exact_outputs(pixels[i : i + 1], None if fitted is None else fitted[i : i + 1])
-                       for i in range(b)]
-        values = planes.reshape(b, hw, 3).astype(np.int64)
+            outputs = self.model.exact_outputs(pixels, fitted)
+        values = plane.reshape(-1, 3).astype(np.int64)
         sampled = np.flatnonzero((np.arange(height)[:, None] % OFFSET_EVERY == 0).repeat(width, 1).ravel())
-        offsets = [self.shortest_offset(values[i][sampled], outputs[i].take(sampled)) for i in range(b)]
+        offset = self.shortest_offset(values[sampled], outputs.take(sampled))
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)
-        bounds = np.cumsum([0] + [len(line) for line in line_list])
-        # every plane's pixels in line order, the planes of a line side by side: a line is one slice
-        values = values[:, order].reshape(b, -1, 3)
-        outputs = [o.take(order).offset(off) for o, off in zip(outputs, offsets)]
-        for t in reversed(range(len(line_list))):
-            n = bounds[t + 1] - bounds[t]
-            part = slice(bounds[t], bounds[t + 1])
-            v = values[:, part].reshape(-1, 3)
-            out = ExactOutputs(*(np.concatenate([getattr(o, f)[part] for o in outputs]) for f in ExactOutputs._fields))
-            weights, steps = component_weights(out.logits), []
+        values, outputs = values[order], outputs.take(order).offset(offset)
+        sizes = np.array([len(line) for line in line_list])
+        ends = np.cumsum(sizes)
+        # the distributions of many lines at once (the encoder knows every pixel), pushed line by line
+        # from the last; a chunk's rows are as wide as its widest window
+        first = 0
+        chunks = []
+        while first < len(sizes):
+            last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + ENCODE_CHUNK, side="right")))
+            chunks.append((first, min(last, len(sizes))))
+            first = chunks[-1][1]
+        for a, b in reversed(chunks):
+            part = slice(int(ends[a] - sizes[a]), int(ends[b - 1]))
+            v, out, own_sizes = values[part], outputs.take(part), sizes[a:b]
+            weights, dists = component_weights(out.logits), []
             for c in range(3):
-                dist = channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, groups=b)
-                steps.append(dist)
-                weights = posterior_weights(weights, dist.counts_of(v[:, c]))
-            for c in reversed(range(3)):
-                dist = steps[c]
-                symbols, outside = dist.symbols(v[:, c]), dist.outside(v[:, c])
-                for i, coder in enumerate(coders):
-                    own = slice(i * n, (i + 1) * n)
-                    escaped = own.start + np.flatnonzero(outside[own])
+                dists.append(channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, own_sizes))
+                weights = posterior_weights(weights, dists[c].counts_of(v[:, c]))
+            symbols = [d.symbols(v[:, c]).astype(np.int32) for c, d in enumerate(dists)]
+            outside = [d.outside(v[:, c]) for c, d in enumerate(dists)]
+            starts = np.cumsum(own_sizes) - own_sizes
+            for j in reversed(range(len(own_sizes))):
+                own = slice(int(starts[j]), int(starts[j] + own_sizes[j]))
+                for c in reversed(range(3)):
+                    escaped = own.start + np.flatnonzero(outside[c][own])
                     if len(escaped):
-                        rows, candidates = dist.beyond(escaped)
+                        rows, candidates = dists[c].beyond(escaped)
                         if rows.shape[1] > 1:  # else the one value outside a 255-wide window is implied
                             which = (candidates == v[escaped, c, None]).argmax(1)
                             coder.encode_reverse(which.astype(np.int32), _categorical, rows)
-                    coder.encode_reverse(symbols[own].astype(np.int32), _categorical, dist.group_rows(own))
-        for i, coder in enumerate(coders):
-            coder.encode_reverse(np.array([offsets[i] - OFFSETS.start], dtype=np.int32), _offset_model)
-            if fitted is not None:
-                sent = fitted[i].numpy()[self.predictor.used()] + TilePredictor.LIMIT
-                coder.encode_reverse(sent.astype(np.int32), _coefficient_model)
+                    coder.encode_reverse(symbols[c][own], _categorical, dists[c].group_rows(own))
+        coder.encode_reverse(np.array([offset - OFFSETS.start], dtype=np.int32), _offset_model)
+        if fitted is not None:
+            sent = fitted[0].numpy()[self.predictor.used()] + TilePredictor.LIMIT
+            coder.encode_reverse(sent.astype(np.int32), _coefficient_model)
 
     # -- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -158,6 +165,7 @@ class Wavefront:
         for line in lines(height, width, r):
             y, x = torch.from_numpy(line // width), torch.from_numpy(line % width)
             n = len(line)
+            sizes = np.full(b, n)
             patch = gather(canvas, y, x)  # (3, taps, B, n)
             a = backend.latents(patch.reshape(1, -1, 1, b * n))
             first_in = a
@@ -177,7 +185,7 @@ class Wavefront:
             outputs = self.model.outputs_of(head, linear, sums, tile_colour).offset(np.repeat(offsets, n))
             weights, decoded = component_weights(outputs.logits), np.zeros((b * n, 3), dtype=np.int64)
             for c in range(3):
-                dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables, groups=b)
+                dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables, sizes)
                 value = np.empty(b * n, dtype=np.int64)
                 for i, coder in enumerate(coders):
                     own = slice(i * n, (i + 1) * n)

@@ -41,7 +41,7 @@ def test_a_colours_window_and_its_outside_count_give_each_value_its_share_of_the
     means = rng.integers(-300 * 16, 560 * 16, (n, k))  # means beyond either end too
     ls8 = rng.integers(-8, 60, (n, k))
     weights = rng.integers(1, 2**16, (n, k))
-    dist = channel_distribution(means, ls8, weights, tables, groups=2)  # two tiles, each its own window
+    dist = channel_distribution(means, ls8, weights, tables, np.array([20, 20]))  # two tiles, each its own window
     assert len(set(dist.reach[:20])) == 1 and len(set(dist.reach[20:])) == 1
     params = ExactParams.from_grid(means, ls8)
     full = sum(weights[:, j, None] * value_counts(ExactParams(params.mu_floor[:, j], params.mu_frac[:, j], params.scale[:, j]),
