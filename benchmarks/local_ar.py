@@ -5,7 +5,7 @@
         [--checkpoint FILE] [--threads 1]
     python benchmarks/local_ar.py --measure --checkpoint FILE [--full-images] [the run's options]
     python benchmarks/local_ar.py --export models/NAME.npz --checkpoint FILE [the run's options]
-    python benchmarks/local_ar.py --files MODEL.npz
+    python benchmarks/local_ar.py --files MODEL.npz [--tile N] [--limit N]
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
@@ -308,7 +308,7 @@ def full_image_figures(model: LocalAR) -> dict:
     return figures
 
 
-def coded_figures(model_file: Path, batch: int = 8) -> dict:
+def coded_figures(model_file: Path, tile: int | None = None, limit: int | None = None, batch: int = 8) -> dict:
     """The benchmark sets' whole photographs coded by the codec with a local AR model file (every tile
     coded both ways, as `icnn compress` does), every decode checked: bpd of the real files and the
     speeds, against JPEG XL's and the shipped photo model's files in the sets' last benchmark results."""
@@ -317,12 +317,14 @@ def coded_figures(model_file: Path, batch: int = 8) -> dict:
     for name, images in bench_sets().items():
         bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
         files = {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
-        pixels = [np.ascontiguousarray(images[n.rsplit(".", 1)[0]]) for n in bench["image_names"]]
+        names = bench["image_names"][:limit]
+        pixels = [np.ascontiguousarray(images[n.rsplit(".", 1)[0]]) for n in names]
         coded, seconds = [], {"encode": 0.0, "decode": 0.0}
         for i in range(0, len(pixels), batch):
             part = pixels[i : i + batch]
             t0 = time.perf_counter()
-            streams = icnn_codec.compress_many(part, model=model)
+            streams = [icnn_codec.compress(p, model=model, tile=tile) for p in part] if tile else \
+                icnn_codec.compress_many(part, model=model)
             t1 = time.perf_counter()
             back = icnn_codec.decompress_many(streams, model=model)
             seconds["encode"] += t1 - t0
@@ -333,9 +335,10 @@ def coded_figures(model_file: Path, batch: int = 8) -> dict:
             print(f"{name}: {i + len(part)} of {len(pixels)}, {8 * sum(coded) / sum(p.size for p in pixels[: len(coded)]):.4f} bpd",
                   file=sys.stderr, flush=True)
         dims = sum(p.size for p in pixels)
-        figures[name] = {"model": 8 * sum(coded) / dims, **{c: 8 * sum(files[c]) / dims for c in ("jpegxl", "icnn:photo")},
+        figures[name] = {"images": len(names), "model": 8 * sum(coded) / dims,
+                         **{c: 8 * sum(files[c][: len(names)]) / dims for c in ("jpegxl", "icnn:photo")},
                          "encode_mb_s": dims / 1e6 / seconds["encode"], "decode_mb_s": dims / 1e6 / seconds["decode"],
-                         "exact": True}
+                         "exact": True, "image_names": names, "image_bytes": coded}
     return figures
 
 
@@ -399,6 +402,8 @@ if __name__ == "__main__":
     parser.add_argument("--files", type=Path, metavar="MODEL",
                         help="code the benchmark sets' whole photographs with this local AR model file through the codec "
                         "(real files, every decode checked)")
+    parser.add_argument("--tile", type=int, help="with --files: this tile side (default: the codec's)")
+    parser.add_argument("--limit", type=int, help="with --files: only the first N photographs of each set")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
@@ -409,9 +414,10 @@ if __name__ == "__main__":
     elif args.files:
         torch.set_num_threads(args.threads)
         figures = {"model_file": args.files.name, "fingerprint": f"{icnn_codec.load_model(args.files).fingerprint:04x}",
-                   "sets": coded_figures(args.files)}
+                   "tile": args.tile, "sets": coded_figures(args.files, args.tile, args.limit)}
         FOLDER.mkdir(parents=True, exist_ok=True)
-        (FOLDER / f"files-{args.files.stem}.json").write_text(json.dumps(figures, indent=1) + "\n")
+        suffix = (f"-tile{args.tile}" if args.tile else "") + (f"-first{args.limit}" if args.limit else "")
+        (FOLDER / f"files-{args.files.stem}{suffix}.json").write_text(json.dumps(figures, indent=1) + "\n")
         print(json.dumps(figures))
     elif args.export:
         model = local_model(args.kernel, args.width, args.blocks, args.components, True, args.tile_predictor,

@@ -105,9 +105,9 @@ class CodedTile:
     payload: bytes
 
 
-def batch_pixels(model: Model) -> int:
+def batch_pixels(model: Model | None) -> int:
     """The pixels one batch of a model's tiles holds, about."""
-    return LOCAL_AR_BATCH_PIXELS if model.local_ar is not None else BATCH_PIXELS
+    return LOCAL_AR_BATCH_PIXELS if model is not None and model.local_ar is not None else BATCH_PIXELS
 
 
 def batches(n_items: int, pixels_each: int, batch_size: int, pixels: int = BATCH_PIXELS) -> Iterable[slice]:

@@ -51,8 +51,8 @@ def lines(height: int, width: int, reach: int) -> list[np.ndarray]:
 class Wavefront:
     """A frozen :class:`LocalAR`'s layers as the line-by-line decoder runs them, and its tables."""
 
-    def __init__(self, model: LocalAR, tables: priors.LogisticTables) -> None:
-        self.model, self.tables = model, tables
+    def __init__(self, model: LocalAR, tables: priors.LogisticTables, offset_every: int = OFFSET_EVERY) -> None:
+        self.model, self.tables, self.offset_every = model, tables, offset_every
         k = model.kernel
         self.r = k // 2
         taps = torch.from_numpy(np.flatnonzero(causal_mask(k).numpy()))
@@ -104,7 +104,7 @@ class Wavefront:
         with torch.no_grad():
             outputs = self.model.exact_outputs(pixels, fitted)
         values = plane.reshape(-1, 3).astype(np.int64)
-        sampled = np.flatnonzero((np.arange(height)[:, None] % OFFSET_EVERY == 0).repeat(width, 1).ravel())
+        sampled = np.flatnonzero((np.arange(height)[:, None] % self.offset_every == 0).repeat(width, 1).ravel())
         offset = self.shortest_offset(values[sampled], outputs.take(sampled))
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)

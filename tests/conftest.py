@@ -51,3 +51,17 @@ def model():
     import icnn_codec
 
     return icnn_codec.load_model()
+
+
+@pytest.fixture(scope="session")
+def sums_to_one():
+    """Whether a local AR's code lengths for a 1x1 image, over all 256^3 colours, make a distribution."""
+    torch = pytest.importorskip("torch")
+
+    def check(model) -> bool:
+        values = torch.stack(torch.meshgrid(*[torch.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 3, 1, 1).float()
+        with torch.no_grad():
+            total = sum(float(torch.exp2(-model.bits(chunk)).sum()) for chunk in values.split(2**20))
+        return abs(total - 1) < 1e-3
+
+    return check

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 import icnn_codec as ic
-from icnn_codec import priors
 from icnn_codec.tools import bench
 from icnn_codec.tools.bench import Codec, bench_command, run_bench
 
@@ -236,22 +235,13 @@ def _local_ar():
     return local_ar
 
 
-def _sums_to_one_over_all_colours(model) -> bool:
-    """A 1x1 image's code lengths, over all 256^3 colours, make a distribution."""
-    torch = pytest.importorskip("torch")
-    values = torch.stack(torch.meshgrid(*[torch.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 3, 1, 1).float()
-    with torch.no_grad():
-        total = sum(float(torch.exp2(-model.bits(chunk)).sum()) for chunk in values.split(2**20))
-    return abs(total - 1) < 1e-3
-
-
-def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
+def test_the_local_autoregressive_probe_sees_only_decoded_pixels(sums_to_one) -> None:
     """benchmarks/local_ar.py's figures are code lengths only if each pixel's mixture depends on the
     pixels above it and to its left alone; its decode timing runs the same networks pixel by pixel."""
     local_ar = _local_ar()
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model = local_ar.LocalAR(kernel=5, width=16, blocks=1, components=2)
+    model = local_ar.FloatLocalAR(kernel=5, width=16, blocks=1, components=2)
     x = torch.rand(1, 3, 9, 9, requires_grad=True)
     model(x)[0, :, 4, 4].sum().backward()
     seen = x.grad[0].abs().sum(0) > 0
@@ -262,31 +252,7 @@ def test_the_local_autoregressive_probe_sees_only_decoded_pixels() -> None:
     bits = model.bits(torch.randint(0, 256, (2, 3, 8, 8)).float())
     assert bits.shape == (2, 8, 8) and bool((bits > 0).all())
     assert local_ar.wavefront_decode_ms(model, planes=2, side=16) > 0
-    assert _sums_to_one_over_all_colours(model)
-
-
-def test_the_exact_ready_local_ar_is_causal_and_a_distribution() -> None:
-    """The codec-ready form (fixed-point layers, one logistic per sample on the codec's grids, colour
-    coefficients, the tails folded onto 0 and 255): a changed sample changes no earlier pixel's code
-    length, and every context's code lengths make a distribution over the colours."""
-    local_ar = _local_ar()
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    pixels = torch.randint(0, 256, (1, 3, 9, 9)).float()
-    with torch.no_grad():
-        before = model.bits(pixels)[0]
-        for c in range(3):
-            changed = pixels.clone()
-            changed[0, c, 4, 4] = 255 - changed[0, c, 4, 4]
-            moved = (model.bits(changed)[0] != before).nonzero().tolist()
-            assert moved and all((y, x) >= (4, 4) for y, x in moved)  # raster order: from the pixel on
-            assert all(y <= 6 and abs(x - 4) <= 2 for y, x in moved)  # and within the kernel's reach
-    assert _sums_to_one_over_all_colours(model)
-    assert _sums_to_one_over_all_colours(local_ar.ExactReadyAR(kernel=3, width=8, depth=1, components=2))
+    assert sums_to_one(model)
 
 
 def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_information() -> None:
@@ -295,64 +261,15 @@ def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_inform
     local_ar = _local_ar()
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2, components=2, tile_predictor=3, residual_context=True)
+    model = local_ar.LocalAR(kernel=5, width=16, depth=2, components=2, tile_predictor=3, residual_context=True)
     image = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         at_zero = float(model.bits(pixels).sum())  # offset 0, the side information spread over the pixels
-    offset_bits = np.log2(len(local_ar.WavefrontCoder.OFFSETS))
+    offset_bits = np.log2(len(local_ar.OFFSETS))
     assert local_ar.full_image_bits(model, image) <= at_zero + offset_bits + 1e-3
     for k in range(2):  # far too confident on noise: a wider offset must pay
         model.head.conv.bias.data[9 * k + 3 : 9 * k + 6] -= 2.0
     with torch.no_grad():
         narrow = float(model.bits(pixels).sum())
     assert local_ar.full_image_bits(model, image) < narrow - 100
-
-
-@pytest.mark.parametrize(("components", "tile_predictor", "residual_context"), [(1, 0, False), (2, 0, False), (1, 0, True), (1, 3, False),
-                                                                               (2, 5, True)])
-def test_the_exact_ready_local_ar_codes_exactly_what_it_trains_on(components: int, tile_predictor: int,
-                                                                   residual_context: bool) -> None:
-    """Frozen, the model's exact integer path gives the training path's grid values; the coder's
-    integer table rows (cut to 0..255, mixed by integer weights) give its code lengths to within the
-    tables' rounding; and the prototype wavefront coder gives back every pixel, with narrow and full
-    windows, escapes and end values. So does a model whose network reads the neighbours' residuals
-    under its linear predictor, and one whose means start from each image's own tile predictor (sent
-    with the image), with or without its residuals as the network's context."""
-    local_ar = _local_ar()
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    model = local_ar.ExactReadyAR(kernel=5, width=16, depth=2, components=components, tile_predictor=tile_predictor,
-                                  residual_context=residual_context)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    ramp = torch.arange(9.0).view(1, 1, 9, 1) * 20 + torch.arange(9.0) * 8 + torch.tensor([0.0, 40, 80]).view(1, 3, 1, 1)
-    pixels = (ramp + torch.randint(-3, 4, (1, 3, 9, 9))).clamp(0, 255)  # a smooth image: most samples near their means
-    with torch.no_grad():
-        mu, log2_s, _ = model.parameters_of(pixels)
-        bits = model.bits(pixels).numpy().ravel() - model.side_bits() / 81  # spread over the pixels there
-    model.freeze()
-    outputs = model.exact_outputs(pixels)
-    values = pixels[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64)
-    for c in range(3):
-        assert np.array_equal(outputs.means(values - 128, c), (mu[0, :, c] * 16).flatten(1).T.numpy())
-        assert np.array_equal(outputs.ls8[:, :, c], (log2_s[0, :, c] * 8).flatten(1).T.numpy())
-    exact = local_ar.pixel_code_length(values, outputs, priors.LogisticTables.build()).sum(1)
-    near = ((pixels[:, None] - mu).abs() < 10 * torch.exp2(log2_s)).flatten(1, 2).all(1).numpy().ravel()  # no tail cut
-    assert near.sum() >= 10 and np.abs(exact - bits)[near].max() < 0.01
-    coder = local_ar.WavefrontCoder(model)
-    images = torch.cat([pixels, pixels.flip(3)]).numpy().astype(np.uint8)
-    data = coder.encode(images, every=1)  # offsets chosen on every row: never longer than offset 0
-    assert np.array_equal(coder.decode(data, images.shape), images)
-    flipped = pixels.flip(3)
-    exact_flipped = local_ar.pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
-                                               model.exact_outputs(flipped), priors.LogisticTables.build()).sum()
-    assert 8 * len(data) < exact.sum() + exact_flipped + 64 + 2 * model.side_bits()  # each its own offset (at best 0)
-    noise = torch.randint(0, 256, (2, 3, 9, 9)).numpy().astype(np.uint8)  # far from the means: values escape
-    for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
-        model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale
-        model.freeze()
-        coder = local_ar.WavefrontCoder(model)
-        for sample in (images, noise, np.full_like(noise, 255), np.zeros_like(noise)):
-            assert np.array_equal(coder.decode(coder.encode(sample), sample.shape), sample)

@@ -1,6 +1,7 @@
 """A local autoregressive model codes tiles exactly, each tile's code its own, from a model file."""
 from __future__ import annotations
 
+import constriction
 import numpy as np
 import pytest
 import torch
@@ -9,9 +10,9 @@ import icnn_codec as ic
 from icnn_codec import payload
 from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import LocalAR
-from icnn_codec.mixture import channel_distribution, value_counts, value_totals
+from icnn_codec.mixture import channel_distribution, pixel_code_length, value_counts, value_totals
 from icnn_codec.priors import ExactParams, LogisticTables
-from icnn_codec.wavefront import code_length
+from icnn_codec.wavefront import Wavefront, code_length
 from icnn_codec.zoo import flow_to_model, read_model_file, save_model
 
 
@@ -136,3 +137,80 @@ def test_a_damaged_model_tile_is_a_decode_error_never_wrong_pixels(ar_model, pho
     data[-5] ^= 0x40
     with pytest.raises(DecodeError):
         ic.decompress(bytes(data), model=ar_model)
+
+
+def perturbed(seed: int = 0, **config) -> LocalAR:
+    """A local AR whose every parameter is moved off its initial value (random, not trained)."""
+    torch.manual_seed(seed)
+    net = LocalAR(**config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def push_and_pop(wavefront: Wavefront, planes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each plane's ANS words under the wavefront coder, and the planes decoded from them together."""
+    coders = [constriction.stream.stack.AnsCoder() for _ in planes]
+    wavefront.push(planes, coders)
+    words = [c.get_compressed() for c in coders]
+    decoded = wavefront.pop([constriction.stream.stack.AnsCoder(w) for w in words], *planes.shape[1:3])
+    return words, decoded
+
+
+def test_the_training_path_sees_only_decoded_pixels_and_makes_a_distribution(sums_to_one):
+    """A changed sample changes no earlier pixel's code length (raster order, colours in order), only
+    pixels within the kernel's reach, and every context's code lengths make a distribution over the
+    colours (the tails folded onto 0 and 255)."""
+    model = perturbed(kernel=5, width=16, depth=2)
+    pixels = torch.randint(0, 256, (1, 3, 9, 9)).float()
+    with torch.no_grad():
+        before = model.bits(pixels)[0]
+        for c in range(3):
+            changed = pixels.clone()
+            changed[0, c, 4, 4] = 255 - changed[0, c, 4, 4]
+            moved = (model.bits(changed)[0] != before).nonzero().tolist()
+            assert moved and all((y, x) >= (4, 4) for y, x in moved)
+            assert all(y <= 6 and abs(x - 4) <= 2 for y, x in moved)
+    assert sums_to_one(model)
+    assert sums_to_one(LocalAR(kernel=3, width=8, depth=1, components=2))
+
+
+@pytest.mark.parametrize(("components", "tile_predictor", "residual_context"),
+                         [(1, 0, False), (2, 0, False), (1, 0, True), (1, 3, False), (2, 5, True)])
+def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predictor, residual_context, tables):
+    """Frozen, the exact integer path gives the training path's grid values; the integer table rows
+    (cut to 0..255, mixed by integer weights) give its code lengths to within the tables' rounding;
+    and the wavefront coder gives back every pixel, with narrow and full windows, escapes and end
+    values: with one or two logistics, the residual context, and each plane's own tile predictor."""
+    model = perturbed(kernel=5, width=16, depth=2, components=components, tile_predictor=tile_predictor,
+                      residual_context=residual_context)
+    ramp = torch.arange(9.0).view(1, 1, 9, 1) * 20 + torch.arange(9.0) * 8 + torch.tensor([0.0, 40, 80]).view(1, 3, 1, 1)
+    pixels = (ramp + torch.randint(-3, 4, (1, 3, 9, 9))).clamp(0, 255)  # a smooth image: most samples near their means
+    with torch.no_grad():
+        mu, log2_s, _ = model.parameters_of(pixels)
+        bits = model.bits(pixels).numpy().ravel() - model.side_bits() / 81  # spread over the pixels there
+    model.freeze()
+    outputs = model.exact_outputs(pixels)
+    values = pixels[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64)
+    for c in range(3):
+        assert np.array_equal(outputs.means(values - 128, c), (mu[0, :, c] * 16).flatten(1).T.numpy())
+        assert np.array_equal(outputs.ls8[:, :, c], (log2_s[0, :, c] * 8).flatten(1).T.numpy())
+    exact = pixel_code_length(values, outputs, tables).sum(1)
+    near = ((pixels[:, None] - mu).abs() < 10 * torch.exp2(log2_s)).flatten(1, 2).all(1).numpy().ravel()  # no tail cut
+    assert near.sum() >= 10 and np.abs(exact - bits)[near].max() < 0.01
+    wavefront = Wavefront(model, tables, offset_every=1)  # offsets chosen on every row: never longer than offset 0
+    planes = torch.cat([pixels, pixels.flip(3)]).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    words, decoded = push_and_pop(wavefront, planes)
+    assert np.array_equal(decoded, planes)
+    flipped = pixels.flip(3)
+    exact_flipped = pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
+                                      model.exact_outputs(flipped), tables).sum()
+    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * 64 + 2 * model.side_bits()
+    noise = np.random.default_rng(3).integers(0, 256, (2, 9, 9, 3), dtype=np.uint8)  # far from the means: values escape
+    for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
+        model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale
+        model.freeze()
+        wavefront = Wavefront(model, tables)
+        for sample in (planes, noise, np.full_like(noise, 255), np.zeros_like(noise)):
+            assert np.array_equal(push_and_pop(wavefront, sample)[1], sample)
