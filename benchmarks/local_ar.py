@@ -288,16 +288,21 @@ def full_image_bits(model: LocalAR, image: np.ndarray) -> float:
     return best + model.side_bits() + math.log2(len(OFFSETS))
 
 
+def last_bench(name: str) -> tuple[list[str], dict[str, list[int]]]:
+    """A benchmark set's image names and each codec's file sizes, from its last results."""
+    bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
+    return bench["image_names"], {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
+
+
 def full_image_figures(model: LocalAR) -> dict:
     """bpd of the benchmark sets' whole photographs, against JPEG XL's and the shipped photo model's
     files in the sets' last benchmark results."""
     figures = {}
     for name, images in bench_sets().items():
-        bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
-        files = {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
+        image_names, files = last_bench(name)
         totals = {"model": 0.0, "jpegxl": 0.0, "icnn:photo": 0.0}
         dims = 0
-        for i, image_name in enumerate(bench["image_names"]):
+        for i, image_name in enumerate(image_names):
             image = np.asarray(images[image_name.rsplit(".", 1)[0]])
             totals["model"] += full_image_bits(model, image)
             for codec in ("jpegxl", "icnn:photo"):
@@ -315,16 +320,14 @@ def coded_figures(model_file: Path, tile: int | None = None, limit: int | None =
     model = icnn_codec.load_model(model_file)
     figures = {}
     for name, images in bench_sets().items():
-        bench = json.loads((RESULTS / f"{name}.json").read_text())["datasets"][0]
-        files = {r["codec"]: r["image_bytes"] for r in bench["results"] if r.get("image_bytes")}
-        names = bench["image_names"][:limit]
+        image_names, files = last_bench(name)
+        names = image_names[:limit]
         pixels = [np.ascontiguousarray(images[n.rsplit(".", 1)[0]]) for n in names]
         coded, seconds = [], {"encode": 0.0, "decode": 0.0}
         for i in range(0, len(pixels), batch):
             part = pixels[i : i + batch]
             t0 = time.perf_counter()
-            streams = [icnn_codec.compress(p, model=model, tile=tile) for p in part] if tile else \
-                icnn_codec.compress_many(part, model=model)
+            streams = icnn_codec.compress_many(part, model=model, tile=tile)
             t1 = time.perf_counter()
             back = icnn_codec.decompress_many(streams, model=model)
             seconds["encode"] += t1 - t0
@@ -340,6 +343,15 @@ def coded_figures(model_file: Path, tile: int | None = None, limit: int | None =
                          "encode_mb_s": dims / 1e6 / seconds["encode"], "decode_mb_s": dims / 1e6 / seconds["decode"],
                          "exact": True, "image_names": names, "image_bytes": coded}
     return figures
+
+
+def checkpoint_model(args: argparse.Namespace, exact_ready: bool) -> tuple[FloatLocalAR | LocalAR, dict]:
+    """The model of the run's options with a checkpoint's EMA weights, and the checkpoint."""
+    model = local_model(args.kernel, args.width, args.blocks, args.components, exact_ready, args.tile_predictor,
+                        args.residual_context)
+    saved = torch.load(args.checkpoint)
+    model.load_state_dict(saved["ema"])
+    return model, saved
 
 
 def table() -> str:
@@ -420,10 +432,7 @@ if __name__ == "__main__":
         (FOLDER / f"files-{args.files.stem}{suffix}.json").write_text(json.dumps(figures, indent=1) + "\n")
         print(json.dumps(figures))
     elif args.export:
-        model = local_model(args.kernel, args.width, args.blocks, args.components, True, args.tile_predictor,
-                            args.residual_context)
-        saved = torch.load(args.checkpoint)
-        model.load_state_dict(saved["ema"])
+        model, saved = checkpoint_model(args, exact_ready=True)
         training = {"run": args.checkpoint.stem, "steps": saved["step"], "minutes": round(saved["seconds"] / 60),
                     "trained_on": "random 64x64 crops of the photographs' training split (benchmarks/local_ar.py)",
                     "curve": saved["curve"]}
@@ -431,10 +440,7 @@ if __name__ == "__main__":
         print(f"{args.checkpoint} -> {args.export}")
     elif args.measure:
         torch.set_num_threads(args.threads)
-        model = local_model(args.kernel, args.width, args.blocks, args.components, args.exact_ready, args.tile_predictor,
-                            args.residual_context)
-        saved = torch.load(args.checkpoint)
-        model.load_state_dict(saved["ema"])
+        model, saved = checkpoint_model(args, args.exact_ready)
         minutes = round(saved["seconds"] / 60)
         figures = {"kernel": args.kernel, "width": args.width, "blocks": args.blocks, "components": model.components,
                    "tile_predictor": args.tile_predictor, "residual_context": args.residual_context,

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import priors
-from .quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv
+from .quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv, integer_parameters
+
 
 def causal_mask(kernel: int) -> torch.Tensor:
     """The taps of a k x k kernel that a pixel's decoded neighbours fill: the rows above, and the pixels
@@ -32,7 +33,6 @@ def causal_mask(kernel: int) -> torch.Tensor:
     mask[: kernel // 2] = 1
     mask[kernel // 2, : kernel // 2] = 1
     return mask
-
 
 
 class MaskedQConv2d(QConv2d):
@@ -47,6 +47,10 @@ class MaskedQConv2d(QConv2d):
         with torch.no_grad():
             self.conv.weight.mul_(self.mask)
         return super().forward(a)
+
+    def integer_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The masked weights' integers: nothing outside the mask is ever frozen or exported."""
+        return integer_parameters(self.conv.weight * self.mask, self.conv.bias, self.in_frac, self.split)
 
 
 def edge_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor) -> torch.Tensor:
@@ -158,8 +162,6 @@ class LocalAR(nn.Module):
     def freeze(self) -> None:
         """Fix the integer parameters of every layer for the exact path."""
         for layer in self.qconvs():
-            with torch.no_grad():
-                layer.conv.weight.mul_(getattr(layer, "mask", 1))
             layer.freeze()
 
     @torch.no_grad()
@@ -281,7 +283,6 @@ class TilePredictor:
             for j in range(c):
                 colour[:, c] += coef[:, c, n + j, None, None] * x[:, j]
         return (total + colour) >> (self.FRAC - priors.MU_FRAC)
-
 
 
 class ExactOutputs(NamedTuple):

@@ -18,6 +18,8 @@ from .local_ar import ExactOutputs
 
 POW2_EIGHTHS = np.array([65536, 60097, 55109, 50535, 46341, 42495, 38968, 35734])  # round(2**16 * 2**(-i / 8))
 WEIGHT_BITS = 17  # components' weights are integers below 2**17
+
+
 def component_weights(logits: np.ndarray) -> np.ndarray:
     """Integer weights (n, K) for base-2 logits on the 1/8 grid: 2**16 * 2**((l_k - max l) / 8), by a
     table of eight integers and shifts (no libm)."""

@@ -55,7 +55,7 @@ from .zoo import Model
 
 BATCH_PIXELS = 2**16  # pixels per network evaluation: bounds working memory (float64 buffers)
 # A local AR's decoder runs its networks a line at a time: many tiles share each of its many small
-# evaluations (its working memory is a few canvases a tile; its encoder codes a plane at a time).
+# evaluations (its working memory is a few canvases a tile).
 LOCAL_AR_BATCH_PIXELS = 2**21
 # Graphics have few distinct pixels: their tiles are coded classically first, and through the model
 # only when that costs more than MODEL_WORTH_TRYING bits a value.
@@ -160,7 +160,7 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
     """Each tile's ANS words under the model."""
     coders = [constriction.stream.stack.AnsCoder() for _ in tiles]
     if model.local_ar is not None:
-        _push_local_ar(model, tiles, coders, batch_size)
+        _push_local_ar(model, tiles, coders)
         return [coder.get_compressed() for coder in coders]
     # Alpha planes are pushed first (popped last), so planes are grouped by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
@@ -179,18 +179,11 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
     return [coder.get_compressed() for coder in coders]
 
 
-def _push_local_ar(model: Model, tiles: Sequence[np.ndarray], coders: list, batch_size: int) -> None:
-    """Push each tile's planes under a local AR, the alpha plane first (it is popped last); planes of
-    one size share the networks' evaluations."""
-    rounds: dict[tuple, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for i, pixels in enumerate(tiles):
-        planes = planes_of(pixels)
-        for order, plane in enumerate(reversed(planes)):
-            rounds[(order if len(planes) == 2 else 1, plane.shape)].append((i, plane))
-    for key in sorted(rounds, key=lambda k: k[0]):
-        idx, planes = zip(*rounds[key])
-        for batch in batches(len(planes), key[1][0] * key[1][1], batch_size, LOCAL_AR_BATCH_PIXELS):
-            model.wavefront().push(np.stack(planes[batch]), [coders[i] for i in idx[batch]])
+def _push_local_ar(model: Model, tiles: Sequence[np.ndarray], coders: list) -> None:
+    """Push each tile's planes under a local AR, the alpha plane first (it is popped last)."""
+    for pixels, coder in zip(tiles, coders):
+        for plane in reversed(planes_of(pixels)):
+            model.wavefront().push(plane, coder)
 
 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:

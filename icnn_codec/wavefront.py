@@ -92,12 +92,9 @@ class Wavefront:
                 o = better
         return o
 
-    def push(self, planes: np.ndarray, coders: list) -> None:
-        """Push uint8 planes (B, H, W, 3), each onto its own coder."""
-        for plane, coder in zip(planes, coders):
-            self._push_plane(plane, coder)
-
-    def _push_plane(self, plane: np.ndarray, coder) -> None:
+    def push(self, plane: np.ndarray, coder) -> None:
+        """Push a uint8 plane (H, W, 3) onto its coder. Planes are coded one at a time: the encoder
+        knows every pixel, so its networks run over the whole plane and nothing is gained by batches."""
         height, width, _ = plane.shape
         pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
         fitted = self.predictor.fit(pixels) if self.predictor is not None else None

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from .container import TILE_UNIT
 from .errors import ModelError
 from .flow import FlowConfig, IntegerFlow
 from .local_ar import LocalAR
@@ -37,7 +37,6 @@ MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 2  # 2: the exact 8-bit arithmetic (1: 12-bit weights, float64)
 MODEL_SUFFIX = ".npz"
 FLOW, LOCAL_AR = "flow", "local-ar"  # the model kinds
-TILE_GRANULE = 8  # a local AR's tiles may be any multiple of the container's granule
 CARDS = "cards.json"  # model cards, beside the model files
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
 PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
@@ -73,8 +72,8 @@ class Model:
 
     @property
     def block(self) -> int:
-        """Tile sides are multiples of this: the flow's block (a local AR takes any tile)."""
-        return self.flow.cfg.block if self.flow is not None else TILE_GRANULE
+        """Tile sides are multiples of this: the flow's block (a local AR takes any tile side)."""
+        return self.flow.cfg.block if self.flow is not None else TILE_UNIT
 
 
 def model_dirs() -> list[Path]:
@@ -98,9 +97,6 @@ def available_models() -> dict[str, Path]:
 def model_arrays(flow: IntegerFlow | LocalAR, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)}
     for i, conv in enumerate(flow.qconvs()):
-        if hasattr(conv, "mask"):  # a local AR's causal layers: nothing outside the mask is ever read
-            with torch.no_grad():
-                conv.conv.weight.mul_(conv.mask)
         w, e, b = conv.integer_parameters()
         arrays[f"conv{i}.w"] = w.numpy().astype(np.int16 if conv.split else np.int8)
         arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)

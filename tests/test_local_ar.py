@@ -152,7 +152,8 @@ def perturbed(seed: int = 0, **config) -> LocalAR:
 def push_and_pop(wavefront: Wavefront, planes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Each plane's ANS words under the wavefront coder, and the planes decoded from them together."""
     coders = [constriction.stream.stack.AnsCoder() for _ in planes]
-    wavefront.push(planes, coders)
+    for plane, coder in zip(planes, coders):
+        wavefront.push(plane, coder)
     words = [c.get_compressed() for c in coders]
     decoded = wavefront.pop([constriction.stream.stack.AnsCoder(w) for w in words], *planes.shape[1:3])
     return words, decoded
