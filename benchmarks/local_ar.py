@@ -2,7 +2,7 @@
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
         [--exact-ready [--tile-predictor K [--residual-context]]] [--eval-every MIN] [--lr-halflife STEPS]
-        [--checkpoint FILE] [--threads 1]
+        [--checkpoint FILE [--init-from MODEL.npz]] [--threads 1]
     python benchmarks/local_ar.py --measure --checkpoint FILE [--full-images] [the run's options]
     python benchmarks/local_ar.py --export models/NAME.npz --checkpoint FILE [the run's options]
     python benchmarks/local_ar.py --files MODEL.npz [--tile N] [--limit N]
@@ -161,9 +161,11 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
 def train(kernel: int, width: int, blocks: int, components: int, minutes: float, lr: float, batch_size: int,
           crop: int, eval_every: float | None = None, lr_halflife: float | None = None,
           checkpoint: Path | None = None, cifar10: Path | None = None, exact_ready: bool = False, tile_predictor: int = 0,
-          residual_context: bool = False, seed: int = 0) -> dict:
+          residual_context: bool = False, seed: int = 0, init_from: Path | None = None) -> dict:
     """Train for ``minutes`` of wall-clock time in all (measuring stops the clock), resuming from and
-    saving to ``checkpoint`` (every five minutes) when one is given."""
+    saving to ``checkpoint`` (every five minutes) when one is given. Without a checkpoint to resume,
+    ``init_from`` (a local AR model file of the same options) gives the starting weights: a run
+    continued on a new machine from its last export, with a fresh optimiser and clock."""
     torch.manual_seed(seed)
     if cifar10 is None:
         images, _ = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
@@ -172,6 +174,9 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
         images, held = ImageSet.open(cifar10).split_holdout(CIFAR10_HOLDOUT_EVERY)
         evals = {"held_out": torch.from_numpy(held.first(None))}
     model = local_model(kernel, width, blocks, components, exact_ready, tile_predictor, residual_context)
+    if init_from is not None and not (checkpoint is not None and checkpoint.exists()):
+        model.load_state_dict(icnn_codec.load_model(init_from).local_ar.state_dict())
+        print(f"started from {init_from}", file=sys.stderr, flush=True)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, curve, trained = 0, [], 0.0
@@ -416,6 +421,8 @@ if __name__ == "__main__":
                         "(real files, every decode checked)")
     parser.add_argument("--tile", type=int, help="with --files: this tile side (default: the codec's)")
     parser.add_argument("--limit", type=int, help="with --files: only the first N photographs of each set")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL",
+                        help="with --exact-ready and no checkpoint to resume: start from this local AR model file")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     name = (f"{'x' if args.exact_ready else ''}k{args.kernel}-w{args.width}-b{args.blocks}-c{args.components}"
@@ -469,7 +476,7 @@ if __name__ == "__main__":
         torch.set_num_threads(args.threads)
         result = train(args.kernel, args.width, args.blocks, args.components, args.minutes, args.lr, args.batch_size, args.crop,
                        args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10, args.exact_ready,
-                       args.tile_predictor, args.residual_context)
+                       args.tile_predictor, args.residual_context, init_from=args.init_from)
         FOLDER.mkdir(parents=True, exist_ok=True)
         path = FOLDER / f"{name}-{args.minutes:g}min{'-cifar10' if args.cifar10 else ''}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")

@@ -215,3 +215,13 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
         wavefront = Wavefront(model, tables)
         for sample in (planes, noise, np.full_like(noise, 255), np.zeros_like(noise)):
             assert np.array_equal(push_and_pop(wavefront, sample)[1], sample)
+
+
+def test_training_resumes_from_a_model_file_with_the_same_integers(ar_model, tmp_path):
+    """A run continued from its last export (benchmarks/local_ar.py --init-from) starts from exactly
+    the exported network: loaded into a fresh model and frozen again, it exports the same file."""
+    path = save_model(small_network(), tmp_path / "ar.npz", "ar", ar_model.tables)
+    fresh = LocalAR(**ar_model.local_ar.config())
+    fresh.load_state_dict(read_model_file(path).local_ar.state_dict())
+    again = save_model(fresh, tmp_path / "again.npz", "ar", ar_model.tables)
+    assert read_model_file(again).fingerprint == read_model_file(path).fingerprint
