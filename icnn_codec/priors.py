@@ -14,6 +14,8 @@ exact coder achieves, up to the tables' 24-bit quantisation.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -143,6 +145,11 @@ class LogisticTables:
             self.counts[self.offsets[j] : self.offsets[j + 1]].reshape(2**MU_FRAC, -1).astype(np.float64)
             for j in range(NUM_SCALES)
         ]
+
+    @functools.cached_property
+    def prefix(self) -> np.ndarray:
+        """Sums over any run of the counts: prefix[b] - prefix[a] (int64)."""
+        return np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
 
     @staticmethod
     def build() -> "LogisticTables":

@@ -2,9 +2,10 @@
 
 A pixel's distribution needs the pixels above it within k // 2 columns and those to its left, so the
 pixels on one line x + (k // 2 + 1) y = t depend only on earlier lines. The decoder runs the networks
-once per line for all its pixels, of every plane in the batch, as 1x1 layers over gathered taps, and
-each plane's coder pops red, then green, then blue of the line (:mod:`icnn_codec.mixture`). What a
-plane's coder holds, first to last:
+once per line for all its pixels, of every plane in the batch, as 1x1 layers over gathered taps
+(compiled loops, :mod:`icnn_codec.pointwise`: a line is too small for a framework's convolution),
+and each plane's coder pops red, then green, then blue of the line (:mod:`icnn_codec.mixture`).
+What a plane's coder holds, first to last:
 
 1. its tile predictor's coefficients (int16, each a uniform symbol), when the model has one;
 2. its scale offset (one uniform symbol: every log2 scale of the plane moves by it, in 1/8);
@@ -24,9 +25,10 @@ import numpy as np
 import torch
 
 from . import priors
-from .backends import IntConv, current_backend
+from .backends import LATENT_LIMIT, IntConv
 from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
 from .mixture import channel_distribution, component_weights, pixel_code_length, posterior_weights
+from .pointwise import PointwiseLayer, gather, run
 from .quant import QConv2d
 
 OFFSETS = range(-16, 48)  # a plane's shift of every log2 scale, in 1/8
@@ -142,43 +144,45 @@ class Wavefront:
             coder.encode_reverse(sent.astype(np.int32), _coefficient_model)
 
     # -- decoding ---------------------------------------------------------------------------
-    @torch.no_grad()
+    def compiled(self) -> tuple[list[PointwiseLayer], PointwiseLayer]:
+        """The network (first, hidden, head) and the linear predictor as the compiled loops run them."""
+        if not hasattr(self, "_compiled"):
+            self._compiled = ([PointwiseLayer(c) for c in (self.first, *self.layers)], PointwiseLayer(self.linear))
+        return self._compiled
+
     def pop(self, coders: list, height: int, width: int) -> np.ndarray:
         """Pop one plane (height x width x 3, uint8) off each coder: (B, H, W, 3)."""
-        backend = current_backend()
         b, r = len(coders), self.r
-        canvas = torch.zeros(b, 3, height + r, width + 2 * r, dtype=torch.float64)  # centred samples, zero padding
-        residuals = torch.zeros_like(canvas)  # under the tile predictor, for a network that reads them
+        network, linear_layer = self.compiled()
+        residual_context = self.model.residual_context
+        # centred samples, zero padding; then their residuals under the tile predictor, for a network
+        # that reads them
+        planes = np.zeros((b, 6 if residual_context else 3, height + r, width + 2 * r), dtype=np.int64)
+        dy, dx = self.dy.numpy(), self.dx.numpy()
+        taps = len(dy)
         tiles = colour = None
         if self.predictor is not None:
             used = self.predictor.used()
-            tiles = torch.zeros(b, *used.shape, dtype=torch.int64)
+            tiles = np.zeros((b, *used.shape), dtype=np.int64)
             for i, coder in enumerate(coders):
-                sent = coder.decode(_coefficient_model, int(used.sum())).astype(np.int64) - TilePredictor.LIMIT
-                tiles[i, torch.from_numpy(used)] = torch.from_numpy(sent)
-            colour = self.predictor.colour_coefficients(tiles)
+                tiles[i, used] = coder.decode(_coefficient_model, int(used.sum())).astype(np.int64) - TilePredictor.LIMIT
+            colour = self.predictor.colour_coefficients(torch.from_numpy(tiles))
+            pdy, pdx = self.pdy.numpy(), self.pdx.numpy()
+            near_weights = tiles[:, :, : 3 * len(pdy)].transpose(0, 2, 1).astype(np.float64)  # (B, taps, 3)
+            constants = TilePredictor.CONSTANT * tiles[:, None, :, -1]
         offsets = np.array([int(coder.decode(_offset_model, 1)[0]) for coder in coders]) + OFFSETS.start
-        gather = lambda plane, y, x: plane[:, :, y[:, None] + self.dy, x[:, None] + self.dx].permute(1, 3, 0, 2)  # noqa: E731
         for line in lines(height, width, r):
-            y, x = torch.from_numpy(line // width), torch.from_numpy(line % width)
+            y, x = line // width, line % width
             n = len(line)
             sizes = np.full(b, n)
-            patch = gather(canvas, y, x)  # (3, taps, B, n)
-            a = backend.latents(patch.reshape(1, -1, 1, b * n))
-            first_in = a
-            if self.model.residual_context:
-                first_in = backend.latents(torch.cat([patch, gather(residuals, y, x)]).reshape(1, -1, 1, b * n))
-            h = backend.conv(self.first, first_in)
-            for layer in self.layers:
-                h = backend.conv(layer, h)
-            head = h.double().view(h.shape[1], -1).T.long().numpy()
-            linear = backend.conv(self.linear, a).double().view(3, -1).T.long().numpy()
+            inputs = gather(planes, y, x, dy, dx, LATENT_LIMIT)  # (B n, channels taps)
+            head = run(network, inputs)
+            linear = run([linear_layer], inputs[:, : 3 * taps])
             sums = tile_colour = None
             if tiles is not None:
-                near = canvas[:, :, y[:, None] + self.pdy, x[:, None] + self.pdx].permute(0, 2, 1, 3).reshape(b, n, -1)
-                k = near.shape[2]
-                total = near @ tiles[:, :, :k].double().transpose(1, 2) + TilePredictor.CONSTANT * tiles[:, None, :, -1].double()
-                sums, tile_colour = total.reshape(b * n, 3).long().numpy(), np.repeat(colour, n, axis=0)
+                near = gather(planes[:, :3], y, x, pdy, pdx, LATENT_LIMIT).reshape(b, n, -1)
+                sums = (np.matmul(near, near_weights).astype(np.int64) + constants).reshape(b * n, 3)
+                tile_colour = np.repeat(colour, n, axis=0)
             outputs = self.model.outputs_of(head, linear, sums, tile_colour).offset(np.repeat(offsets, n))
             weights, decoded = component_weights(outputs.logits), np.zeros((b * n, 3), dtype=np.int64)
             for c in range(3):
@@ -194,12 +198,11 @@ class Wavefront:
                         value[escaped] = candidates[np.arange(len(which)), which]
                 weights = posterior_weights(weights, dist.counts_of(value))
                 decoded[:, c] = value - 128
-                canvas[:, c, y + r, x + r] = torch.from_numpy(decoded[:, c]).double().view(b, -1)
-                if self.model.residual_context:  # under the tile predictor, or else the linear one
+                planes[:, c, y + r, x + r] = decoded[:, c].reshape(b, n)
+                if residual_context:  # under the tile predictor, or else the linear one
                     predicted16 = outputs.tile16(decoded, c) if tiles is not None else linear[:, c]
-                    residual = decoded[:, c] - (predicted16 >> priors.MU_FRAC)
-                    residuals[:, c, y + r, x + r] = torch.from_numpy(residual).double().view(b, -1)
-        return (canvas[:, :, r:, r : r + width] + 128).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+                    planes[:, 3 + c, y + r, x + r] = (decoded[:, c] - (predicted16 >> priors.MU_FRAC)).reshape(b, n)
+        return (planes[:, :3, r:, r : r + width] + 128).transpose(0, 2, 3, 1).astype(np.uint8)
 
 
 def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarray) -> float:

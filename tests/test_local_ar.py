@@ -10,7 +10,7 @@ import icnn_codec as ic
 from icnn_codec import payload
 from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import LocalAR
-from icnn_codec.mixture import channel_distribution, pixel_code_length, value_counts, value_totals
+from icnn_codec.mixture import channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
 from icnn_codec.wavefront import Wavefront, code_length
 from icnn_codec.zoo import flow_to_model, read_model_file, save_model
@@ -36,6 +36,18 @@ def tables() -> LogisticTables:
     return LogisticTables.build()
 
 
+def full_row(mu_floor: int, mu_frac: int, scale: int, tables: LogisticTables) -> np.ndarray:
+    """The definition of a component's counts of 0..255 (int64): its table row's count at each value
+    the row reaches, 1 at every other, and the row's mass beyond either end added to that end."""
+    r = tables.half_widths[scale]
+    row = tables.block(scale)[mu_frac, : 2 * r + 1].astype(np.int64)
+    values = mu_floor + np.arange(-r, r + 1)
+    counts = np.ones(256, dtype=np.int64)
+    counts[values[(values >= 0) & (values <= 255)]] = 0
+    np.add.at(counts, np.clip(values, 0, 255), row)
+    return counts
+
+
 def test_a_colours_window_and_its_outside_count_give_each_value_its_share_of_the_whole_row(tables):
     rng = np.random.default_rng(0)
     n, k = 40, 3
@@ -45,18 +57,44 @@ def test_a_colours_window_and_its_outside_count_give_each_value_its_share_of_the
     dist = channel_distribution(means, ls8, weights, tables, np.array([20, 20]))  # two tiles, each its own window
     assert len(set(dist.reach[:20])) == 1 and len(set(dist.reach[20:])) == 1
     params = ExactParams.from_grid(means, ls8)
-    full = sum(weights[:, j, None] * value_counts(ExactParams(params.mu_floor[:, j], params.mu_frac[:, j], params.scale[:, j]),
-                                                  tables, np.zeros(n, dtype=np.int64), 256) for j in range(k))
+    parts = np.array([[full_row(params.mu_floor[i, j], params.mu_frac[i, j], params.scale[i, j], tables) for j in range(k)]
+                      for i in range(n)])  # (n, K, 256)
+    full = (weights[:, :, None] * parts).sum(1)
+    values = rng.integers(0, 256, n)
+    values[:3] = [0, 255, dist.low[2] + 2 * dist.reach[2] + 1]  # both ends, and beyond a window
+    assert np.array_equal(dist.counts_of(values), parts[np.arange(n), :, values])
     for i in range(n):
         width = 2 * dist.reach[i] + 1
         window = full[i, dist.low[i] : dist.low[i] + width]
-        row = dist.rows[i, : width + 1]
+        row = dist.row(i)
         assert np.array_equal(row[:width], window)
         assert row[width] == full[i].sum() - window.sum()
-        assert dist.rows[i, width + 1 :].sum() == 0
-    totals = sum(weights[:, j] * value_totals(ExactParams(params.mu_floor[:, j], params.mu_frac[:, j], params.scale[:, j]), tables)
-                 for j in range(k))
-    assert np.array_equal(full.sum(1), totals)
+        assert dist.totals[i] == full[i].sum()
+    group = np.arange(20, 24)
+    rows, outside = dist.beyond(group)
+    for a, i in enumerate(group):
+        assert sorted(outside[a]) == sorted(set(range(256)) - set(range(dist.low[i], dist.low[i] + 2 * dist.reach[i] + 1)))
+        assert np.array_equal(rows[a], full[i, outside[a]])
+
+
+def test_a_lines_window_is_as_wide_as_nine_in_ten_of_its_samples_want(tables):
+    rng = np.random.default_rng(3)
+    n, k = 30, 2
+    ls8 = rng.integers(0, 60, (n, k))
+    weights = rng.integers(1, 2**16, (n, k))
+    dist = channel_distribution(rng.integers(0, 256 * 16, (n, k)), ls8, weights, tables)
+    main = ExactParams.from_grid(np.zeros((n, k), dtype=np.int64), ls8).scale[np.arange(n), weights.argmax(1)]
+    want = np.clip(tables.half_widths[main] // 3, 2, 127)
+    assert set(dist.reach) == {np.sort(want)[int(0.9 * (n - 1))]}
+    assert (dist.low >= 0).all() and (dist.low + 2 * dist.reach <= 255).all()
+
+
+def test_a_coded_value_moves_the_weights_to_the_components_that_gave_it_mass_kept_below_2_to_17():
+    weights = np.array([[2**16, 2**16, 1], [2**16, 300, 5]])
+    counts = np.array([[2**24, 2**20, 2**24], [0, 7, 1]])
+    out = posterior_weights(weights, counts)
+    assert out.max() < 2**17 and out[0, 0] == 2**16 and out[0, 1] == 2**12 and out[0, 2] == 1
+    assert list(out[1]) == [0, 2100, 5]
 
 
 @pytest.mark.parametrize("shape, tile", [((40, 37, 3), None), ((40, 37, 3), 16), ((33, 30, 4), None), ((31, 29), None)])
