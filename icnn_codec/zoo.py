@@ -23,6 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,7 +32,9 @@ from .errors import ModelError
 from .flow import FlowConfig, IntegerFlow
 from .local_ar import LocalAR
 from .priors import LogisticTables
-from .wavefront import Wavefront
+
+if TYPE_CHECKING:
+    from .wavefront import Wavefront
 
 MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 2  # 2: the exact 8-bit arithmetic (1: 12-bit weights, float64)
@@ -58,11 +61,13 @@ class Model:
     meta: dict
     path: str | None = None
     local_ar: LocalAR | None = None
-    _wavefront: Wavefront | None = field(default=None, repr=False, compare=False)
+    _wavefront: "Wavefront | None" = field(default=None, repr=False, compare=False)
 
     def wavefront(self) -> "Wavefront":
         """A local AR's line-by-line coder (made once)."""
         if self._wavefront is None:
+            from .wavefront import Wavefront  # its compiled loops (numba) load only for a local AR model
+
             self._wavefront = Wavefront(self.local_ar, self.tables)
         return self._wavefront
 
