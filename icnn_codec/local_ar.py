@@ -165,10 +165,12 @@ class LocalAR(nn.Module):
             layer.freeze()
 
     @torch.no_grad()
-    def exact_outputs(self, pixels: torch.Tensor, tile: torch.Tensor | None = None) -> "ExactOutputs":
+    def exact_outputs(self, pixels: torch.Tensor, tile: torch.Tensor | None = None,
+                      neighbours: torch.Tensor | None = None) -> "ExactOutputs":
         """The exact integer outputs (after ``freeze``) for every pixel of (B, 3, H, W) images, pixels in
         raster order of each image, the images one after another; ``tile``: each image's tile predictor
-        (:meth:`TilePredictor.fit`'s, when the model has one and none is given)."""
+        (:meth:`TilePredictor.fit`'s, when the model has one and none is given); ``neighbours``: its
+        :meth:`TilePredictor.neighbours`, if the caller has them."""
         centred = pixels.double() - 128
         a = centred
         flat = lambda t: t.long().permute(0, 2, 3, 1).reshape(-1, t.shape[1]).numpy()  # noqa: E731
@@ -176,9 +178,11 @@ class LocalAR(nn.Module):
         linear = self.linear(centred)
         predicted16 = linear.long()
         if self.predictor is not None:
-            tile = self.predictor.fit(pixels) if tile is None else tile
-            predicted16 = self.predictor.predict16(pixels, tile)
-            sums = flat(self.predictor.sums(pixels, tile))
+            neighbours = self.predictor.neighbours(centred) if neighbours is None else neighbours
+            tile = self.predictor.fit(pixels, neighbours) if tile is None else tile
+            tile_sums = self.predictor.sums(pixels, tile, neighbours)
+            predicted16 = self.predictor.predict16(pixels, tile, tile_sums)
+            sums = flat(tile_sums)
             colour = np.repeat(self.predictor.colour_coefficients(tile), pixels.shape[2] * pixels.shape[3], axis=0)
         if self.residual_context:
             a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
@@ -237,13 +241,14 @@ class TilePredictor:
         cols = F.unfold(F.pad(centred.double(), (r, r, r, r)), self.kernel).view(b, 3, -1, h * w)[:, :, self.taps]
         return cols.reshape(b, -1, h * w).transpose(1, 2)
 
-    def fit(self, pixels: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+    def fit(self, pixels: torch.Tensor, neighbours: torch.Tensor | None = None, ridge: float = 1.0) -> torch.Tensor:
         """Each tile's coefficients (B, 3, inputs) int64, by ridge-regularised least squares, rounded
-        onto the grid; colour c's unused colour slots are zero."""
+        onto the grid; colour c's unused colour slots are zero. ``neighbours``: :meth:`neighbours` of
+        the centred pixels, if the caller has them."""
         x = pixels.double() - 128
         b, _, h, w = x.shape
         flat = x.reshape(b, 3, h * w).transpose(1, 2)
-        nb = self.neighbours(x)
+        nb = self.neighbours(x) if neighbours is None else neighbours
         coef = torch.zeros(b, 3, self.inputs, dtype=torch.float64)
         for c in range(3):
             a = torch.cat([nb, flat[:, :, :c], torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
@@ -253,12 +258,12 @@ class TilePredictor:
             coef[:, c, -1] = solved[:, -1]
         return torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long()
 
-    def sums(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    def sums(self, pixels: torch.Tensor, coef: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
         """The neighbours' and the constant's part of each prediction on the 1/4096 grid, (B, 3, H, W)
         int64 (exact: every partial sum is an integer far below 2**53)."""
         x = pixels.double() - 128
         b, _, h, w = x.shape
-        nb = self.neighbours(x)
+        nb = self.neighbours(x) if neighbours is None else neighbours
         n = nb.shape[2]
         out = nb @ coef[:, :, :n].double().transpose(1, 2) + self.CONSTANT * coef[:, None, :, -1].double()
         return out.transpose(1, 2).reshape(b, 3, h, w).long()
@@ -273,10 +278,11 @@ class TilePredictor:
         """Each tile's colour coefficients (B, 3): green's on red, blue's on red and green."""
         return coef[:, [1, 2, 2], [-3, -3, -2]].numpy()
 
-    def predict16(self, pixels: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        """Every sample's prediction, centred, on the 1/16 grid: (sums + colour terms) >> 8."""
+    def predict16(self, pixels: torch.Tensor, coef: torch.Tensor, sums: torch.Tensor | None = None) -> torch.Tensor:
+        """Every sample's prediction, centred, on the 1/16 grid: (sums + colour terms) >> 8 (``sums``:
+        :meth:`sums`, if the caller has them)."""
         x = pixels.long() - 128
-        total = self.sums(pixels, coef)
+        total = self.sums(pixels, coef) if sums is None else sums
         n = coef.shape[2] - 3
         colour = torch.zeros_like(total)
         for c in (1, 2):
@@ -308,19 +314,18 @@ class ExactOutputs(NamedTuple):
 
     def means(self, centred: np.ndarray, c: int) -> np.ndarray:
         """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's
-        moves by (a r) >> 2, blue's by (b r + c g) >> 2, on the mean's 1/16 grid (a, b, c on 1/64)."""
-        shift = 0
-        if c >= 1:
-            shift = self.coef[:, :, 0 if c == 1 else 1] * centred[:, None, 0]
-        if c == 2:
-            shift = shift + self.coef[:, :, 2] * centred[:, None, 1]
-        return self.mu16[:, :, c] + (shift >> 2) + self.tile16(centred, c)[:, None]
+        moves by (a r) >> 2, blue's by (b r + c g) >> 2, on the mean's 1/16 grid (a, b, c on 1/64), and
+        by the tile predictor's prediction."""
+        from .wavefront_core import colour_means  # compiled: the decoder's own definition
+
+        return colour_means(c, *self._contiguous(self.mu16, self.coef, self.tile_sum, self.tile_colour, centred))
 
     def tile16(self, centred: np.ndarray, c: int) -> np.ndarray:
         """The tile predictor's prediction of colour c (n,), centred, on the 1/16 grid."""
-        total = self.tile_sum[:, c]
-        if c >= 1:
-            total = total + self.tile_colour[:, 0 if c == 1 else 1] * centred[:, 0]
-        if c == 2:
-            total = total + self.tile_colour[:, 2] * centred[:, 1]
-        return total >> (TilePredictor.FRAC - priors.MU_FRAC)
+        from .wavefront_core import tile_predictions16  # compiled: the decoder's own definition
+
+        return tile_predictions16(c, *self._contiguous(self.tile_sum, self.tile_colour, centred))
+
+    @staticmethod
+    def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
+        return [np.ascontiguousarray(a, dtype=np.int64) for a in arrays]

@@ -1,145 +1,194 @@
-"""The compiled loops under :mod:`icnn_codec.mixture`: each sample's window counts, one sample at a time.
+"""The compiled loops under :mod:`icnn_codec.mixture`: a mixture's cumulative counts, and coding by them.
 
-The decoder builds the distributions of a line of a few hundred samples at a time, thousands of
-times per tile; as NumPy array operations that is mostly interpreter time, so these loops run
-compiled (numba). They compute exactly what ``mixture``'s NumPy definitions say (integer arithmetic
-only: shifts, sums and table reads), which the tests check against those definitions.
+The decoder codes a line of a few dozen samples at a time, thousands of times per tile, so these
+loops run compiled (numba). Nothing builds a row of counts: a component's counts of all values
+below v (:func:`component_below`) take two reads of the tables' prefix sums, so the mixture's
+cumulative count at any value is a sum over its few components, and the coder finds a symbol by
+bisection (a few such sums) instead of summing the window. Integer arithmetic only, but for the
+quantisation of cumulative counts to the coder's 2**PRECISION (one IEEE float64 product, floored:
+correctly rounded everywhere).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from . import priors
+from . import priors, rans
 
 _SCALE_BASE = priors.LOG2_S_MIN * 2**priors.LS_FRAC
 _LAST_SCALE = priors.NUM_SCALES - 1
 _FRACTIONS = 2**priors.MU_FRAC
+POW2_EIGHTHS = np.array([65536, 60097, 55109, 50535, 46341, 42495, 38968, 35734])  # round(2**16 * 2**(-i / 8))
 
 
 @numba.njit(cache=True, nogil=True)
-def add_component(out, low: int, weight, mu_floor: int, mu_frac: int, scale: int, half_widths, offsets, table,
-                  prefix):
-    """Add ``weight`` times one component's counts of the values low .. low + len(out) - 1 to ``out``,
-    and return the sum of those counts. A value's count is the component's table row's count where the
-    row reaches it, else 1; value 0's also holds the row's mass below 0, and 255's its mass above 255."""
-    r = half_widths[scale]
-    m = min(max(mu_floor, -r - 1), 256 + r)  # a row wholly beyond an end folds the same from here
-    at = offsets[scale] + mu_frac * (2 * r + 2) + r - m  # value v's count is table[at + v] where reached
-    width = out.shape[0]
-    first = min(max(m - r - low, 0), width)  # the window's first value the row reaches
-    stop = min(max(m + r + 1 - low, 0), width)  # and the first beyond it
-    for j in range(first):
-        out[j] += weight
-    for j in range(first, stop):
-        out[j] += weight * table[at + low + j]
-    for j in range(stop, width):
-        out[j] += weight
-    inside = prefix[at + low + stop] - prefix[at + low + first] + width - (stop - first)
-    centre = at + m
-    if low == 0:
-        below = min(max(-m - 1, -r - 1), r)  # the last offset below value 0
-        folded = prefix[centre + below + 1] - prefix[centre - r]
-        out[0] += weight * folded
-        inside += folded
-    if low + width == 256:
-        above = min(max(256 - m, -r), r + 1)  # the first offset above value 255
-        folded = prefix[centre + r + 1] - prefix[centre + above]
-        out[width - 1] += weight * folded
-        inside += folded
-    return inside
+def component_weights(logits):
+    """Integer weights (n, K) for base-2 logits on the 1/8 grid: 2**16 * 2**((l_k - max l) / 8), by a
+    table of eight integers and shifts (no libm)."""
+    n, k = logits.shape
+    out = np.empty((n, k), dtype=np.int64)
+    for p in range(n):
+        top = logits[p].max()
+        for j in range(k):
+            d = top - logits[p, j]
+            out[p, j] = POW2_EIGHTHS[d % 8] >> min(d // 8, 62)
+    return out
+
+
+# A component's table row, as the loops read it: (at, first, last, base, below, above, m, r): value
+# v's count is table[at + v] where the row reaches v (first <= v <= last), 1 elsewhere; base is
+# prefix[at + first]; below and above are the row's masses beyond 0 and 255 (folded onto them);
+# m is its mean's floor (folded into -r - 1 .. 256 + r), r its half width.
+AT, FIRST, LAST, BASE, BELOW, ABOVE, MEAN, HALF = range(8)
 
 
 @numba.njit(cache=True, nogil=True)
-def component_total(mu_floor: int, mu_frac: int, scale: int, half_widths, offsets, prefix) -> int:
-    """A component's counts summed over 0..255 (as ``mixture.value_totals``)."""
-    r = half_widths[scale]
-    m = min(max(mu_floor, -r - 1), 256 + r)
-    centre = offsets[scale] + mu_frac * (2 * r + 2) + r
-    reached = max(min(255, m + r) - max(0, m - r) + 1, 0)
-    return prefix[centre + r + 1] - prefix[centre - r] + 256 - reached
-
-
-@numba.njit(cache=True, nogil=True)
-def distribution(mu16, ls8, weights, sizes, narrow_part: int, narrow_share: float, half_widths, offsets, table, prefix):
-    """The arrays of a ``mixture.ChannelDistribution`` for means and scales (n, K) on their grids and
-    integer weights (n, K), the samples in consecutive groups of ``sizes``: the components' mu_floor,
-    mu_frac and scale index, each sample's low, reach and total count, where its row starts in the
-    rows' buffer, and that buffer (float64: each group's rows, one after another, as wide as its
-    window and one more)."""
+def rows(mu16, ls8, half_widths, offsets, prefix):
+    """Each component's table row (n, K, 8) for means and log2 scales (n, K) on their grids."""
     n, k = mu16.shape
-    mu_floor = mu16 >> priors.MU_FRAC
-    mu_frac = mu16 & (_FRACTIONS - 1)
-    scale = np.minimum(np.maximum(ls8 - _SCALE_BASE, 0), _LAST_SCALE)
-    want = np.empty(n, dtype=np.int64)
-    main = np.empty(n, dtype=np.int64)
+    out = np.empty((n, k, 8), dtype=np.int64)
+    for i in range(n):
+        for c in range(k):
+            scale = min(max(ls8[i, c] - _SCALE_BASE, 0), _LAST_SCALE)
+            r = half_widths[scale]
+            m = min(max(mu16[i, c] >> priors.MU_FRAC, -r - 1), 256 + r)  # a row wholly beyond an end folds the same
+            centre = offsets[scale] + (mu16[i, c] & (_FRACTIONS - 1)) * (2 * r + 2) + r  # offset 0's count
+            at = centre - m
+            first, last = max(0, m - r), min(255, m + r)
+            below = min(max(-m - 1, -r - 1), r)  # the last offset below value 0
+            above = min(max(256 - m, -r), r + 1)  # the first offset above value 255
+            out[i, c, AT], out[i, c, FIRST], out[i, c, LAST], out[i, c, BASE] = at, first, last, prefix[at + first]
+            out[i, c, BELOW] = prefix[centre + below + 1] - prefix[centre - r]
+            out[i, c, ABOVE] = prefix[centre + r + 1] - prefix[centre + above]
+            out[i, c, MEAN], out[i, c, HALF] = m, r
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def component_below(v: int, components, i: int, c: int, prefix) -> int:
+    """Sample i's component c's counts of the values 0 .. v - 1 (0 <= v <= 256). A value's count is its
+    table row's count where the row reaches it, else 1; value 0's also holds the row's mass below 0,
+    and 255's its mass above 255. (Read field by field: a view of the row would cost more.)"""
+    if v <= 0:
+        return 0
+    first = components[i, c, FIRST]
+    top = min(components[i, c, LAST], v - 1)
+    total = v + components[i, c, BELOW]
+    if top >= first:
+        total += prefix[components[i, c, AT] + top + 1] - components[i, c, BASE] - (top - first + 1)
+    if v == 256:
+        total += components[i, c, ABOVE]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def mixture_below(i: int, v: int, weights, components, prefix) -> int:
+    """Sample i's mixture's counts of the values 0 .. v - 1: its components' under their weights
+    (exact: below 2**44)."""
+    total = 0
+    for c in range(weights.shape[1]):
+        total += weights[i, c] * component_below(v, components, i, c, prefix)
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def windows(weights, components, sizes, narrow_part: int, narrow_share: float):
+    """Each sample's window (low, reach): around the
+    heaviest component's mean, as wide as a third of its row either side for NARROW_SHARE of the
+    group's samples (the groups: consecutive runs of ``sizes``), within 0..255."""
+    n, k = weights.shape
+    want, main = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     for i in range(n):
         best = 0
         for c in range(1, k):
             if weights[i, c] > weights[i, best]:
                 best = c
         main[i] = best
-        want[i] = min(max(half_widths[scale[i, best]] // narrow_part, 2), 127)
+        want[i] = min(max(components[i, best, HALF] // narrow_part, 2), 127)
     reach = np.empty(n, dtype=np.int64)
-    row_at = np.empty(n, dtype=np.int64)
-    start = at = 0
+    first = 0
     for size in sizes:
-        ordered = np.sort(want[start : start + size])
-        r = ordered[int(narrow_share * (size - 1))]
-        for i in range(start, start + size):
-            reach[i] = r
-            row_at[i] = at
-            at += 2 * r + 2
-        start += size
+        reach[first : first + size] = np.sort(want[first : first + size])[int(narrow_share * (size - 1))]
+        first += size
     low = np.empty(n, dtype=np.int64)
-    totals = np.zeros(n, dtype=np.float64)
-    buffer = np.zeros(at, dtype=np.float64)
     for i in range(n):
-        width = 2 * reach[i] + 1
-        low[i] = min(max(mu_floor[i, main[i]] - reach[i], 0), 255 - 2 * reach[i])
-        row = buffer[row_at[i] : row_at[i] + width + 1]
-        for c in range(k):
-            w = np.float64(weights[i, c])  # exact: every count and sum is an integer below 2**53
-            inside = add_component(row[:width], low[i], w, mu_floor[i, c], mu_frac[i, c], scale[i, c], half_widths,
-                                   offsets, table, prefix)
-            total = component_total(mu_floor[i, c], mu_frac[i, c], scale[i, c], half_widths, offsets, prefix)
-            row[width] += w * (total - inside)
-        totals[i] = row.sum()
-    return mu_floor, mu_frac, scale, low, reach, totals, row_at, buffer
+        low[i] = min(max(components[i, main[i], MEAN] - reach[i], 0), 255 - 2 * reach[i])
+    return low, reach
 
 
 @numba.njit(cache=True, nogil=True)
-def value_counts_of(values, mu_floor, mu_frac, scale, half_widths, offsets, table, prefix):
-    """Each component's count (n, K) of each sample's value (as ``mixture.value_counts``)."""
-    n, k = mu_floor.shape
+def _quantised(count: int, total: int, symbols: int, j: int) -> int:
+    """The coder's cumulative frequency before symbol j of ``symbols``, whose cumulative count is
+    ``count`` of ``total``: j + floor(count (2**PRECISION - symbols) / total), the last symbol's end
+    2**PRECISION. Every symbol gets at least 1."""
+    if j >= symbols:
+        return rans.TOTAL
+    return j + np.int64(count * ((rans.TOTAL - symbols) / total))
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_before(i: int, j: int, width: int, low, weights, components, prefix, inside_low: int, total: int) -> int:
+    """Sample i's window symbols' cumulative frequency before symbol j: the window's values low ..
+    low + width - 1, then one symbol for all the others."""
+    count = total if j > width else mixture_below(i, low[i] + j, weights, components, prefix) - inside_low
+    return _quantised(count, total, width + 1, j)
+
+
+@numba.njit(cache=True, nogil=True)
+def _outside_before(i: int, j: int, width: int, low, weights, components, prefix, inside_low: int, inside: int,
+                    total: int) -> int:
+    """The cumulative frequency before the j-th of the values outside sample i's window (in order)."""
+    if j >= 256 - width:
+        return rans.TOTAL
+    if j <= low[i]:
+        count = mixture_below(i, j, weights, components, prefix)
+    else:
+        count = mixture_below(i, j + width, weights, components, prefix) - inside
+    return _quantised(count, total - inside, 256 - width, j)
+
+
+@numba.njit(cache=True, nogil=True)
+def _find(slot: int, i: int, width: int, outside: bool, low, weights, components, prefix, inside_low: int, inside: int,
+          total: int) -> tuple[int, int, int]:
+    """The symbol whose frequencies hold ``slot``, with its start and frequency, by bisection."""
+    lo, hi = 0, width + 1 if not outside else 256 - width
+    start = 0
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if outside:
+            q = _outside_before(i, mid, width, low, weights, components, prefix, inside_low, inside, total)
+        else:
+            q = _window_before(i, mid, width, low, weights, components, prefix, inside_low, total)
+        if q <= slot:
+            lo, start = mid, q
+        else:
+            hi = mid
+    if outside:
+        end = _outside_before(i, lo + 1, width, low, weights, components, prefix, inside_low, inside, total)
+    else:
+        end = _window_before(i, lo + 1, width, low, weights, components, prefix, inside_low, total)
+    return lo, start, end - start
+
+
+@numba.njit(cache=True, nogil=True)
+def value_counts_of(values, components, prefix):
+    """Each component's count (n, K) of each sample's value."""
+    n, k = components.shape[:2]
     counts = np.empty((n, k), dtype=np.int64)
-    one = np.empty(1, dtype=np.int64)
     for i in range(n):
         for c in range(k):
-            one[0] = 0
-            add_component(one, values[i], 1, mu_floor[i, c], mu_frac[i, c], scale[i, c], half_widths, offsets, table, prefix)
-            counts[i, c] = one[0]
+            counts[i, c] = (component_below(values[i] + 1, components, i, c, prefix)
+                            - component_below(values[i], components, i, c, prefix))
     return counts
 
 
 @numba.njit(cache=True, nogil=True)
-def outside_rows(index, weights, mu_floor, mu_frac, scale, low, width: int, half_widths, offsets, table, prefix):
-    """For the samples ``index`` whose values fall outside their windows of ``width`` values from
-    ``low``: the mixture's counts (m, 256 - width) float64 of the values outside, and those values."""
-    m, k = len(index), mu_floor.shape[1]
-    rows = np.zeros((m, 256 - width), dtype=np.float64)
-    values = np.empty((m, 256 - width), dtype=np.int64)
-    full = np.empty(256, dtype=np.int64)
-    for a in range(m):
-        i = index[a]
-        for j in range(256 - width):
-            values[a, j] = j + width if j >= low[i] else j
-        for c in range(k):
-            full[:] = 0
-            add_component(full, 0, 1, mu_floor[i, c], mu_frac[i, c], scale[i, c], half_widths, offsets, table, prefix)
-            for j in range(256 - width):
-                rows[a, j] += weights[i, c] * full[values[a, j]]
-    return rows, values
+def totals(weights, components, prefix):
+    """Each sample's mixture's count of all of 0..255."""
+    out = np.empty(weights.shape[0], dtype=np.int64)
+    for i in range(weights.shape[0]):
+        out[i] = mixture_below(i, 256, weights, components, prefix)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -156,3 +205,64 @@ def posterior(weights, counts, weight_bits: int):
         for c in range(k):
             out[i, c] >>= shift
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def colour_symbols(values, weights, components, low, reach, prefix):
+    """What the coder codes for each sample's value (as :func:`pop_colour` pops it): the window
+    symbol's start and frequency (n,), and for a value outside its window that value's among the
+    others (frequency 0: none; a 255-wide window leaves one value, which needs no symbol)."""
+    n = len(values)
+    starts, freqs = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    outside_starts, outside_freqs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        width = 2 * reach[i] + 1
+        total = mixture_below(i, 256, weights, components, prefix)
+        inside_low = mixture_below(i, low[i], weights, components, prefix)
+        s = values[i] - low[i]
+        if s < 0 or s >= width:
+            s = width
+            if width < 255:
+                inside = mixture_below(i, low[i] + width, weights, components, prefix) - inside_low
+                j = values[i] if values[i] < low[i] else values[i] - width
+                a = _outside_before(i, j, width, low, weights, components, prefix, inside_low, inside, total)
+                outside_starts[i] = a
+                outside_freqs[i] = _outside_before(i, j + 1, width, low, weights, components, prefix, inside_low, inside,
+                                                   total) - a
+        starts[i] = _window_before(i, s, width, low, weights, components, prefix, inside_low, total)
+        freqs[i] = _window_before(i, s + 1, width, low, weights, components, prefix, inside_low, total) - starts[i]
+    return starts, freqs, outside_starts, outside_freqs
+
+
+@numba.njit(cache=True, nogil=True)
+def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float, weight_bits: int, half_widths,
+               offsets, prefix, words, ends, states, ats):
+    """Decode one colour of a line: group g (sizes[g] samples, a tile's) off stream g, which ends at
+    words[ends[g]], its decoder at states[g] with its next word at[g]. For each group, the window
+    symbol of every sample, then the values of those outside their windows. The values (n,) and the
+    components' weights after them."""
+    components = rows(means, ls8, half_widths, offsets, prefix)
+    low, reach = windows(weights, components, sizes, narrow_part, narrow_share)
+    n = means.shape[0]
+    values = np.empty(n, dtype=np.int64)
+    first = 0
+    for g in range(len(sizes)):
+        state, next_word, end = states[g : g + 1], ats[g : g + 1], ends[g]
+        width = 2 * reach[first] + 1
+        for outside in (False, True):
+            for i in range(first, first + sizes[g]):
+                if outside and (values[i] != low[i] + width or width == 255):
+                    if values[i] == low[i] + width:  # the one value a 255-wide window leaves
+                        values[i] = 255 if low[i] == 0 else 0
+                    continue
+                total = mixture_below(i, 256, weights, components, prefix)
+                inside_low = mixture_below(i, low[i], weights, components, prefix)
+                inside = mixture_below(i, low[i] + width, weights, components, prefix) - inside_low if outside else 0
+                slot = rans.slot(state)
+                s, start, freq = _find(slot, i, width, outside, low, weights, components, prefix, inside_low, inside,
+                                       total)
+                rans.advance(words, end, state, next_word, start, freq)
+                values[i] = (s if s < low[i] else s + width) if outside else low[i] + s
+        first += sizes[g]
+    counts = value_counts_of(values, components, prefix)
+    return values, posterior(weights, counts, weight_bits)

@@ -2,10 +2,11 @@
 
 Every tile has a *kind* (a byte in the container) and a payload:
 
-* ``MODEL``: the model's code, the ANS words (uint32, little-endian) of constriction's coder. Under
-  a local AR, each plane of the tile (:mod:`icnn_codec.planes`), the colour plane first, then the
-  alpha plane, as :mod:`icnn_codec.wavefront` codes it: its tile predictor, its scale offset, its
-  pixels line by line. Under a flow, what the decoder pops, first to last, for each plane:
+* ``MODEL``: the model's code, ANS words (uint32, little-endian). Under a local AR, the words of
+  :mod:`icnn_codec.rans`'s coder: each plane of the tile (:mod:`icnn_codec.planes`), the colour
+  plane first, then the alpha plane, as :mod:`icnn_codec.wavefront` codes it: its tile predictor,
+  its scale offset, its pixels line by line. Under a flow, the words of constriction's coder; what
+  the decoder pops, first to last, for each plane:
 
   a. for a model with a colour stage, the plane's **colour mode**: one binary symbol, 1 where the
      plane was coded in its own colours, the colour stage skipped (the encoder keeps the mode that
@@ -38,7 +39,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import partial
 from typing import Iterable, Sequence
 
 import constriction
@@ -158,10 +158,9 @@ def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
 
 def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:
     """Each tile's ANS words under the model."""
-    coders = [constriction.stream.stack.AnsCoder() for _ in tiles]
     if model.local_ar is not None:
-        _push_local_ar(model, tiles, coders)
-        return [coder.get_compressed() for coder in coders]
+        return [model.wavefront().encode(planes_of(pixels)) for pixels in tiles]
+    coders = [constriction.stream.stack.AnsCoder() for _ in tiles]
     # Alpha planes are pushed first (popped last), so planes are grouped by (push round, size).
     # A plane's strips are pushed just before its flow part, so they are popped just after it.
     rounds: dict[tuple, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -177,13 +176,6 @@ def _model_words(model: Model, tiles: Sequence[np.ndarray], batch_size: int) -> 
             strips.encode_strips(coders[i], plane, *flow_shape(*plane.shape[:2], model.block), model.tables)
         _push_planes(model, list(padded), [coders[i] for i in idx], batch_size)
     return [coder.get_compressed() for coder in coders]
-
-
-def _push_local_ar(model: Model, tiles: Sequence[np.ndarray], coders: list) -> None:
-    """Push each tile's planes under a local AR, the alpha plane first (it is popped last)."""
-    for pixels, coder in zip(tiles, coders):
-        for plane in reversed(planes_of(pixels)):
-            model.wavefront().push(plane, coder)
 
 
 def _push_planes(model: Model, planes: list[np.ndarray], coders: list, batch_size: int) -> None:
@@ -311,10 +303,15 @@ def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
         else:
             raise DecodeError(f"corrupt stream (a tile of kind {kind.name} in an {shape.mode} image)")
     if coded:
-        coders = [_coder(tiles[b].payload) for b in coded]
-        pop = model.wavefront().pop if model.local_ar is not None else partial(_pop_plane, model)
-        planes = [pop(coders, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
-        if any(not coder.is_empty() for coder in coders):
+        if model.local_ar is not None:
+            streams = model.wavefront().streams([_words(tiles[b].payload) for b in coded])
+            planes = [model.wavefront().pop(streams, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
+            ended = streams.all_ended()
+        else:
+            coders = [_coder(tiles[b].payload) for b in coded]
+            planes = [_pop_plane(model, coders, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
+            ended = all(coder.is_empty() for coder in coders)
+        if not ended:
             raise DecodeError("corrupt stream (data left over after the last symbol)")
         for i, b in enumerate(coded):
             pixels[b] = pixels_of([p[i] for p in planes], shape.mode8, shape.width).reshape(shape.height, shape.width, -1)
@@ -327,10 +324,14 @@ def skips_colour_stage(model_payload: bytes) -> bool:
     return bool(_coder(model_payload).decode(_colour_mode, 1)[0])
 
 
-def _coder(payload: bytes):
+def _words(payload: bytes) -> np.ndarray:
     if not payload or len(payload) % 4:
         raise DecodeError("corrupt stream (a model tile's payload is not whole 32-bit words)")
-    return constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+    return np.frombuffer(payload, "<u4").astype(np.uint32)
+
+
+def _coder(payload: bytes):
+    return constriction.stream.stack.AnsCoder(_words(payload))
 
 
 def _pop_plane(model: Model, coders: list, height: int, width: int) -> np.ndarray:

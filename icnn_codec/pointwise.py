@@ -17,7 +17,7 @@ from .backends import IntConv
 
 
 @numba.njit(cache=True, nogil=True)
-def _layer(x, wt, bias, scale, lo, hi):
+def layer(x, wt, bias, scale, lo, hi):
     """clamp(rint((x @ wt + bias) * scale), lo, hi) for x (P, I) and wt (I, O) of one float dtype.
     Four pixels at a time, each weight row read once for all four: the sums are vectorised along the
     outputs (no reordering of any sum is needed for that)."""
@@ -79,13 +79,9 @@ class PointwiseLayer:
         self.scale = np.ldexp(1.0, -conv.shift().numpy()).astype(dtype)
         self.lo, self.hi = conv.out_lo.numpy().astype(dtype), conv.out_hi.numpy().astype(dtype)
 
+    def fields(self) -> tuple[np.ndarray, ...]:
+        """(weights transposed, bias, scale, lo, hi): what :func:`layer` takes."""
+        return self.wt, self.bias, self.scale, self.lo, self.hi
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _layer(x.astype(self.dtype, copy=False), self.wt, self.bias, self.scale, self.lo, self.hi)
-
-
-def run(layers: list[PointwiseLayer], x: np.ndarray) -> np.ndarray:
-    """The layers one after another on inputs (P, I): the last one's integers (P, O), int64."""
-    for layer in layers:
-        x = layer(x)
-    return x.astype(np.int64)
-
+        return layer(x.astype(self.dtype, copy=False), *self.fields())

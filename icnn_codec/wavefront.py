@@ -4,15 +4,15 @@ A pixel's distribution needs the pixels above it within k // 2 columns and those
 pixels on one line x + (k // 2 + 1) y = t depend only on earlier lines. The decoder runs the networks
 once per line for all its pixels, of every plane in the batch, as 1x1 layers over gathered taps
 (compiled loops, :mod:`icnn_codec.pointwise`: a line is too small for a framework's convolution),
-and each plane's coder pops red, then green, then blue of the line (:mod:`icnn_codec.mixture`).
-What a plane's coder holds, first to last:
+and pops red, then green, then blue of the line off each tile's stream (:mod:`icnn_codec.mixture`,
+:mod:`icnn_codec.rans`). What a plane's symbols are, in the order they are popped:
 
-1. its tile predictor's coefficients (int16, each a uniform symbol), when the model has one;
-2. its scale offset (one uniform symbol: every log2 scale of the plane moves by it, in 1/8);
+1. its tile predictor's coefficients (int16, each a uniform 16-bit symbol), when the model has one;
+2. its scale offset (one uniform 6-bit symbol: every log2 scale of the plane moves by it, in 1/8);
 3. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
    the value of those that fell outside their window.
 
-The encoder pushes exactly the reverse. Nothing a plane's code holds depends on the other planes of
+The encoder collects them in that order and codes them last to first. Nothing a plane's code holds depends on the other planes of
 its batch: the networks' integers do not (the 8-bit scheme's sums are exact in any order), and each
 plane's window is its own.
 """
@@ -20,23 +20,23 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import constriction
 import numpy as np
 import torch
 
-from . import priors
-from .backends import LATENT_LIMIT, IntConv
+from . import priors, rans
+from .backends import IntConv
 from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
-from .mixture import channel_distribution, component_weights, pixel_code_length, posterior_weights
-from .pointwise import PointwiseLayer, gather, run
+from .mixture import (NARROW_PART, NARROW_SHARE, WEIGHT_BITS, channel_distribution, component_weights, pixel_code_length,
+                      posterior_weights)
+from .pointwise import PointwiseLayer
 from .quant import QConv2d
+from .wavefront_core import decode_plane
 
-OFFSETS = range(-16, 48)  # a plane's shift of every log2 scale, in 1/8
+OFFSET_BITS = 6
+OFFSETS = range(-16, -16 + 2**OFFSET_BITS)  # a plane's shift of every log2 scale, in 1/8
 OFFSET_EVERY = 16  # the encoder chooses a plane's offset from every 16th row
 ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
-_offset_model = constriction.stream.model.Uniform(len(OFFSETS))
-_coefficient_model = constriction.stream.model.Uniform(2 * TilePredictor.LIMIT + 1)
-_categorical = constriction.stream.model.Categorical(perfect=False)
+COEFFICIENT_BITS = TilePredictor.BITS  # a coefficient c is sent as c + LIMIT, one of 2**16 symbols
 
 
 @lru_cache(maxsize=32)
@@ -94,115 +94,111 @@ class Wavefront:
                 o = better
         return o
 
-    def push(self, plane: np.ndarray, coder) -> None:
-        """Push a uint8 plane (H, W, 3) onto its coder. Planes are coded one at a time: the encoder
-        knows every pixel, so its networks run over the whole plane and nothing is gained by batches."""
+    def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
+        """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
+        Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
+        whole plane and nothing is gained by batches."""
         height, width, _ = plane.shape
         pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
-        fitted = self.predictor.fit(pixels) if self.predictor is not None else None
+        fitted = neighbours = None
+        if self.predictor is not None:
+            neighbours = self.predictor.neighbours(pixels - 128)
+            fitted = self.predictor.fit(pixels, neighbours)
         with torch.no_grad():
-            outputs = self.model.exact_outputs(pixels, fitted)
+            outputs = self.model.exact_outputs(pixels, fitted, neighbours)
         values = plane.reshape(-1, 3).astype(np.int64)
         sampled = np.flatnonzero((np.arange(height)[:, None] % self.offset_every == 0).repeat(width, 1).ravel())
         offset = self.shortest_offset(values[sampled], outputs.take(sampled))
+        if fitted is not None:
+            encoder.push_uniform(fitted[0].numpy()[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
+        encoder.push_uniform(np.array([offset - OFFSETS.start]), OFFSET_BITS)
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)
         values, outputs = values[order], outputs.take(order).offset(offset)
         sizes = np.array([len(line) for line in line_list])
         ends = np.cumsum(sizes)
-        # the distributions of many lines at once (the encoder knows every pixel), pushed line by line
-        # from the last; a chunk's rows are as wide as its widest window
+        # the distributions of many lines at once (the encoder knows every pixel); a chunk's lines
+        # in its symbols' order: for each line and colour the window symbols, then the values outside
         first = 0
-        chunks = []
         while first < len(sizes):
-            last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + ENCODE_CHUNK, side="right")))
-            chunks.append((first, min(last, len(sizes))))
-            first = chunks[-1][1]
-        for a, b in reversed(chunks):
-            part = slice(int(ends[a] - sizes[a]), int(ends[b - 1]))
-            v, out, own_sizes = values[part], outputs.take(part), sizes[a:b]
-            weights, dists = component_weights(out.logits), []
+            last = min(max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + ENCODE_CHUNK, side="right"))),
+                       len(sizes))
+            part = slice(int(ends[first] - sizes[first]), int(ends[last - 1]))
+            v, out, own_sizes = values[part], outputs.take(part), sizes[first:last]
+            line_of = np.repeat(np.arange(len(own_sizes)), own_sizes)
+            weights, keys, starts, freqs = component_weights(out.logits), [], [], []
             for c in range(3):
-                dists.append(channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, own_sizes))
-                weights = posterior_weights(weights, dists[c].counts_of(v[:, c]))
-            symbols = [d.symbols(v[:, c]).astype(np.int32) for c, d in enumerate(dists)]
-            outside = [d.outside(v[:, c]) for c, d in enumerate(dists)]
-            starts = np.cumsum(own_sizes) - own_sizes
-            for j in reversed(range(len(own_sizes))):
-                own = slice(int(starts[j]), int(starts[j] + own_sizes[j]))
-                for c in reversed(range(3)):
-                    escaped = own.start + np.flatnonzero(outside[c][own])
-                    if len(escaped):
-                        rows, candidates = dists[c].beyond(escaped)
-                        if rows.shape[1] > 1:  # else the one value outside a 255-wide window is implied
-                            which = (candidates == v[escaped, c, None]).argmax(1)
-                            coder.encode_reverse(which.astype(np.int32), _categorical, rows)
-                    coder.encode_reverse(symbols[c][own], _categorical, dists[c].group_rows(own))
-        coder.encode_reverse(np.array([offset - OFFSETS.start], dtype=np.int32), _offset_model)
-        if fitted is not None:
-            sent = fitted[0].numpy()[self.predictor.used()] + TilePredictor.LIMIT
-            coder.encode_reverse(sent.astype(np.int32), _coefficient_model)
+                dist = channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, own_sizes)
+                window_start, window_freq, outside_start, outside_freq = dist.coded(v[:, c])
+                outside = np.flatnonzero(outside_freq)
+                keys.append(np.stack([line_of, np.full(len(v), c), np.zeros(len(v), int), np.arange(len(v))]))
+                keys.append(np.stack([line_of[outside], np.full(len(outside), c), np.ones(len(outside), int), outside]))
+                starts += [window_start, outside_start[outside]]
+                freqs += [window_freq, outside_freq[outside]]
+                weights = posterior_weights(weights, dist.counts_of(v[:, c]))
+            order_in_chunk = np.lexsort(np.concatenate(keys, axis=1)[::-1])
+            encoder.push(np.concatenate(starts)[order_in_chunk], np.concatenate(freqs)[order_in_chunk])
+            first = last
+
+    def encode(self, planes: list[np.ndarray]) -> np.ndarray:
+        """A tile's stream (uint32 words) of its planes, popped in this order."""
+        encoder = rans.Encoder()
+        for plane in planes:
+            self.push(plane, encoder)
+        return encoder.words()
 
     # -- decoding ---------------------------------------------------------------------------
-    def compiled(self) -> tuple[list[PointwiseLayer], PointwiseLayer]:
-        """The network (first, hidden, head) and the linear predictor as the compiled loops run them."""
+    @staticmethod
+    def streams(words: list[np.ndarray]) -> rans.Streams:
+        """Decoders of tiles' streams, to pop their planes in the order they were encoded."""
+        return rans.Streams(words)
+
+    def compiled(self) -> tuple:
+        """The layers as the compiled decoder takes them: the first, the hidden ones stacked, the head
+        and the linear predictor, each (weights transposed, bias, scale, lo, hi)."""
         if not hasattr(self, "_compiled"):
-            self._compiled = ([PointwiseLayer(c) for c in (self.first, *self.layers)], PointwiseLayer(self.linear))
+            first, *hidden, head = [PointwiseLayer(c) for c in (self.first, *self.layers)]
+            linear = PointwiseLayer(self.linear)
+            if hidden:
+                stacked = tuple(np.stack(arrays) for arrays in zip(*(layer.fields() for layer in hidden)))
+            else:  # no hidden layer: empty stacks of the first layer's shapes
+                stacked = tuple(np.zeros((0, *a.shape), dtype=a.dtype) for a in first.fields())
+            self._compiled = (first.fields(), stacked, head.fields(), linear.fields())
         return self._compiled
 
-    def pop(self, coders: list, height: int, width: int) -> np.ndarray:
-        """Pop one plane (height x width x 3, uint8) off each coder: (B, H, W, 3)."""
-        b, r = len(coders), self.r
-        network, linear_layer = self.compiled()
-        residual_context = self.model.residual_context
+    def pop(self, streams: rans.Streams, height: int, width: int) -> np.ndarray:
+        """Pop one plane (height x width x 3, uint8) off each stream: (B, H, W, 3)."""
+        b, r = len(streams), self.r
         # centred samples, zero padding; then their residuals under the tile predictor, for a network
         # that reads them
-        planes = np.zeros((b, 6 if residual_context else 3, height + r, width + 2 * r), dtype=np.int64)
-        dy, dx = self.dy.numpy(), self.dx.numpy()
-        taps = len(dy)
-        tiles = colour = None
+        planes = np.zeros((b, 6 if self.model.residual_context else 3, height + r, width + 2 * r), dtype=np.int64)
+        pdy = pdx = np.zeros(0, dtype=np.int64)
+        near_weights, constants, colour = np.zeros((b, 0, 3)), np.zeros((b, 3), dtype=np.int64), np.zeros((b, 3), dtype=np.int64)
         if self.predictor is not None:
             used = self.predictor.used()
             tiles = np.zeros((b, *used.shape), dtype=np.int64)
-            for i, coder in enumerate(coders):
-                tiles[i, used] = coder.decode(_coefficient_model, int(used.sum())).astype(np.int64) - TilePredictor.LIMIT
-            colour = self.predictor.colour_coefficients(torch.from_numpy(tiles))
+            for i in range(b):
+                tiles[i, used] = streams.pop_uniform(i, int(used.sum()), COEFFICIENT_BITS) - TilePredictor.LIMIT
+            colour = np.ascontiguousarray(self.predictor.colour_coefficients(torch.from_numpy(tiles)), dtype=np.int64)
             pdy, pdx = self.pdy.numpy(), self.pdx.numpy()
-            near_weights = tiles[:, :, : 3 * len(pdy)].transpose(0, 2, 1).astype(np.float64)  # (B, taps, 3)
-            constants = TilePredictor.CONSTANT * tiles[:, None, :, -1]
-        offsets = np.array([int(coder.decode(_offset_model, 1)[0]) for coder in coders]) + OFFSETS.start
-        for line in lines(height, width, r):
-            y, x = line // width, line % width
-            n = len(line)
-            sizes = np.full(b, n)
-            inputs = gather(planes, y, x, dy, dx, LATENT_LIMIT)  # (B n, channels taps)
-            head = run(network, inputs)
-            linear = run([linear_layer], inputs[:, : 3 * taps])
-            sums = tile_colour = None
-            if tiles is not None:
-                near = gather(planes[:, :3], y, x, pdy, pdx, LATENT_LIMIT).reshape(b, n, -1)
-                sums = (np.matmul(near, near_weights).astype(np.int64) + constants).reshape(b * n, 3)
-                tile_colour = np.repeat(colour, n, axis=0)
-            outputs = self.model.outputs_of(head, linear, sums, tile_colour).offset(np.repeat(offsets, n))
-            weights, decoded = component_weights(outputs.logits), np.zeros((b * n, 3), dtype=np.int64)
-            for c in range(3):
-                dist = channel_distribution(outputs.means(decoded, c), outputs.ls8[:, :, c], weights, self.tables, sizes)
-                value = np.empty(b * n, dtype=np.int64)
-                for i, coder in enumerate(coders):
-                    own = slice(i * n, (i + 1) * n)
-                    value[own] = dist.low[own] + coder.decode(_categorical, dist.group_rows(own)).astype(np.int64)
-                    escaped = own.start + np.flatnonzero(value[own] == dist.low[own] + 2 * dist.reach[own] + 1)
-                    if len(escaped):
-                        rows, candidates = dist.beyond(escaped)
-                        which = coder.decode(_categorical, rows).astype(np.int64) if rows.shape[1] > 1 else np.zeros(len(rows), int)
-                        value[escaped] = candidates[np.arange(len(which)), which]
-                weights = posterior_weights(weights, dist.counts_of(value))
-                decoded[:, c] = value - 128
-                planes[:, c, y + r, x + r] = decoded[:, c].reshape(b, n)
-                if residual_context:  # under the tile predictor, or else the linear one
-                    predicted16 = outputs.tile16(decoded, c) if tiles is not None else linear[:, c]
-                    planes[:, 3 + c, y + r, x + r] = (decoded[:, c] - (predicted16 >> priors.MU_FRAC)).reshape(b, n)
+            near_weights = np.ascontiguousarray(tiles[:, :, : 3 * len(pdy)].transpose(0, 2, 1), dtype=np.float64)
+            constants = TilePredictor.CONSTANT * tiles[:, :, -1]
+        offsets = np.array([streams.pop_uniform(i, 1, OFFSET_BITS)[0] for i in range(b)]) + OFFSETS.start
+        positions, starts = line_table(height, width, r)
+        decode_plane(planes, positions, starts, width, r, self.dy.numpy(), self.dx.numpy(), *self.compiled(),
+                     self.model.components, self.model.residual_context, self.predictor is not None, pdy, pdx,
+                     near_weights, constants, colour, offsets, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
+                     self.tables.half_widths, self.tables.offsets, self.tables.prefix, streams.words, streams.ends,
+                     streams.states, streams.ats)
         return (planes[:, :3, r:, r : r + width] + 128).transpose(0, 2, 3, 1).astype(np.uint8)
+
+
+@lru_cache(maxsize=32)
+def line_table(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lines` in two arrays: every line's positions one after another, and where each starts
+    (and the last ends)."""
+    parts = lines(height, width, reach)
+    return np.concatenate(parts), np.concatenate([[0], np.cumsum([len(p) for p in parts])])
 
 
 def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarray) -> float:

@@ -1,13 +1,12 @@
 """A local autoregressive model codes tiles exactly, each tile's code its own, from a model file."""
 from __future__ import annotations
 
-import constriction
 import numpy as np
 import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec import payload
+from icnn_codec import payload, rans
 from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import LocalAR
 from icnn_codec.mixture import channel_distribution, pixel_code_length, posterior_weights
@@ -63,18 +62,20 @@ def test_a_colours_window_and_its_outside_count_give_each_value_its_share_of_the
     values = rng.integers(0, 256, n)
     values[:3] = [0, 255, dist.low[2] + 2 * dist.reach[2] + 1]  # both ends, and beyond a window
     assert np.array_equal(dist.counts_of(values), parts[np.arange(n), :, values])
-    for i in range(n):
-        width = 2 * dist.reach[i] + 1
-        window = full[i, dist.low[i] : dist.low[i] + width]
-        row = dist.row(i)
-        assert np.array_equal(row[:width], window)
-        assert row[width] == full[i].sum() - window.sum()
-        assert dist.totals[i] == full[i].sum()
-    group = np.arange(20, 24)
-    rows, outside = dist.beyond(group)
-    for a, i in enumerate(group):
-        assert sorted(outside[a]) == sorted(set(range(256)) - set(range(dist.low[i], dist.low[i] + 2 * dist.reach[i] + 1)))
-        assert np.array_equal(rows[a], full[i, outside[a]])
+    assert np.array_equal(dist.totals(), full.sum(1))
+    for i in (0, 7, 25):
+        assert np.array_equal(dist.cumulative(i), np.concatenate([[0], np.cumsum(full[i])]))
+    # each value's share as coded: its window symbol's, times its share among the values outside
+    shares = np.empty((n, 256))
+    for v in range(256):
+        window_start, window_freq, outside_start, outside_freq = dist.coded(np.full(n, v))
+        outside = dist.outside(np.full(n, v))
+        assert (window_freq >= 1).all() and (outside_freq[outside & (dist.reach < 127)] >= 1).all()
+        shares[:, v] = window_freq / rans.TOTAL * np.where(outside & (dist.reach < 127), outside_freq / rans.TOTAL, 1.0)
+    assert np.allclose(shares.sum(1), 1.0, atol=1e-12)
+    true = full / full.sum(1, keepdims=True)
+    likely = true > 2**-10
+    assert np.allclose(shares[likely], true[likely], rtol=0.01)
 
 
 def test_a_lines_window_is_as_wide_as_nine_in_ten_of_its_samples_want(tables):
@@ -188,12 +189,11 @@ def perturbed(seed: int = 0, **config) -> LocalAR:
 
 
 def push_and_pop(wavefront: Wavefront, planes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each plane's ANS words under the wavefront coder, and the planes decoded from them together."""
-    coders = [constriction.stream.stack.AnsCoder() for _ in planes]
-    for plane, coder in zip(planes, coders):
-        wavefront.push(plane, coder)
-    words = [c.get_compressed() for c in coders]
-    decoded = wavefront.pop([constriction.stream.stack.AnsCoder(w) for w in words], *planes.shape[1:3])
+    """Each plane's stream under the wavefront coder, and the planes decoded from them together."""
+    words = [wavefront.encode([plane]) for plane in planes]
+    streams = wavefront.streams(words)
+    decoded = wavefront.pop(streams, *planes.shape[1:3])
+    assert streams.all_ended()
     return words, decoded
 
 

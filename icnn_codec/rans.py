@@ -1,0 +1,129 @@
+"""The local AR's entropy coder: rANS over integer rows of counts, compiled, exact everywhere.
+
+The local AR's decoder codes a few dozen samples at a time, each under its own distribution: calling
+out to a general coder per line costs more than coding. This one runs inside the decoder's compiled
+loops (:mod:`icnn_codec.mixture_core` says what each symbol's frequencies out of 2**PRECISION are).
+Integer arithmetic only:
+
+* the coder is rANS with a 64-bit state in [2**31, 2**63) and 32-bit words (as in F. Giesen's
+  rans64). The encoder codes the symbols last to first; its stream is the final state (two words,
+  high first), then the words it emitted, last emitted first. The decoder starts from those two
+  words, and a whole stream ends with the state back at 2**31 and no word left.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+PRECISION = 24
+TOTAL = 1 << PRECISION
+_LOW = 1 << 31  # the state's lower bound
+_WORD = (1 << 32) - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def encode(starts, freqs):
+    """The stream (uint32 words) of symbols given by their (start, frequency) out of TOTAL, in the
+    order the decoder pops them."""
+    emitted = np.empty(len(starts) + 2, dtype=np.uint32)
+    count = 0
+    x = np.int64(_LOW)
+    for i in range(len(starts) - 1, -1, -1):
+        f = freqs[i]
+        if x >= (f << (63 - PRECISION)):
+            if count == len(emitted):
+                emitted = np.concatenate((emitted, np.empty(len(emitted), dtype=np.uint32)))
+            emitted[count] = x & _WORD
+            count += 1
+            x >>= 32
+        x = ((x // f) << PRECISION) + (x % f) + starts[i]
+    words = np.empty(count + 2, dtype=np.uint32)
+    words[0] = x >> 32
+    words[1] = x & _WORD
+    for i in range(count):
+        words[2 + i] = emitted[count - 1 - i]
+    return words
+
+
+@numba.njit(cache=True, nogil=True)
+def start(words, at: int) -> tuple[int, int]:
+    """A decoder's state and next word's place for a stream at words[at:]."""
+    if len(words) < at + 2:
+        raise ValueError("an rANS stream shorter than its state")
+    return (np.int64(words[at]) << 32) | np.int64(words[at + 1]), at + 2
+
+
+@numba.njit(cache=True, nogil=True)
+def slot(state) -> int:
+    """Where the decoder's state ``state[0]`` points among the 2**PRECISION frequencies: the next
+    symbol is the one whose [start, start + frequency) holds it."""
+    return state[0] & (TOTAL - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def advance(words, end: int, state, at, first: int, freq: int) -> None:
+    """Move the decoder (``state[0]``, next word ``words[at[0]]``, the stream ending at ``end``) past the
+    symbol that holds its slot, [first, first + freq)."""
+    x = state[0]
+    x = freq * (x >> PRECISION) + (x & (TOTAL - 1)) - first
+    if x < _LOW:
+        if at[0] >= end:
+            raise ValueError("an rANS stream ran out of words")
+        x = (x << 32) | np.int64(words[at[0]])
+        at[0] += 1
+    state[0] = x
+
+
+@numba.njit(cache=True, nogil=True)
+def pop_uniform(words, end: int, state, at, bits: int) -> int:
+    """Pop one symbol of 2**bits equally likely ones (bits <= PRECISION)."""
+    freq = TOTAL >> bits
+    symbol = slot(state) // freq
+    advance(words, end, state, at, symbol * freq, freq)
+    return symbol
+
+
+class Encoder:
+    """Symbols to code, in the order the decoder pops them; :meth:`words` codes them all."""
+
+    def __init__(self) -> None:
+        self.starts: list[np.ndarray] = []
+        self.freqs: list[np.ndarray] = []
+
+    def push(self, starts: np.ndarray, freqs: np.ndarray) -> None:
+        self.starts.append(np.asarray(starts, dtype=np.int64))
+        self.freqs.append(np.asarray(freqs, dtype=np.int64))
+
+    def push_uniform(self, symbols: np.ndarray, bits: int) -> None:
+        """Symbols of 2**bits equally likely ones."""
+        step = TOTAL >> bits
+        self.push(np.asarray(symbols, dtype=np.int64) * step, np.full(len(symbols), step))
+
+    def words(self) -> np.ndarray:
+        if not self.starts:
+            return encode(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return encode(np.concatenate(self.starts), np.concatenate(self.freqs))
+
+
+class Streams:
+    """The decoders of a batch of streams, in one array of words for the compiled loops: stream g ends
+    at words[ends[g]], its state is states[g] and its next word words[ats[g]]."""
+
+    def __init__(self, streams: list[np.ndarray]) -> None:
+        self.words = np.concatenate([np.zeros(0, dtype=np.uint32), *streams]).astype(np.uint32)
+        self.ends = np.cumsum([len(w) for w in streams]).astype(np.int64)
+        self.states, self.ats = np.empty(len(streams), dtype=np.int64), np.empty(len(streams), dtype=np.int64)
+        for g, first in enumerate(self.ends - [len(w) for w in streams]):
+            self.states[g], self.ats[g] = start(self.words[: self.ends[g]], int(first))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def pop_uniform(self, g: int, count: int, bits: int) -> np.ndarray:
+        """``count`` symbols of 2**bits equally likely ones off stream g."""
+        state, at = self.states[g : g + 1], self.ats[g : g + 1]
+        return np.array([pop_uniform(self.words, int(self.ends[g]), state, at, bits) for _ in range(count)], dtype=np.int64)
+
+    def all_ended(self) -> bool:
+        """Whether every stream ended where its encoder began: every word read, the state at its start."""
+        return bool((self.ats == self.ends).all() and (self.states == _LOW).all())

@@ -1,0 +1,134 @@
+"""The wavefront decoder's loop, compiled: a plane of every tile in a batch, line by line, in one call.
+
+A 256x256 tile is 1,276 lines of at most 64 pixels; each line runs the network, builds each colour's
+mixtures and pops them (:mod:`icnn_codec.pointwise`, :mod:`icnn_codec.mixture_core`,
+:mod:`icnn_codec.rans`). Driven from Python, the interpreter's share of that is most of the time and
+holds the lock that tile threads share; here the whole plane runs without it. Also here: each
+colour's means from the model's outputs, the one definition that the encoder
+(:class:`icnn_codec.local_ar.ExactOutputs`) uses too.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import mixture_core, priors
+from .pointwise import layer, gather
+
+_TILE_SHIFT = 12 - priors.MU_FRAC  # TilePredictor.FRAC - MU_FRAC: its sums onto the means' 1/16 grid
+_CENTRE16 = 128 * 2**priors.MU_FRAC
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def tile_prediction16(p: int, c: int, tile_sum, tile_colour, centred) -> int:
+    """The tile predictor's prediction of colour c of pixel p, centred, on the 1/16 grid: its sum of
+    the neighbours and the constant, plus its colour terms on the pixel's earlier colours."""
+    total = tile_sum[p, c]
+    if c >= 1:
+        total += tile_colour[p, 0 if c == 1 else 1] * centred[p, 0]
+    if c == 2:
+        total += tile_colour[p, 2] * centred[p, 1]
+    return total >> _TILE_SHIFT
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def colour_mean16(p: int, k: int, c: int, mu16, coef, tile16: int, centred) -> int:
+    """Component k's mean of colour c of pixel p on the 1/16 grid: green's moves by (a r) >> 2, blue's
+    by (b r + c g) >> 2 (a, b, c on a 1/64 grid), and the tile predictor's prediction."""
+    shift = 0
+    if c >= 1:
+        shift = coef[p, k, 0 if c == 1 else 1] * centred[p, 0]
+    if c == 2:
+        shift += coef[p, k, 2] * centred[p, 1]
+    return mu16[p, k, c] + (shift >> 2) + tile16
+
+
+@numba.njit(cache=True, nogil=True)
+def colour_means(c: int, mu16, coef, tile_sum, tile_colour, centred):
+    """Colour c's means (n, K) given the pixels' earlier colours (centred samples (n, >= c))."""
+    n, k = mu16.shape[0], mu16.shape[1]
+    out = np.empty((n, k), dtype=np.int64)
+    for p in range(n):
+        tile16 = tile_prediction16(p, c, tile_sum, tile_colour, centred)
+        for j in range(k):
+            out[p, j] = colour_mean16(p, j, c, mu16, coef, tile16, centred)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def tile_predictions16(c: int, tile_sum, tile_colour, centred):
+    """Every pixel's tile prediction of colour c (n,)."""
+    out = np.empty(tile_sum.shape[0], dtype=np.int64)
+    for p in range(tile_sum.shape[0]):
+        out[p] = tile_prediction16(p, c, tile_sum, tile_colour, centred)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, first, hidden, head, linear, components: int,
+                 residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, offsets,
+                 narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets, prefix, words,
+                 ends, states, ats) -> None:
+    """Decode one plane of each of B tiles into ``planes`` (B, 3 or 6, H + r, W + 2 r): centred samples
+    with r columns of zeros either side and r rows above, then (with ``residual_context``) their
+    residuals under the tile predictor (or else the linear one). The lines' raster positions are
+    ``positions[line_starts[t] : line_starts[t + 1]]``. ``first``, ``head``, ``linear``: (weights
+    transposed, bias, scale, lo, hi) of a pointwise layer; ``hidden``: the same stacked, one per
+    layer. With ``tiles``: each tile's predictor's neighbour taps (pdy, pdx), its coefficients on
+    them (B, taps, 3), its constant terms (B, 3) and colour coefficients (B, 3). ``offsets``: each
+    tile's scale offset. The streams as :func:`icnn_codec.mixture_core.pop_colour` reads them."""
+    b, k = planes.shape[0], components
+    taps = len(dy)
+    for t in range(len(line_starts) - 1):
+        line = positions[line_starts[t] : line_starts[t + 1]]
+        n = len(line)
+        ys, xs = line // width, line % width
+        inputs = gather(planes, ys, xs, dy, dx, 255)
+        h = layer(inputs, first[0], first[1], first[2], first[3], first[4])
+        for d in range(hidden[0].shape[0]):
+            h = layer(h, hidden[0][d], hidden[1][d], hidden[2][d], hidden[3][d], hidden[4][d])
+        out = layer(h.astype(np.float64), head[0], head[1], head[2], head[3], head[4]).astype(np.int64)
+        lin = layer(inputs[:, : 3 * taps].astype(np.float64), linear[0], linear[1], linear[2], linear[3],
+                     linear[4]).astype(np.int64)
+        count = b * n
+        tile_sum = np.zeros((count, 3), dtype=np.int64)
+        tile_colour = np.zeros((count, 3), dtype=np.int64)
+        if tiles:
+            near = gather(planes[:, :3], ys, xs, pdy, pdx, 255)
+            for p in range(count):
+                i = p // n
+                for c in range(3):
+                    total = 0.0  # exact: integers far below 2**53
+                    for j in range(near.shape[1]):
+                        total += near[p, j] * near_weights[i, j, c]
+                    tile_sum[p, c] = np.int64(total) + constants[i, c]
+                    tile_colour[p, c] = colour[i, c]
+        # the head's outputs as prior parameters (as LocalAR.outputs_of): per component, three means,
+        # three log2 scales, three colour coefficients; then the weights' logits
+        mu16 = np.empty((count, k, 3), dtype=np.int64)
+        ls8 = np.empty((k, 3, count), dtype=np.int64)
+        coef = np.empty((count, k, 3), dtype=np.int64)
+        logits = np.zeros((count, k), dtype=np.int64)
+        for p in range(count):
+            for j in range(k):
+                for c in range(3):
+                    mu16[p, j, c] = lin[p, c] + out[p, 9 * j + c] + _CENTRE16
+                    ls8[j, c, p] = out[p, 9 * j + 3 + c] + offsets[p // n]
+                    coef[p, j, c] = out[p, 9 * j + 6 + c]
+                if k > 1:
+                    logits[p, j] = out[p, 9 * k + j]
+        weights = mixture_core.component_weights(logits)
+        centred = np.zeros((count, 3), dtype=np.int64)
+        sizes = np.full(b, n)
+        for c in range(3):
+            means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred)
+            values, weights = mixture_core.pop_colour(means, ls8[:, c].T.copy(), weights, sizes, narrow_part,
+                                                      narrow_share, weight_bits, half_widths, table_offsets, prefix,
+                                                      words, ends, states, ats)
+            for p in range(count):
+                i, y, x = p // n, ys[p % n] + r, xs[p % n] + r
+                centred[p, c] = values[p] - 128
+                planes[i, c, y, x] = centred[p, c]
+                if residual_context:  # under the tile predictor, or else the linear one
+                    predicted16 = tile_prediction16(p, c, tile_sum, tile_colour, centred) if tiles else lin[p, c]
+                    planes[i, 3 + c, y, x] = centred[p, c] - (predicted16 >> priors.MU_FRAC)

@@ -1,0 +1,71 @@
+"""The local AR's rANS coder: any symbols under any frequencies come back, and cost what they should."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from icnn_codec import rans
+
+
+def random_symbols(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, frequency) pairs of symbols out of rans.TOTAL, from near-certain to one in 2**24."""
+    rng = np.random.default_rng(seed)
+    freqs = np.clip((rans.TOTAL * rng.random(count) ** 6).astype(np.int64), 1, rans.TOTAL)
+    starts = (rng.random(count) * (rans.TOTAL - freqs + 1)).astype(np.int64)
+    return starts, freqs
+
+
+def pop_all(streams: rans.Streams, g: int, starts: np.ndarray, freqs: np.ndarray) -> list[int]:
+    """Pop each symbol, checking the slot falls in the symbol the encoder coded."""
+    slots = []
+    for first, freq in zip(starts, freqs):
+        slot = rans.slot(streams.states[g : g + 1])
+        slots.append(first <= slot < first + freq)
+        rans.advance(streams.words, int(streams.ends[g]), streams.states[g : g + 1], streams.ats[g : g + 1], first, freq)
+    return slots
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 5000])
+def test_every_symbol_comes_back_and_the_stream_ends_where_it_began(count):
+    starts, freqs = random_symbols(count, count)
+    encoder = rans.Encoder()
+    encoder.push(starts, freqs)
+    encoder.push_uniform(np.array([0, 65535, 12345]), 16)
+    streams = rans.Streams([encoder.words()])
+    assert all(pop_all(streams, 0, starts, freqs))
+    assert list(streams.pop_uniform(0, 3, 16)) == [0, 65535, 12345]
+    assert streams.all_ended()
+
+
+def test_a_stream_costs_its_symbols_information_and_two_words_at_most():
+    starts, freqs = random_symbols(1, 20000)
+    encoder = rans.Encoder()
+    encoder.push(starts, freqs)
+    bits = 32 * len(encoder.words())
+    information = float(-np.log2(freqs / rans.TOTAL).sum())
+    assert information <= bits <= information + 2 * 32 + 32
+
+
+def test_streams_decode_side_by_side_each_from_its_own_words():
+    pairs = [random_symbols(seed, 300 + seed) for seed in range(3)]
+    words = []
+    for starts, freqs in pairs:
+        encoder = rans.Encoder()
+        encoder.push(starts, freqs)
+        words.append(encoder.words())
+    streams = rans.Streams(words)
+    for g in (2, 0, 1):
+        assert all(pop_all(streams, g, *pairs[g]))
+    assert streams.all_ended()
+
+
+def test_a_stream_cut_short_runs_out_of_words_or_does_not_end_where_it_began():
+    starts, freqs = random_symbols(4, 3000)
+    encoder = rans.Encoder()
+    encoder.push(starts, freqs)
+    streams = rans.Streams([encoder.words()[:-5]])
+    try:
+        pop_all(streams, 0, starts, freqs)
+    except ValueError:
+        return
+    assert not streams.all_ended()
