@@ -1,6 +1,6 @@
-"""Fixed-budget ablations of the photo model: one command per variant.
+"""Fixed-budget ablations of the photo flow: one command per variant.
 
-    python benchmarks/ablate.py VARIANT [--minutes 20] [--start photo] [--threads 1]
+    python benchmarks/ablate.py VARIANT [--minutes 20] [--start FLOW] [--threads 1]
     python benchmarks/ablate.py --list      # the variants
     python benchmarks/ablate.py --table     # every saved result as a markdown table
 
@@ -8,7 +8,8 @@ Each variant is grown from the same start, trained for the same wall-clock minut
 the central 128x128 crops of the validation split and of photos-unseen
 (:mod:`icnn_codec.training.ablation`). Results go to benchmarks/results/ablations/VARIANT-Nmin[-lrX][-newlrX][-bf16][-START].json
 (X: a learning rate other than the usual; -bf16 with --bf16-hidden; START: the start model's fingerprint); docs/ablations.md quotes
-them. Run two at once on a 2-core machine with --threads 1 each.
+them. Run two at once on a 2-core machine with --threads 1 each. The default start is the last photo
+flow that shipped (dc2b, kept in benchmarks/models/ since the local AR replaced it as `photo`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import argparse
 import json
 import sys
 
-from common import RESULTS, SHARED
+from common import PHOTO_FLOW, RESULTS, SHARED
 
 from icnn_codec.training.ablation import VARIANTS, run_ablation, save_result
 
@@ -45,7 +46,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variant", nargs="?", choices=sorted(VARIANTS))
     parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--start", default="photo", help="model name, file or run folder (default: photo)")
+    parser.add_argument("--start", default=str(PHOTO_FLOW),
+                        help="a flow: model name, file or run folder (default: the photo flow dc2b)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, help="learning rate of the weights the start gave (default: 5e-5 grown, "
                         "1e-3 from scratch, the variant's own when started warm)")

@@ -1,7 +1,7 @@
 """Backward adaptation measured with the exact coder's code lengths: what a decoder could learn
 from the groups it has already decoded in a tile, at no side-information cost.
 
-    python benchmarks/adaptation.py [--model photo] [--crop 256]
+    python benchmarks/adaptation.py [--model FLOW] [--crop 256]
 
 Each 256x256 central crop of the validation photographs (every 10th file of
 ../shared/data/photos/train) and of ../shared/data/photos-unseen is one tile. Its latent groups are
@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from common import RESULTS, SHARED
+from common import PHOTO_FLOW, RESULTS, SHARED
 
 import icnn_codec as ic
 from icnn_codec import entropy
@@ -153,7 +153,7 @@ def coded_length(tile: list[Group], correction: Correction, tables: LogisticTabl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="photo")
+    parser.add_argument("--model", default=str(PHOTO_FLOW), help="a flow (default: the photo flow dc2b)")
     parser.add_argument("--crop", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -41,7 +41,8 @@ def measure_bpd() -> None:
     crops = list(held.center_crops(128))
     dims = sum(c.size for c in crops)
     fp = f"{ic.load_model('photo').fingerprint:04x}"
-    print(f"photo {fp}: nll {nll_bpd('photo', crops):.4f} bpd on {len(crops)} held-out 128x128 crops", flush=True)
+    if ic.load_model("photo").flow is not None:  # the training path's -log2 p: a flow's
+        print(f"photo {fp}: nll {nll_bpd('photo', crops):.4f} bpd on {len(crops)} held-out 128x128 crops", flush=True)
     print("photo {}: streams {:.4f} bpd (payload {:.4f})".format(fp, *bpd(ic.compress_many(crops, model="photo"), dims)))
     grey = [np.asarray(Image.fromarray(c).convert("L")) for c in crops]
     print("photo-grey {:04x}: streams {:.4f} bpd on the same crops in grey".format(

@@ -1,6 +1,6 @@
 """How much could adapting a model's priors to each image buy? A bound for per-tile prior heads.
 
-    python benchmarks/image_adaptation.py [--model photo] [--part heads] [--on self] [--steps 20] [--lr 1e-3]
+    python benchmarks/image_adaptation.py [--model FLOW] [--part heads] [--on self] [--steps 20] [--lr 1e-3]
 
 A codec could send, per tile, which of a few trained prior heads to use, or code the tile with priors
 tuned to it. Before training such heads, this measures the most they could give: for each held-out
@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from common import RESULTS, SHARED
+from common import PHOTO_FLOW, RESULTS, SHARED
 
 from icnn_codec import priors
 from icnn_codec.contexts import ConditionalPrior, CheckerboardTwin, QuadrantPasses, SublatticeContext
@@ -102,7 +102,7 @@ def adapted_bpd(flow: IntegerFlow, crop: np.ndarray, target: np.ndarray, part: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="photo")
+    parser.add_argument("--model", default=str(PHOTO_FLOW), help="a flow (default: the photo flow dc2b)")
     parser.add_argument("--part", choices=["heads", "priors"], default="heads")
     parser.add_argument("--on", choices=["self", "band"], default="self")
     parser.add_argument("--steps", type=int, default=20)

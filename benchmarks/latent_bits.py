@@ -1,6 +1,6 @@
 """Where a model's bits go: the share of each latent group (level, channel group, top sub-lattice).
 
-    python benchmarks/latent_bits.py [MODEL ...]      (default: photo cifar10)
+    python benchmarks/latent_bits.py [FLOW ...]      (default: the photo flow dc2b, cifar10)
 
 Each model is measured on images like those it is the default for: ``photo`` (and any other
 model whose name is not cifar10) on the central 256x256 crops of the photo validation split
@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import torch
 
-from common import RESULTS, SHARED
+from common import PHOTO_FLOW, RESULTS, SHARED
 
 import icnn_codec as ic
 from icnn_codec import priors
@@ -72,7 +72,7 @@ def best_scale_bits(z: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) 
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    tables = [latent_bits_table(name) for name in (sys.argv[1:] or ["photo", "cifar10"])]
+    tables = [latent_bits_table(name) for name in (sys.argv[1:] or [str(PHOTO_FLOW), "cifar10"])]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latent_bits.md").write_text("\n\n".join(tables) + "\n")
     print("\n\n".join(tables))

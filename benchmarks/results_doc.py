@@ -182,6 +182,10 @@ def photo_val_sources_text(r: Result) -> str:
     if behind_webp:
         text += (f"It is behind WebP on every set, by most on {webp_gap['source']} "
                  f"({webp_gap['icnn:photo']} against {webp_gap['webp']}).")
+    else:
+        ahead = [row["source"] for row in rows if float(row["icnn:photo"]) < float(row["webp"])]
+        behind = [row["source"] for row in rows if row["source"] not in ahead]
+        text += f"It is smaller than WebP on {', '.join(ahead)}" + (f", larger on {', '.join(behind)}." if behind else ".")
     return text
 
 
@@ -383,10 +387,13 @@ the benchmark scripts write; edit the scripts, not this page.*
 
 Every figure is measured on this project's 2-core virtual machines, CPU only; each table names its
 machine and date. *bpd* counts every byte of the files as written (one file per image, headers
-included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image (untiled, float
-path, padding included, no scale offsets; with a colour stage, in the shorter colour mode plus a bit) plus the exact code length of its strips, so the gap is
-roughly the container, tiling and coder overhead less what the encoder's scale offsets save (on
-photographs the files can be smaller than the nll). Speeds are raw pixel MB per wall-clock second
+included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image, untiled: for a
+flow its float path (padding included, no scale offsets; with a colour stage, in the shorter colour
+mode plus a bit) plus the exact code length of its strips, so the gap is roughly the container,
+tiling and coder overhead less what the encoder's scale offsets save (on photographs the files can be
+smaller than the nll); for a local AR the exact code length of the whole image under one tile
+predictor and scale offset, so the gap is what the tiles, their headers and the coder cost (less what
+a predictor per tile saves). Speeds are raw pixel MB per wall-clock second
 inside the codec calls; memory is the peak RSS above the start. The README's summary table is copied
 from the tables here.
 """

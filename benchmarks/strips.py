@@ -1,6 +1,6 @@
 """What strips save: photographs coded with their edges padded, and with short rests as strips.
 
-    python benchmarks/strips.py [--limit N] [--model M]     (defaults: 10 photos, photo)
+    python benchmarks/strips.py [--limit N] [--model M]     (defaults: 10 photos, the photo flow dc2b)
 
 The photos are the first N of the photo validation split (every 10th file of
 ../shared/data/photos/train; most are 481x321 or 321x481, whose edge tiles of 256 leave rests of
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 import torch
 
-from common import RESULTS, SHARED
+from common import PHOTO_FLOW, RESULTS, SHARED
 
 import icnn_codec as ic
 from icnn_codec import container, payload
@@ -53,7 +53,7 @@ def strip_cost(model, pixels: np.ndarray) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=10)
-    parser.add_argument("--model", default="photo")
+    parser.add_argument("--model", default=str(PHOTO_FLOW))
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = ic.load_model(args.model)

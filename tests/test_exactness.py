@@ -71,7 +71,8 @@ def test_another_process_on_a_forced_backend_decodes_the_streams_exactly(cifar_i
 
 @pytest.mark.parametrize("name", sorted(available_models()))
 def test_every_channel_of_every_shipped_model_keeps_the_exactness_bound(name):
-    for conv in ic.load_model(name).flow.qconvs():
+    model = ic.load_model(name)
+    for conv in (model.flow or model.local_ar).qconvs():
         halves = split_halves(conv.w_int, conv.b_int) if conv.split else (conv.w_int, None, conv.b_int, None)
         for w, b in ((halves[0], halves[2]), (halves[1], halves[3])):
             if w is None:

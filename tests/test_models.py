@@ -23,7 +23,7 @@ def test_shipped_models_are_plain_integer_arrays_under_25_mb(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_fingerprint_is_reproducible_from_the_loaded_model(name):
     model = ic.load_model(name)
-    assert fingerprint(model_arrays(model.flow, model.tables, {})) == model.fingerprint
+    assert fingerprint(model_arrays(model.flow or model.local_ar, model.tables, {})) == model.fingerprint
 
 
 def test_photographs_get_the_photo_model_and_thumbnails_the_cifar_model(photo, cifar_images):

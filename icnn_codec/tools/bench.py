@@ -206,15 +206,21 @@ def make_codec(spec: str, model: str | None = None) -> Codec:
 
 # -- measurements ---------------------------------------------------------------------------------
 def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
-    """The model's own -log2 p (float training path) summed over images, untiled, of the planes the
-    codec gives the model (a grey image's plane packs three neighbours per position): the flow's
-    part of each plane, padding included, plus the exact code length of its strips.
+    """The model's own -log2 p summed over images, untiled, of the planes the codec gives the model (a
+    grey image's plane packs three neighbours per position). A flow's: its float training path on
+    each plane, padding included, plus the exact code length of its strips. A local AR's: the exact
+    code length of each plane whole, its tile predictor and scale offset included.
 
     Same-size images share batches. With a colour stage each plane counts in the colour mode the codec
     would choose (the shorter, plus the bit that names it). Divided by the real pixel count this is the
     bpd an ideal coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is
     the coder's, the header's and the tiling's cost less what the offsets save.
     """
+    if model.local_ar is not None:  # each plane whole: one tile predictor, its best scale offset
+        from ..wavefront import code_length  # compiled loops: loaded only for a local AR
+
+        return sum(code_length(model.local_ar, model.tables, plane[None])
+                   for a in images for plane in planes_of(a if a.ndim == 3 else a[:, :, None]))
     by_shape: dict[tuple, list[np.ndarray]] = {}
     total = 0.0
     for a in images:
@@ -446,7 +452,8 @@ def run_bench(
         "machine": machine_info(),
         "method": {
             "bpd": "8 x total bytes of the per-image files (headers included) / total H*W*C",
-            "nll_bpd": "the icnn model's own -log2 p (float path, untiled, padding and strips included) / total H*W*C",
+            "nll_bpd": "the icnn model's own -log2 p, untiled (a flow: its float path, padding and strips included; "
+                       "a local AR: its exact code length, tile predictor and scale offset included) / total H*W*C",
             "speed": "raw pixel MB (H*W*C / 1e6) per wall-clock second inside the codec calls",
             "icnn": ICNN_NOTE,
             "memory": peak_memory_method(),

@@ -32,7 +32,7 @@ from ..layers import LiftingMix
 from ..quant import QConv2d
 from .data import ImageSet
 from .loop import NegLogLikelihood, Processes, TrainState, evaluate_bpd, learning_rate, train_step
-from .runs import TrainConfig, resolve_model
+from .runs import TrainConfig, resolve_flow, resolve_model
 from .surgery import grow_from, warm_start
 
 HOLDOUT_EVERY = 10  # the photo model's validation split (benchmarks/photo_val.py)
@@ -176,7 +176,7 @@ def exact_network_ms(flow: IntegerFlow, side: int = 256, repeats: int = 3) -> fl
     return 1000 * best
 
 
-def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: float = 20.0, threads: int = 1,
+def run_ablation(name: str, *, shared: Path, start: str, minutes: float = 20.0, threads: int = 1,
                  batch_size: int = 8, crop: int = 128, lr: float | None = None, new_lr: float = 1e-3, seed: int = 0,
                  bf16_hidden: bool = False, progress: Callable[[str], None] = print) -> AblationResult:
     """Train variant ``name`` from ``start`` for ``minutes`` of wall-clock time and measure it.
@@ -186,7 +186,7 @@ def run_ablation(name: str, *, shared: Path, start: str = "photo", minutes: floa
     variant = VARIANTS[name]
     torch.set_num_threads(threads)
     source_model = None if variant.scratch else resolve_model(start)
-    source = None if source_model is None else source_model.flow
+    source = None if source_model is None else resolve_flow(source_model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         flow = IntegerFlow(variant_flow(variant, FlowConfig() if source is None else source.cfg))

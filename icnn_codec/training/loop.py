@@ -29,7 +29,7 @@ from ..flow import FlowConfig, IntegerFlow
 from ..planes import training_input
 from ..quant import bfloat16_hidden_layers
 from .data import ImageSet
-from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
+from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_flow, save_checkpoint
 from .surgery import grow_from, warm_start
 
 
@@ -233,7 +233,7 @@ def _new_flow(cfg: TrainConfig, init_model: str | None, warm: bool = False) -> I
         torch.manual_seed(cfg.seed)
         flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
     if init_model:
-        (warm_start if warm else grow_from)(flow, resolve_model(init_model).flow)
+        (warm_start if warm else grow_from)(flow, resolve_flow(init_model))
     return flow
 
 

@@ -157,3 +157,13 @@ def resolve_model(spec: str | Path | Model) -> Model:
         return spec
     installed = looks_like_name(str(spec)) and str(spec) in available_models()  # a name wins, as in load_model
     return model_from_run(spec) if is_run_folder(spec) and not installed else load_model(spec)
+
+
+def resolve_flow(spec: str | Path | Model) -> IntegerFlow:
+    """The flow of :func:`resolve_model`'s model: what flow training grows or warms from. A model of
+    another kind is a ModelError naming it."""
+    model = resolve_model(spec)
+    if model.flow is None:
+        raise ModelError(f"model {model.name} ({model.fingerprint:04x}) is a {model.kind} model, not a flow: "
+                         "start a flow from a flow (cifar10, photo-grey, a flow model file or a run folder)")
+    return model.flow
