@@ -92,28 +92,18 @@ def posterior_weights(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return mixture_core.posterior(_int64(weights), counts, WEIGHT_BITS)
 
 
-def pixel_distributions(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables
-                        ) -> list[tuple[ChannelDistribution, np.ndarray]]:
-    """For pixels whose values (n, 3) are known: each colour's distribution, in coding order (red, green
-    given red, blue given both), with the mixture's count of the value."""
-    weights, out = component_weights(outputs.logits), []
-    for c in range(3):
-        dist = channel_distribution(outputs.means(values - 128, c), outputs.ls8[:, :, c], weights, tables)
-        counts = dist.counts_of(values[:, c])
-        out.append((dist, (weights * counts).sum(1)))
-        weights = posterior_weights(weights, counts)
-    return out
-
-
 def pixel_code_length(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables, chunk: int = 2**14
                       ) -> np.ndarray:
     """Bits (n, 3) of each sample of pixels (n, 3) as the exact coder codes them (up to the coder's
-    own rounding of the counts)."""
+    own rounding of the counts): each colour in coding order (red, green given red, blue given both)."""
     bits = np.empty(values.shape)
     for i in range(0, len(values), chunk):
         part = slice(i, i + chunk)
-        for c, (dist, count) in enumerate(pixel_distributions(values[part], outputs.take(part), tables)):
-            bits[part, c] = np.log2(dist.totals()) - np.log2(count)
+        out, known = outputs.take(part), values[part]
+        weights = component_weights(out.logits)
+        for c in range(3):
+            dist = channel_distribution(out.means(known - 128, c), out.ls8[:, :, c], weights, tables)
+            counts = dist.counts_of(known[:, c])
+            bits[part, c] = np.log2(dist.totals()) - np.log2((weights * counts).sum(1))
+            weights = posterior_weights(weights, counts)
     return bits
-
-

@@ -127,47 +127,43 @@ def _quantised(count: int, total: int, symbols: int, j: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_before(i: int, j: int, width: int, low, weights, components, prefix, inside_low: int, total: int) -> int:
-    """Sample i's window symbols' cumulative frequency before symbol j: the window's values low ..
-    low + width - 1, then one symbol for all the others."""
-    count = total if j > width else mixture_below(i, low[i] + j, weights, components, prefix) - inside_low
-    return _quantised(count, total, width + 1, j)
+def _masses(i: int, width: int, outside: bool, low, weights, components, prefix) -> tuple[int, int, int]:
+    """Sample i's mixture's total count, its count below the window and (for the values outside the
+    window) the window's own count."""
+    total = mixture_below(i, 256, weights, components, prefix)
+    below = mixture_below(i, low[i], weights, components, prefix)
+    inside = mixture_below(i, low[i] + width, weights, components, prefix) - below if outside else 0
+    return total, below, inside
 
 
 @numba.njit(cache=True, nogil=True)
-def _outside_before(i: int, j: int, width: int, low, weights, components, prefix, inside_low: int, inside: int,
-                    total: int) -> int:
-    """The cumulative frequency before the j-th of the values outside sample i's window (in order)."""
+def _before(i: int, j: int, width: int, outside: bool, low, weights, components, prefix, masses) -> int:
+    """The coder's cumulative frequency before symbol j of sample i: among its window symbols (the
+    window's values low .. low + width - 1, then one for all the others), or among the values outside
+    its window, in order (``outside``); ``masses``: :func:`_masses`."""
+    total, below, inside = masses
+    if not outside:
+        count = total if j > width else mixture_below(i, low[i] + j, weights, components, prefix) - below
+        return _quantised(count, total, width + 1, j)
     if j >= 256 - width:
         return rans.TOTAL
-    if j <= low[i]:
-        count = mixture_below(i, j, weights, components, prefix)
-    else:
-        count = mixture_below(i, j + width, weights, components, prefix) - inside
+    count = mixture_below(i, j if j <= low[i] else j + width, weights, components, prefix) - (0 if j <= low[i] else inside)
     return _quantised(count, total - inside, 256 - width, j)
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(slot: int, i: int, width: int, outside: bool, low, weights, components, prefix, inside_low: int, inside: int,
-          total: int) -> tuple[int, int, int]:
+def _find(slot: int, i: int, width: int, outside: bool, low, weights, components, prefix, masses) -> tuple[int, int, int]:
     """The symbol whose frequencies hold ``slot``, with its start and frequency, by bisection."""
-    lo, hi = 0, width + 1 if not outside else 256 - width
+    lo, hi = 0, 256 - width if outside else width + 1
     start = 0
     while hi - lo > 1:
         mid = (lo + hi) >> 1
-        if outside:
-            q = _outside_before(i, mid, width, low, weights, components, prefix, inside_low, inside, total)
-        else:
-            q = _window_before(i, mid, width, low, weights, components, prefix, inside_low, total)
+        q = _before(i, mid, width, outside, low, weights, components, prefix, masses)
         if q <= slot:
             lo, start = mid, q
         else:
             hi = mid
-    if outside:
-        end = _outside_before(i, lo + 1, width, low, weights, components, prefix, inside_low, inside, total)
-    else:
-        end = _window_before(i, lo + 1, width, low, weights, components, prefix, inside_low, total)
-    return lo, start, end - start
+    return lo, start, _before(i, lo + 1, width, outside, low, weights, components, prefix, masses) - start
 
 
 @numba.njit(cache=True, nogil=True)
@@ -217,20 +213,17 @@ def colour_symbols(values, weights, components, low, reach, prefix):
     outside_starts, outside_freqs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     for i in range(n):
         width = 2 * reach[i] + 1
-        total = mixture_below(i, 256, weights, components, prefix)
-        inside_low = mixture_below(i, low[i], weights, components, prefix)
         s = values[i] - low[i]
-        if s < 0 or s >= width:
+        outside = s < 0 or s >= width
+        masses = _masses(i, width, outside and width < 255, low, weights, components, prefix)
+        if outside:
             s = width
             if width < 255:
-                inside = mixture_below(i, low[i] + width, weights, components, prefix) - inside_low
                 j = values[i] if values[i] < low[i] else values[i] - width
-                a = _outside_before(i, j, width, low, weights, components, prefix, inside_low, inside, total)
-                outside_starts[i] = a
-                outside_freqs[i] = _outside_before(i, j + 1, width, low, weights, components, prefix, inside_low, inside,
-                                                   total) - a
-        starts[i] = _window_before(i, s, width, low, weights, components, prefix, inside_low, total)
-        freqs[i] = _window_before(i, s + 1, width, low, weights, components, prefix, inside_low, total) - starts[i]
+                outside_starts[i] = _before(i, j, width, True, low, weights, components, prefix, masses)
+                outside_freqs[i] = _before(i, j + 1, width, True, low, weights, components, prefix, masses) - outside_starts[i]
+        starts[i] = _before(i, s, width, False, low, weights, components, prefix, masses)
+        freqs[i] = _before(i, s + 1, width, False, low, weights, components, prefix, masses) - starts[i]
     return starts, freqs, outside_starts, outside_freqs
 
 
@@ -255,12 +248,8 @@ def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float
                     if values[i] == low[i] + width:  # the one value a 255-wide window leaves
                         values[i] = 255 if low[i] == 0 else 0
                     continue
-                total = mixture_below(i, 256, weights, components, prefix)
-                inside_low = mixture_below(i, low[i], weights, components, prefix)
-                inside = mixture_below(i, low[i] + width, weights, components, prefix) - inside_low if outside else 0
-                slot = rans.slot(state)
-                s, start, freq = _find(slot, i, width, outside, low, weights, components, prefix, inside_low, inside,
-                                       total)
+                masses = _masses(i, width, outside, low, weights, components, prefix)
+                s, start, freq = _find(rans.slot(state), i, width, outside, low, weights, components, prefix, masses)
                 rans.advance(words, end, state, next_word, start, freq)
                 values[i] = (s if s < low[i] else s + width) if outside else low[i] + s
         first += sizes[g]

@@ -25,14 +25,12 @@ _WORD = (1 << 32) - 1
 def encode(starts, freqs):
     """The stream (uint32 words) of symbols given by their (start, frequency) out of TOTAL, in the
     order the decoder pops them."""
-    emitted = np.empty(len(starts) + 2, dtype=np.uint32)
+    emitted = np.empty(len(starts), dtype=np.uint32)  # a symbol emits one word at most
     count = 0
     x = np.int64(_LOW)
     for i in range(len(starts) - 1, -1, -1):
         f = freqs[i]
         if x >= (f << (63 - PRECISION)):
-            if count == len(emitted):
-                emitted = np.concatenate((emitted, np.empty(len(emitted), dtype=np.uint32)))
             emitted[count] = x & _WORD
             count += 1
             x >>= 32

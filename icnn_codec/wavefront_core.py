@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from . import mixture_core, priors
+from .backends import LATENT_LIMIT
 from .pointwise import layer, gather
 
 _TILE_SHIFT = 12 - priors.MU_FRAC  # TilePredictor.FRAC - MU_FRAC: its sums onto the means' 1/16 grid
@@ -83,7 +84,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
         ys, xs = line // width, line % width
-        inputs = gather(planes, ys, xs, dy, dx, 255)
+        inputs = gather(planes, ys, xs, dy, dx, LATENT_LIMIT)
         h = layer(inputs, first[0], first[1], first[2], first[3], first[4])
         for d in range(hidden[0].shape[0]):
             h = layer(h, hidden[0][d], hidden[1][d], hidden[2][d], hidden[3][d], hidden[4][d])
@@ -94,7 +95,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         tile_sum = np.zeros((count, 3), dtype=np.int64)
         tile_colour = np.zeros((count, 3), dtype=np.int64)
         if tiles:
-            near = gather(planes[:, :3], ys, xs, pdy, pdx, 255)
+            near = gather(planes[:, :3], ys, xs, pdy, pdx, LATENT_LIMIT)
             for p in range(count):
                 i = p // n
                 for c in range(3):
@@ -106,14 +107,14 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         # the head's outputs as prior parameters (as LocalAR.outputs_of): per component, three means,
         # three log2 scales, three colour coefficients; then the weights' logits
         mu16 = np.empty((count, k, 3), dtype=np.int64)
-        ls8 = np.empty((k, 3, count), dtype=np.int64)
+        ls8 = np.empty((3, count, k), dtype=np.int64)  # a colour's scales contiguous
         coef = np.empty((count, k, 3), dtype=np.int64)
         logits = np.zeros((count, k), dtype=np.int64)
         for p in range(count):
             for j in range(k):
                 for c in range(3):
                     mu16[p, j, c] = lin[p, c] + out[p, 9 * j + c] + _CENTRE16
-                    ls8[j, c, p] = out[p, 9 * j + 3 + c] + offsets[p // n]
+                    ls8[c, p, j] = out[p, 9 * j + 3 + c] + offsets[p // n]
                     coef[p, j, c] = out[p, 9 * j + 6 + c]
                 if k > 1:
                     logits[p, j] = out[p, 9 * k + j]
@@ -122,7 +123,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         sizes = np.full(b, n)
         for c in range(3):
             means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred)
-            values, weights = mixture_core.pop_colour(means, ls8[:, c].T.copy(), weights, sizes, narrow_part,
+            values, weights = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part,
                                                       narrow_share, weight_bits, half_widths, table_offsets, prefix,
                                                       words, ends, states, ats)
             for p in range(count):
