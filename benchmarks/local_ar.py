@@ -52,7 +52,7 @@ import icnn_codec
 from icnn_codec.local_ar import LocalAR, causal_mask, edge_logistic_bits
 from icnn_codec.mixture import pixel_code_length
 from icnn_codec.priors import LogisticTables
-from icnn_codec.wavefront import OFFSETS, Wavefront
+from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront
 from icnn_codec.zoo import save_model
 from icnn_codec.training.ablation import HOLDOUT_EVERY, held_out_crops
 from icnn_codec.training.data import ImageSet
@@ -142,8 +142,8 @@ def held_out_bpd(model: FloatLocalAR | LocalAR, crops: torch.Tensor, batch: int 
 
 def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, float]:
     """What the codec's exact arithmetic and integer tables would write for the crops, in bpd: as the
-    model gives the scales, and with each crop's best scale offset (side information, as the prototype
-    coder sends it); with a tile predictor, its coefficients counted in both."""
+    model gives the scales, and with the scale offsets and mean shifts the coder chooses for each crop
+    (side information); with a tile predictor, its coefficients counted in both."""
     frozen = copy.deepcopy(model)
     frozen.freeze()
     coder = Wavefront(frozen, LogisticTables.build())
@@ -153,8 +153,9 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
         outputs = frozen.exact_outputs(crop.permute(2, 0, 1)[None].double())
         side = frozen.side_bits()  # the tile predictor's coefficients, and (adapted) the offset
         plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
-        adapted += float(pixel_code_length(values, outputs.offset(coder.shortest_offset(values, outputs)), coder.tables).sum())
-        adapted += side + math.log2(len(OFFSETS))
+        sampled = np.arange(0, len(values), coder.sample_every)
+        adjusted = outputs.adjusted(*coder.adjustment(values[sampled], outputs.take(sampled)))
+        adapted += float(pixel_code_length(values, adjusted, coder.tables).sum()) + side + ADJUSTMENT_BITS
     return plain / crops.numel(), adapted / crops.numel()
 
 
@@ -290,7 +291,7 @@ def full_image_bits(model: LocalAR, image: np.ndarray) -> float:
             log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
             bits = -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1, keepdim=True) / math.log(2.0)
         best = min(best, float(bits.sum()))
-    return best + model.side_bits() + math.log2(len(OFFSETS))
+    return best + model.side_bits() + ADJUSTMENT_BITS
 
 
 def last_bench(name: str) -> tuple[list[str], dict[str, list[int]]]:

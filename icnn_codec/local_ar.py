@@ -308,9 +308,11 @@ class ExactOutputs(NamedTuple):
     def take(self, index: np.ndarray) -> "ExactOutputs":
         return ExactOutputs(*(t[index] for t in self))
 
-    def offset(self, ls8: np.ndarray | int) -> "ExactOutputs":
-        """Every scale moved by ``ls8`` (per pixel, or one for all)."""
-        return self._replace(ls8=self.ls8 + np.reshape(ls8, (-1, 1, 1)))
+    def adjusted(self, scale: np.ndarray | int, shift: np.ndarray | int = 0) -> "ExactOutputs":
+        """Every component's log2 scales moved by ``scale`` (in 1/8) and its means by ``shift`` (in 1/16):
+        one for all colours or one per colour (3,), as a plane's side information sets them."""
+        per_colour = lambda a: np.broadcast_to(np.asarray(a, dtype=np.int64), (3,))[None, None, :]  # noqa: E731
+        return self._replace(ls8=self.ls8 + per_colour(scale), mu16=self.mu16 + per_colour(shift))
 
     def means(self, centred: np.ndarray, c: int) -> np.ndarray:
         """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's

@@ -8,7 +8,9 @@ and pops red, then green, then blue of the line off each tile's stream (:mod:`ic
 :mod:`icnn_codec.rans`). What a plane's symbols are, in the order they are popped:
 
 1. its tile predictor's coefficients (int16, each a uniform 16-bit symbol), when the model has one;
-2. its scale offset (one uniform 6-bit symbol: every log2 scale of the plane moves by it, in 1/8);
+2. its adjustment: for red, green and blue a scale offset (a uniform 6-bit symbol: every log2 scale
+   of the colour in the plane moves by it, in 1/8), then for each a mean shift (a uniform 4-bit
+   symbol: every mean of the colour moves by it, in 1/16);
 3. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
    the value of those that fell outside their window.
 
@@ -19,6 +21,7 @@ plane's window is its own.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +36,14 @@ from .quant import QConv2d
 from .wavefront_core import decode_plane
 
 OFFSET_BITS = 6
-OFFSETS = range(-16, -16 + 2**OFFSET_BITS)  # a plane's shift of every log2 scale, in 1/8
-OFFSET_EVERY = 16  # the encoder chooses a plane's offset from every 16th row
+OFFSETS = range(-16, -16 + 2**OFFSET_BITS)  # a colour's shift of every log2 scale of a plane, in 1/8
+SHIFT_BITS = 4
+SHIFTS = range(-8, -8 + 2**SHIFT_BITS)  # a colour's shift of every mean of a plane, in 1/16
+ADJUSTMENT_BITS = 3 * (OFFSET_BITS + SHIFT_BITS)
+# The encoder chooses a plane's adjustment from every 17th pixel in raster order: a sample that meets
+# every row and column phase (rows 0, 16, 32, ... would all be the first rows of JPEG's 8x8 blocks,
+# or one colour of a camera's 2x2 mosaic, and choose scales for those rows only).
+SAMPLE_EVERY = 17
 ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
 COEFFICIENT_BITS = TilePredictor.BITS  # a coefficient c is sent as c + LIMIT, one of 2**16 symbols
 
@@ -53,8 +62,8 @@ def lines(height: int, width: int, reach: int) -> list[np.ndarray]:
 class Wavefront:
     """A frozen :class:`LocalAR`'s layers as the line-by-line decoder runs them, and its tables."""
 
-    def __init__(self, model: LocalAR, tables: priors.LogisticTables, offset_every: int = OFFSET_EVERY) -> None:
-        self.model, self.tables, self.offset_every = model, tables, offset_every
+    def __init__(self, model: LocalAR, tables: priors.LogisticTables, sample_every: int = SAMPLE_EVERY) -> None:
+        self.model, self.tables, self.sample_every = model, tables, sample_every
         k = model.kernel
         self.r = k // 2
         taps = torch.from_numpy(np.flatnonzero(causal_mask(k).numpy()))
@@ -75,24 +84,33 @@ class Wavefront:
             self.pdx = torch.from_numpy(ptaps % kp - kp // 2 + self.r)
 
     # -- encoding ---------------------------------------------------------------------------
-    def shortest_offset(self, values: np.ndarray, outputs: ExactOutputs) -> int:
-        """The scale offset with the shortest code for these pixels, by descent from 0 in steps of 4
-        then 1 (a code length is near enough convex in the offset)."""
-        lengths: dict[int, float] = {}
+    def adjustment(self, values: np.ndarray, outputs: ExactOutputs) -> tuple[np.ndarray, np.ndarray]:
+        """A plane's side information, (3,) scale offsets (in 1/8 of a log2 scale) and (3,) mean shifts
+        (in 1/16), for the shortest code of these pixels: the offset best for all colours by descent
+        from 0 in steps of 4 then 1 (a code length is near enough convex in it), then each colour's own
+        best offset and, under those, its best shift (even, each colour judged on its own bits; the
+        colours' choices interact a little through the mixture weights, so the whole is kept only if
+        it is shorter than the one offset)."""
+        lengths: dict[tuple, np.ndarray] = {}
 
-        def length(o: int) -> float:
-            if o not in lengths:
-                lengths[o] = float(pixel_code_length(values, outputs.offset(o), self.tables).sum())
-            return lengths[o]
+        def length(scale: tuple, shift: tuple = (0, 0, 0)) -> np.ndarray:  # bits of each colour
+            if (scale, shift) not in lengths:
+                adjusted = outputs.adjusted(np.array(scale), np.array(shift))
+                lengths[scale, shift] = pixel_code_length(values, adjusted, self.tables).sum(0)
+            return lengths[scale, shift]
 
         o = 0
         for step in (4, 1):
             while True:
-                better = min((o - step, o + step), key=length)
-                if better not in OFFSETS or length(better) >= length(o):
+                better = min((o - step, o + step), key=lambda b: length((b,) * 3).sum())
+                if better not in OFFSETS or length((better,) * 3).sum() >= length((o,) * 3).sum():
                     break
                 o = better
-        return o
+        scale = tuple(each_colours_best(lambda d: length((d,) * 3), o, 1, OFFSETS))
+        shift = tuple(each_colours_best(lambda d: length(scale, (d,) * 3), 0, 2, SHIFTS))
+        if length(scale, shift).sum() >= length((o,) * 3).sum():
+            scale, shift = (o,) * 3, (0, 0, 0)
+        return np.array(scale), np.array(shift)
 
     def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
         """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
@@ -107,14 +125,15 @@ class Wavefront:
         with torch.no_grad():
             outputs = self.model.exact_outputs(pixels, fitted, neighbours)
         values = plane.reshape(-1, 3).astype(np.int64)
-        sampled = np.flatnonzero((np.arange(height)[:, None] % self.offset_every == 0).repeat(width, 1).ravel())
-        offset = self.shortest_offset(values[sampled], outputs.take(sampled))
+        sampled = np.arange(0, height * width, self.sample_every)
+        scale, shift = self.adjustment(values[sampled], outputs.take(sampled))
         if fitted is not None:
             encoder.push_uniform(fitted[0].numpy()[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
-        encoder.push_uniform(np.array([offset - OFFSETS.start]), OFFSET_BITS)
+        encoder.push_uniform(scale - OFFSETS.start, OFFSET_BITS)
+        encoder.push_uniform(shift - SHIFTS.start, SHIFT_BITS)
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)
-        values, outputs = values[order], outputs.take(order).offset(offset)
+        values, outputs = values[order], outputs.take(order).adjusted(scale, shift)
         sizes = np.array([len(line) for line in line_list])
         ends = np.cumsum(sizes)
         # the distributions of many lines at once (the encoder knows every pixel); a chunk's lines
@@ -183,14 +202,34 @@ class Wavefront:
             pdy, pdx = self.pdy.numpy(), self.pdx.numpy()
             near_weights = np.ascontiguousarray(tiles[:, :, : 3 * len(pdy)].transpose(0, 2, 1), dtype=np.float64)
             constants = TilePredictor.CONSTANT * tiles[:, :, -1]
-        offsets = np.array([streams.pop_uniform(i, 1, OFFSET_BITS)[0] for i in range(b)]) + OFFSETS.start
+        scales = np.zeros((b, 3), dtype=np.int64)
+        shifts = np.zeros((b, 3), dtype=np.int64)
+        for i in range(b):
+            scales[i] = streams.pop_uniform(i, 3, OFFSET_BITS) + OFFSETS.start
+            shifts[i] = streams.pop_uniform(i, 3, SHIFT_BITS) + SHIFTS.start
         positions, starts = line_table(height, width, r)
         decode_plane(planes, positions, starts, width, r, self.dy.numpy(), self.dx.numpy(), *self.compiled(),
                      self.model.components, self.model.residual_context, self.predictor is not None, pdy, pdx,
-                     near_weights, constants, colour, offsets, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
+                     near_weights, constants, colour, scales, shifts, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
                      self.tables.half_widths, self.tables.offsets, self.tables.prefix, streams.words, streams.ends,
                      streams.states, streams.ats)
         return (planes[:, :3, r:, r : r + width] + 128).transpose(0, 2, 3, 1).astype(np.uint8)
+
+
+def each_colours_best(bits: Callable[[int], np.ndarray], start: int, step: int, allowed: range) -> np.ndarray:
+    """The value of ``allowed`` that gives each colour its fewest ``bits(value)`` (3,), found by walking
+    from ``start`` in both directions by ``step`` while some colour's bits still fall."""
+    best_value, best_bits = np.full(3, start), bits(start)
+    for direction in (-step, step):
+        value = start + direction
+        while value in allowed:
+            now = bits(value)
+            better = now < best_bits
+            if not better.any():
+                break
+            best_value[better], best_bits = value, np.minimum(now, best_bits)
+            value += direction
+    return best_value
 
 
 @lru_cache(maxsize=32)
@@ -202,8 +241,8 @@ def line_table(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndar
 
 
 def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarray) -> float:
-    """Bits the coder would spend on uint8 planes (B, H, W, 3) with their best scale offsets, side
-    information included (up to the ANS coder's own rounding)."""
+    """Bits the coder would spend on uint8 planes (B, H, W, 3) with the adjustments the encoder chooses,
+    side information included (up to the ANS coder's own rounding)."""
     wavefront = Wavefront(model, tables)
     total = 0.0
     for plane in planes:
@@ -211,6 +250,7 @@ def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarra
         with torch.no_grad():
             outputs = model.exact_outputs(pixels)
         values = plane.reshape(-1, 3).astype(np.int64)
-        total += float(pixel_code_length(values, outputs.offset(wavefront.shortest_offset(values, outputs)), tables).sum())
-        total += model.side_bits() + np.log2(len(OFFSETS))
+        sampled = np.arange(0, len(values), wavefront.sample_every)
+        adjusted = outputs.adjusted(*wavefront.adjustment(values[sampled], outputs.take(sampled)))
+        total += float(pixel_code_length(values, adjusted, tables).sum()) + model.side_bits() + ADJUSTMENT_BITS
     return total

@@ -67,7 +67,7 @@ def tile_predictions16(c: int, tile_sum, tile_colour, centred):
 
 @numba.njit(cache=True, nogil=True)
 def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, first, hidden, head, linear, components: int,
-                 residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, offsets,
+                 residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, scales, shifts,
                  narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets, prefix, words,
                  ends, states, ats) -> None:
     """Decode one plane of each of B tiles into ``planes`` (B, 3 or 6, H + r, W + 2 r): centred samples
@@ -76,8 +76,8 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     ``positions[line_starts[t] : line_starts[t + 1]]``. ``first``, ``head``, ``linear``: (weights
     transposed, bias, scale, lo, hi) of a pointwise layer; ``hidden``: the same stacked, one per
     layer. With ``tiles``: each tile's predictor's neighbour taps (pdy, pdx), its coefficients on
-    them (B, taps, 3), its constant terms (B, 3) and colour coefficients (B, 3). ``offsets``: each
-    tile's scale offset. The streams as :func:`icnn_codec.mixture_core.pop_colour` reads them."""
+    them (B, taps, 3), its constant terms (B, 3) and colour coefficients (B, 3). ``scales``, ``shifts``:
+    each tile's scale offset and mean shift of each colour (B, 3). The streams as :func:`icnn_codec.mixture_core.pop_colour` reads them."""
     b, k = planes.shape[0], components
     taps = len(dy)
     for t in range(len(line_starts) - 1):
@@ -113,8 +113,8 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         for p in range(count):
             for j in range(k):
                 for c in range(3):
-                    mu16[p, j, c] = lin[p, c] + out[p, 9 * j + c] + _CENTRE16
-                    ls8[c, p, j] = out[p, 9 * j + 3 + c] + offsets[p // n]
+                    mu16[p, j, c] = lin[p, c] + out[p, 9 * j + c] + _CENTRE16 + shifts[p // n, c]
+                    ls8[c, p, j] = out[p, 9 * j + 3 + c] + scales[p // n, c]
                     coef[p, j, c] = out[p, 9 * j + 6 + c]
                 if k > 1:
                     logits[p, j] = out[p, 9 * k + j]

@@ -266,7 +266,7 @@ def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_inform
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         at_zero = float(model.bits(pixels).sum())  # offset 0, the side information spread over the pixels
-    offset_bits = np.log2(len(local_ar.OFFSETS))
+    offset_bits = local_ar.ADJUSTMENT_BITS
     assert local_ar.full_image_bits(model, image) <= at_zero + offset_bits + 1e-3
     for k in range(2):  # far too confident on noise: a wider offset must pay
         model.head.conv.bias.data[9 * k + 3 : 9 * k + 6] -= 2.0

@@ -8,10 +8,10 @@ import torch
 import icnn_codec as ic
 from icnn_codec import payload, rans
 from icnn_codec.errors import DecodeError, ModelError
-from icnn_codec.local_ar import LocalAR
+from icnn_codec.local_ar import ExactOutputs, LocalAR
 from icnn_codec.mixture import channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
-from icnn_codec.wavefront import Wavefront, code_length
+from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront, code_length
 from icnn_codec.zoo import flow_to_model, read_model_file, save_model
 
 
@@ -96,6 +96,22 @@ def test_a_coded_value_moves_the_weights_to_the_components_that_gave_it_mass_kep
     out = posterior_weights(weights, counts)
     assert out.max() < 2**17 and out[0, 0] == 2**16 and out[0, 1] == 2**12 and out[0, 2] == 1
     assert list(out[1]) == [0, 2100, 5]
+
+
+def test_each_colour_of_a_plane_gets_its_own_scale_offset_and_mean_shift(ar_model, tables):
+    """A plane's adjustment fits each colour: wider scales for the colour that is noisier than the model
+    says, narrower for the one that is calmer, a mean shift towards a colour's bias; and the plane's
+    code under it is shorter than under the model's own scales and means."""
+    n, rng = 4096, np.random.default_rng(5)
+    zeros = np.zeros((n, 1, 3), dtype=np.int64)
+    outputs = ExactOutputs(zeros + 128 * 16, zeros + 16, zeros, np.zeros((n, 1), dtype=np.int64), zeros[:, 0], zeros[:, 0])
+    spread = np.array([1.0, 2.0, 8.0])  # log2 scale 2 is the model's; red calmer, blue wider
+    u = rng.uniform(1e-9, 1, (n, 3))
+    values = np.clip(np.round(128 + 2 * spread * np.log(u / (1 - u)) + np.array([0, 3, 0])), 0, 255).astype(np.int64)
+    scale, shift = ar_model.wavefront().adjustment(values, outputs)
+    assert scale[0] < 0 < scale[2] and abs(scale[1]) <= 1
+    assert shift[1] > 0 and shift[0] == 0  # (blue: too wide for its mean to be known to a sixteenth)
+    assert pixel_code_length(values, outputs.adjusted(scale, shift), tables).sum() < pixel_code_length(values, outputs, tables).sum()
 
 
 @pytest.mark.parametrize("shape, tile", [((40, 37, 3), None), ((40, 37, 3), 16), ((33, 30, 4), None), ((31, 29), None)])
@@ -238,14 +254,14 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
     exact = pixel_code_length(values, outputs, tables).sum(1)
     near = ((pixels[:, None] - mu).abs() < 10 * torch.exp2(log2_s)).flatten(1, 2).all(1).numpy().ravel()  # no tail cut
     assert near.sum() >= 10 and np.abs(exact - bits)[near].max() < 0.01
-    wavefront = Wavefront(model, tables, offset_every=1)  # offsets chosen on every row: never longer than offset 0
+    wavefront = Wavefront(model, tables, sample_every=1)  # adjusted on every pixel: never longer than unadjusted
     planes = torch.cat([pixels, pixels.flip(3)]).permute(0, 2, 3, 1).numpy().astype(np.uint8)
     words, decoded = push_and_pop(wavefront, planes)
     assert np.array_equal(decoded, planes)
     flipped = pixels.flip(3)
     exact_flipped = pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
                                       model.exact_outputs(flipped), tables).sum()
-    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * 64 + 2 * model.side_bits()
+    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + model.side_bits())
     noise = np.random.default_rng(3).integers(0, 256, (2, 9, 9, 3), dtype=np.uint8)  # far from the means: values escape
     for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
         model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale
