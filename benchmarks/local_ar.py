@@ -154,8 +154,8 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
         side = frozen.side_bits()  # the tile predictor's coefficients, and (adapted) the offset
         plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
         sampled = np.arange(0, len(values), coder.sample_every)
-        adjusted = outputs.adjusted(*coder.adjustment(values[sampled], outputs.take(sampled)))
-        adapted += float(pixel_code_length(values, adjusted, coder.tables).sum()) + side + ADJUSTMENT_BITS
+        scale, shift = coder.adjustment(values[sampled], outputs.take(sampled))
+        adapted += float(pixel_code_length(values, outputs, coder.tables, scale, shift).sum()) + side + ADJUSTMENT_BITS
     return plain / crops.numel(), adapted / crops.numel()
 
 

@@ -250,11 +250,15 @@ class TilePredictor:
         flat = x.reshape(b, 3, h * w).transpose(1, 2)
         nb = self.neighbours(x) if neighbours is None else neighbours
         coef = torch.zeros(b, 3, self.inputs, dtype=torch.float64)
+        # one Gram matrix of [neighbours, red, green, blue, constant]: colour c's system is the block of
+        # the neighbours, the colours before it and the constant, against colour c
+        a = torch.cat([nb, flat, torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
+        gram = a.transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
+        n = nb.shape[2]
         for c in range(3):
-            a = torch.cat([nb, flat[:, :, :c], torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
-            gram = a.transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
-            solved = torch.linalg.solve(gram, a.transpose(1, 2) @ flat[:, :, c : c + 1])[:, :, 0]
-            coef[:, c, : nb.shape[2] + c] = solved[:, :-1]
+            rows = torch.tensor([*range(n + c), n + 3])
+            solved = torch.linalg.solve(gram[:, rows][:, :, rows], gram[:, rows, n + c : n + c + 1])[:, :, 0]
+            coef[:, c, : n + c] = solved[:, :-1]
             coef[:, c, -1] = solved[:, -1]
         return torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long()
 

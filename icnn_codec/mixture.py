@@ -15,6 +15,7 @@ import numpy as np
 
 from . import mixture_core, priors
 from .local_ar import ExactOutputs
+from .wavefront_core import code_lengths  # compiled beside the decoder, whose colour means it shares
 
 WEIGHT_BITS = 17  # components' weights are integers below 2**17
 
@@ -92,18 +93,12 @@ def posterior_weights(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return mixture_core.posterior(_int64(weights), counts, WEIGHT_BITS)
 
 
-def pixel_code_length(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables, chunk: int = 2**14
-                      ) -> np.ndarray:
+def pixel_code_length(values: np.ndarray, outputs: ExactOutputs, tables: priors.LogisticTables,
+                      scale: np.ndarray | int = 0, shift: np.ndarray | int = 0) -> np.ndarray:
     """Bits (n, 3) of each sample of pixels (n, 3) as the exact coder codes them (up to the coder's
-    own rounding of the counts): each colour in coding order (red, green given red, blue given both)."""
-    bits = np.empty(values.shape)
-    for i in range(0, len(values), chunk):
-        part = slice(i, i + chunk)
-        out, known = outputs.take(part), values[part]
-        weights = component_weights(out.logits)
-        for c in range(3):
-            dist = channel_distribution(out.means(known - 128, c), out.ls8[:, :, c], weights, tables)
-            counts = dist.counts_of(known[:, c])
-            bits[part, c] = np.log2(dist.totals()) - np.log2((weights * counts).sum(1))
-            weights = posterior_weights(weights, counts)
-    return bits
+    own rounding of the counts): each colour in coding order (red, green given red, blue given both),
+    its scales and means moved by a plane's adjustment (``scale``, ``shift``: one for all colours or
+    one per colour, as :meth:`ExactOutputs.adjusted`)."""
+    per_colour = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.int64), (3,)))  # noqa: E731
+    return code_lengths(_int64(values), *ExactOutputs._contiguous(*outputs), per_colour(scale), per_colour(shift),
+                        WEIGHT_BITS, tables.half_widths, tables.offsets, tables.prefix)

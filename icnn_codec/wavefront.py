@@ -95,8 +95,7 @@ class Wavefront:
 
         def length(scale: tuple, shift: tuple = (0, 0, 0)) -> np.ndarray:  # bits of each colour
             if (scale, shift) not in lengths:
-                adjusted = outputs.adjusted(np.array(scale), np.array(shift))
-                lengths[scale, shift] = pixel_code_length(values, adjusted, self.tables).sum(0)
+                lengths[scale, shift] = pixel_code_length(values, outputs, self.tables, scale, shift).sum(0)
             return lengths[scale, shift]
 
         o = 0
@@ -251,6 +250,6 @@ def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarra
             outputs = model.exact_outputs(pixels)
         values = plane.reshape(-1, 3).astype(np.int64)
         sampled = np.arange(0, len(values), wavefront.sample_every)
-        adjusted = outputs.adjusted(*wavefront.adjustment(values[sampled], outputs.take(sampled)))
-        total += float(pixel_code_length(values, adjusted, tables).sum()) + model.side_bits() + ADJUSTMENT_BITS
+        scale, shift = wavefront.adjustment(values[sampled], outputs.take(sampled))
+        total += float(pixel_code_length(values, outputs, tables, scale, shift).sum()) + model.side_bits() + ADJUSTMENT_BITS
     return total

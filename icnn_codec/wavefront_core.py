@@ -66,6 +66,35 @@ def tile_predictions16(c: int, tile_sum, tile_colour, centred):
 
 
 @numba.njit(cache=True, nogil=True)
+def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, shift, weight_bits: int, half_widths,
+                 table_offsets, prefix):
+    """Bits (n, 3) of each sample of pixels ``values`` (n, 3) under the model's outputs (as
+    :class:`icnn_codec.local_ar.ExactOutputs` holds them), every colour's log2 scales moved by
+    ``scale[c]`` and its means by ``shift[c]``: each colour in coding order, the mixture's weights
+    moving to the components that gave the earlier colours mass. What the coder spends, up to its
+    own quantisation of the counts (windows do not change a value's share)."""
+    n, k = mu16.shape[0], mu16.shape[1]
+    centred = values - 128
+    weights = mixture_core.component_weights(logits)
+    bits = np.empty((n, 3))
+    for c in range(3):
+        means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred) + shift[c]
+        scales = np.empty((n, k), dtype=np.int64)
+        for p in range(n):
+            for j in range(k):
+                scales[p, j] = ls8[p, j, c] + scale[c]
+        components = mixture_core.rows(means, scales, half_widths, table_offsets, prefix)
+        counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), components, prefix)
+        for p in range(n):
+            mass = 0
+            for j in range(k):
+                mass += weights[p, j] * counts[p, j]
+            bits[p, c] = np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix)) - np.log2(mass)
+        weights = mixture_core.posterior(weights, counts, weight_bits)
+    return bits
+
+
+@numba.njit(cache=True, nogil=True)
 def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, first, hidden, head, linear, components: int,
                  residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, scales, shifts,
                  narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets, prefix, words,
