@@ -151,7 +151,7 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
     for crop in crops:
         values = crop.reshape(-1, 3).numpy().astype(np.int64)
         outputs = frozen.exact_outputs(crop.permute(2, 0, 1)[None].double())
-        side = frozen.side_bits()  # the tile predictor's coefficients, and (adapted) the offset
+        side = frozen.side_bits(*crop.shape[:2])  # the tile predictor, and (adapted) the adjustment
         plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
         sampled = np.arange(0, len(values), coder.sample_every)
         scale, shift = coder.adjustment(values[sampled], outputs.take(sampled))
@@ -291,7 +291,7 @@ def full_image_bits(model: LocalAR, image: np.ndarray) -> float:
             log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
             bits = -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1, keepdim=True) / math.log(2.0)
         best = min(best, float(bits.sum()))
-    return best + model.side_bits() + ADJUSTMENT_BITS
+    return best + model.side_bits(*image.shape[:2]) + ADJUSTMENT_BITS
 
 
 def last_bench(name: str) -> tuple[list[str], dict[str, list[int]]]:

@@ -10,7 +10,7 @@ it writes). Integers little-endian; varints unsigned LEB128, canonical (no trail
 
     size   field
     2      magic b"IC"
-    1      high nibble: format version (8); low nibble: image mode
+    1      high nibble: format version (9); low nibble: image mode
            (0 L, 1 LA, 2 RGB, 3 RGBA; 4-7 the same with 16-bit samples)
     2      model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     1-3    width, varint
@@ -48,7 +48,7 @@ import numpy as np
 from .errors import DecodeError, OptionError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 8  # the version written, and the only one read (pre-1.0 policy)
+FORMAT_VERSION = 9  # the version written, and the only one read (pre-1.0 policy)
 MODES = ("L", "LA", "RGB", "RGBA", "L16", "LA16", "RGB16", "RGBA16")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "L16": 1, "LA16": 2, "RGB16": 3, "RGBA16": 4}
 MAX_SIDE = 2**20

@@ -121,15 +121,15 @@ class LocalAR(nn.Module):
         the tile predictor's coefficients spread over the pixels."""
         mu, log2_s, logits = self.parameters_of(pixels)
         bits = edge_logistic_bits(pixels.unsqueeze(1), mu, log2_s).sum(2)  # (B, K, H, W)
-        side = self.side_bits() / (pixels.shape[2] * pixels.shape[3])  # spread over the crop's pixels
+        side = self.side_bits(*pixels.shape[2:]) / (pixels.shape[2] * pixels.shape[3])  # spread over the crop's pixels
         if logits is None:
             return bits[:, 0] + side
         log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
         return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0) + side
 
-    def side_bits(self) -> int:
-        """Side information a crop carries: its tile predictor's coefficients."""
-        return self.predictor.side_bits() if self.tile_predictor else 0
+    def side_bits(self, height: int, width: int) -> int:
+        """Side information a height x width crop carries: its tile predictor."""
+        return self.predictor.side_bits(height, width) if self.tile_predictor else 0
 
     def parameters_of(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Training path: each component's means and log2 scales (B, K, 3, H, W) on their grids, and
@@ -138,7 +138,9 @@ class LocalAR(nn.Module):
         linear = self.linear(a)
         base = 128
         if self.tile_predictor:
-            predicted = self.predictor.predict16(pixels, self.predictor.fit(pixels)).float() / 2**priors.MU_FRAC
+            fit = self.predictor.fit(pixels)
+            labels = self.predictor.labels(pixels - 128, fit)
+            predicted = self.predictor.predict16(pixels, fit, labels).float() / 2**priors.MU_FRAC
             base = base + predicted.unsqueeze(1)
         else:  # the residuals are the global linear predictor's
             predicted = linear.detach()
@@ -165,7 +167,7 @@ class LocalAR(nn.Module):
             layer.freeze()
 
     @torch.no_grad()
-    def exact_outputs(self, pixels: torch.Tensor, tile: torch.Tensor | None = None,
+    def exact_outputs(self, pixels: torch.Tensor, tile: "TileFit | None" = None,
                       neighbours: torch.Tensor | None = None) -> "ExactOutputs":
         """The exact integer outputs (after ``freeze``) for every pixel of (B, 3, H, W) images, pixels in
         raster order of each image, the images one after another; ``tile``: each image's tile predictor
@@ -180,10 +182,11 @@ class LocalAR(nn.Module):
         if self.predictor is not None:
             neighbours = self.predictor.neighbours(centred) if neighbours is None else neighbours
             tile = self.predictor.fit(pixels, neighbours) if tile is None else tile
-            tile_sums = self.predictor.sums(pixels, tile, neighbours)
-            predicted16 = self.predictor.predict16(pixels, tile, tile_sums)
+            labels = self.predictor.labels(centred, tile)
+            tile_sums = self.predictor.sums(pixels, tile, labels, neighbours)
+            predicted16 = self.predictor.predict16(pixels, tile, labels, tile_sums)
             sums = flat(tile_sums)
-            colour = np.repeat(self.predictor.colour_coefficients(tile), pixels.shape[2] * pixels.shape[3], axis=0)
+            colour = self.predictor.pixel_colour_coefficients(tile, labels).reshape(-1, 3).numpy()
         if self.residual_context:
             a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
         h = self.first(a)
@@ -210,17 +213,32 @@ class LocalAR(nn.Module):
                 + 2 * taps * 3 * 3 + predictor)
 
 
+class TileFit(NamedTuple):
+    """A plane's tile predictor as the encoder fits and sends it: its coefficients (B, classes, 3,
+    inputs) int64 and each plane's activity threshold between its two classes (B,) int64 (0 with
+    one class)."""
+
+    coef: torch.Tensor
+    threshold: torch.Tensor
+
+
 class TilePredictor:
-    """A tile's own linear predictor of every sample, sent as side information: what adapts the model's
+    """A tile's own linear predictors of every sample, sent as side information: what adapts the model's
     means to one image. Each colour is predicted from the causal k x k neighbours' three colours (zero
-    outside the tile), the pixel's colours before it, and a constant (on a 1/16 grid), by coefficients on a 1/4096 grid
-    (int16, sent as 16 bits each) that the encoder fits to the tile by least squares. The prediction
-    is exact: an integer sum of products shifted onto the means' 1/16 grid, floored."""
+    outside the tile), the pixel's colours before it, and a constant (on a 1/16 grid), by coefficients
+    on a 1/4096 grid (int16, sent as 16 bits each) that the encoder fits to the tile by least squares.
+    A plane of CLASSES_FROM pixels or more has two such predictors, one for the pixels whose causal
+    activity (:meth:`activity`) is at most the threshold it sends, one for the rest: calm and busy
+    parts of a photograph want different predictors, and a small plane cannot pay for two. The
+    prediction is exact: an integer sum of products shifted onto the means' 1/16 grid, floored."""
 
     FRAC = 12
     CONSTANT = 2 ** (FRAC - priors.MU_FRAC)  # the constant's coefficient is on the means' 1/16 grid
     LIMIT = 2**15 - 1
     BITS = 16
+    CLASSES = 2
+    CLASSES_FROM = 2**15  # pixels in a plane
+    THRESHOLD_BITS = 13  # an activity is at most 3 colours x 3 differences x 510 < 2**13
 
     def __init__(self, kernel: int) -> None:
         self.kernel = kernel
@@ -228,11 +246,16 @@ class TilePredictor:
         self.inputs = 3 * int(self.taps.sum()) + 3  # per colour: neighbours, two colour slots, a constant
 
     def coefficients(self) -> int:
-        """How many a tile sends (colour c uses c of the three colour slots)."""
+        """How many a class's predictor sends (colour c uses c of the three colour slots)."""
         return 3 * self.inputs - 2 - 1
 
-    def side_bits(self) -> int:
-        return self.coefficients() * self.BITS
+    def classes(self, height: int, width: int) -> int:
+        return self.CLASSES if height * width >= self.CLASSES_FROM else 1
+
+    def side_bits(self, height: int, width: int) -> int:
+        """What a height x width plane sends for its predictors."""
+        k = self.classes(height, width)
+        return k * self.coefficients() * self.BITS + (self.THRESHOLD_BITS if k > 1 else 0)
 
     def neighbours(self, centred: torch.Tensor) -> torch.Tensor:
         """(B, HW, 3 taps) causal neighbours of centred (B, 3, H, W) samples, zero outside the tile."""
@@ -241,58 +264,91 @@ class TilePredictor:
         cols = F.unfold(F.pad(centred.double(), (r, r, r, r)), self.kernel).view(b, 3, -1, h * w)[:, :, self.taps]
         return cols.reshape(b, -1, h * w).transpose(1, 2)
 
-    def fit(self, pixels: torch.Tensor, neighbours: torch.Tensor | None = None, ridge: float = 1.0) -> torch.Tensor:
-        """Each tile's coefficients (B, 3, inputs) int64, by ridge-regularised least squares, rounded
-        onto the grid; colour c's unused colour slots are zero. ``neighbours``: :meth:`neighbours` of
-        the centred pixels, if the caller has them."""
+    @staticmethod
+    def activity(centred: torch.Tensor) -> torch.Tensor:
+        """Each pixel's causal activity (B, HW) int64: |N - NW| + |W - NW| + |NE - N| summed over the
+        colours of centred (B, 3, H, W) samples, zero outside the tile."""
+        x = F.pad(centred.double(), (1, 1, 1, 0))
+        n, nw, ne, w = x[:, :, :-1, 1:-1], x[:, :, :-1, :-2], x[:, :, :-1, 2:], x[:, :, 1:, :-2]
+        return ((n - nw).abs() + (w - nw).abs() + (ne - n).abs()).sum(1).flatten(1).long()
+
+    @staticmethod
+    def labels(centred: torch.Tensor, fit: TileFit) -> torch.Tensor:
+        """Each pixel's class (B, HW) int64: 1 where its activity is above its plane's threshold."""
+        if fit.coef.shape[1] == 1:
+            return torch.zeros(centred.shape[0], centred.shape[2] * centred.shape[3], dtype=torch.long)
+        return (TilePredictor.activity(centred) > fit.threshold[:, None]).long()
+
+    def fit(self, pixels: torch.Tensor, neighbours: torch.Tensor | None = None, ridge: float = 1.0) -> TileFit:
+        """Each tile's predictors by ridge-regularised least squares, their coefficients rounded onto the
+        grid (colour c's unused colour slots zero), the threshold the median activity. ``neighbours``:
+        :meth:`neighbours` of the centred pixels, if the caller has them."""
         x = pixels.double() - 128
         b, _, h, w = x.shape
+        k = self.classes(h, w)
         flat = x.reshape(b, 3, h * w).transpose(1, 2)
         nb = self.neighbours(x) if neighbours is None else neighbours
-        coef = torch.zeros(b, 3, self.inputs, dtype=torch.float64)
-        # one Gram matrix of [neighbours, red, green, blue, constant]: colour c's system is the block of
-        # the neighbours, the colours before it and the constant, against colour c
+        threshold = torch.zeros(b, dtype=torch.long)
+        if k > 1:
+            threshold = torch.quantile(self.activity(x).double(), 0.5, dim=1).floor().long()
+        labels = self.labels(x, TileFit(torch.zeros(b, k, 1), threshold))
+        coef = torch.zeros(b, k, 3, self.inputs, dtype=torch.float64)
+        # one Gram matrix of [neighbours, red, green, blue, constant] a class: colour c's system is the
+        # block of the neighbours, the colours before it and the constant, against colour c
         a = torch.cat([nb, flat, torch.full_like(flat[:, :, :1], self.CONSTANT)], dim=2)
-        gram = a.transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
         n = nb.shape[2]
-        for c in range(3):
-            rows = torch.tensor([*range(n + c), n + 3])
-            solved = torch.linalg.solve(gram[:, rows][:, :, rows], gram[:, rows, n + c : n + c + 1])[:, :, 0]
-            coef[:, c, : n + c] = solved[:, :-1]
-            coef[:, c, -1] = solved[:, -1]
-        return torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long()
+        for j in range(k):
+            gram = (a * (labels == j)[:, :, None]).transpose(1, 2) @ a + ridge * torch.eye(a.shape[2], dtype=a.dtype)
+            for c in range(3):
+                rows = torch.tensor([*range(n + c), n + 3])
+                solved = torch.linalg.solve(gram[:, rows][:, :, rows], gram[:, rows, n + c : n + c + 1])[:, :, 0]
+                coef[:, j, c, : n + c] = solved[:, :-1]
+                coef[:, j, c, -1] = solved[:, -1]
+        return TileFit(torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long(), threshold)
 
-    def sums(self, pixels: torch.Tensor, coef: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
+    def sums(self, pixels: torch.Tensor, fit: TileFit, labels: torch.Tensor,
+             neighbours: torch.Tensor | None = None) -> torch.Tensor:
         """The neighbours' and the constant's part of each prediction on the 1/4096 grid, (B, 3, H, W)
-        int64 (exact: every partial sum is an integer far below 2**53)."""
-        x = pixels.double() - 128
-        b, _, h, w = x.shape
-        nb = self.neighbours(x) if neighbours is None else neighbours
+        int64, each pixel's by its class's predictor (exact: every partial sum is an integer far below
+        2**53)."""
+        b, _, h, w = pixels.shape
+        nb = self.neighbours(pixels.double() - 128) if neighbours is None else neighbours
         n = nb.shape[2]
-        out = nb @ coef[:, :, :n].double().transpose(1, 2) + self.CONSTANT * coef[:, None, :, -1].double()
+        out = torch.zeros(b, h * w, 3, dtype=torch.float64)
+        for j in range(fit.coef.shape[1]):
+            coef = fit.coef[:, j].double()
+            part = nb @ coef[:, :, :n].transpose(1, 2) + self.CONSTANT * coef[:, None, :, -1]
+            out = torch.where((labels == j)[:, :, None], part, out)
         return out.transpose(1, 2).reshape(b, 3, h, w).long()
 
     def used(self) -> np.ndarray:
-        """Which of the (3, inputs) coefficients a tile sends."""
+        """Which of a class's (3, inputs) coefficients a tile sends."""
         used = np.ones((3, self.inputs), dtype=bool)
         used[0, -3:-1] = used[1, -2] = False
         return used
 
-    def colour_coefficients(self, coef: torch.Tensor) -> np.ndarray:
-        """Each tile's colour coefficients (B, 3): green's on red, blue's on red and green."""
-        return coef[:, [1, 2, 2], [-3, -3, -2]].numpy()
+    @staticmethod
+    def colour_coefficients(coef: torch.Tensor) -> torch.Tensor:
+        """Each class's colour coefficients (B, classes, 3): green's on red, blue's on red and green."""
+        return coef[:, :, [1, 2, 2], [-3, -3, -2]]
 
-    def predict16(self, pixels: torch.Tensor, coef: torch.Tensor, sums: torch.Tensor | None = None) -> torch.Tensor:
+    def pixel_colour_coefficients(self, fit: TileFit, labels: torch.Tensor) -> torch.Tensor:
+        """Each pixel's colour coefficients (B, HW, 3), its class's."""
+        colour = self.colour_coefficients(fit.coef)
+        return torch.gather(colour, 1, labels[:, :, None].expand(-1, -1, 3))
+
+    def predict16(self, pixels: torch.Tensor, fit: TileFit, labels: torch.Tensor,
+                  sums: torch.Tensor | None = None) -> torch.Tensor:
         """Every sample's prediction, centred, on the 1/16 grid: (sums + colour terms) >> 8 (``sums``:
         :meth:`sums`, if the caller has them)."""
         x = pixels.long() - 128
-        total = self.sums(pixels, coef) if sums is None else sums
-        n = coef.shape[2] - 3
-        colour = torch.zeros_like(total)
-        for c in (1, 2):
-            for j in range(c):
-                colour[:, c] += coef[:, c, n + j, None, None] * x[:, j]
-        return (total + colour) >> (self.FRAC - priors.MU_FRAC)
+        b, _, h, w = x.shape
+        total = self.sums(pixels, fit, labels) if sums is None else sums
+        colour = self.pixel_colour_coefficients(fit, labels).transpose(1, 2).reshape(b, 3, h, w)
+        terms = torch.zeros_like(total)
+        terms[:, 1] = colour[:, 0] * x[:, 0]
+        terms[:, 2] = colour[:, 1] * x[:, 0] + colour[:, 2] * x[:, 1]
+        return (total + terms) >> (self.FRAC - priors.MU_FRAC)
 
 
 class ExactOutputs(NamedTuple):

@@ -7,7 +7,8 @@ once per line for all its pixels, of every plane in the batch, as 1x1 layers ove
 and pops red, then green, then blue of the line off each tile's stream (:mod:`icnn_codec.mixture`,
 :mod:`icnn_codec.rans`). What a plane's symbols are, in the order they are popped:
 
-1. its tile predictor's coefficients (int16, each a uniform 16-bit symbol), when the model has one;
+1. its tile predictor, when the model has one: each class's coefficients (int16, each a uniform
+   16-bit symbol), then with two classes the activity threshold between them (a uniform 13-bit symbol);
 2. its adjustment: for red, green and blue a scale offset (a uniform 6-bit symbol: every log2 scale
    of the colour in the plane moves by it, in 1/8), then for each a mean shift (a uniform 4-bit
    symbol: every mean of the colour moves by it, in 1/16);
@@ -127,7 +128,10 @@ class Wavefront:
         sampled = np.arange(0, height * width, self.sample_every)
         scale, shift = self.adjustment(values[sampled], outputs.take(sampled))
         if fitted is not None:
-            encoder.push_uniform(fitted[0].numpy()[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
+            for coef in fitted.coef[0].numpy():
+                encoder.push_uniform(coef[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
+            if len(fitted.coef[0]) > 1:
+                encoder.push_uniform(fitted.threshold.numpy(), TilePredictor.THRESHOLD_BITS)
         encoder.push_uniform(scale - OFFSETS.start, OFFSET_BITS)
         encoder.push_uniform(shift - SHIFTS.start, SHIFT_BITS)
         line_list = lines(height, width, self.r)
@@ -191,16 +195,22 @@ class Wavefront:
         # that reads them
         planes = np.zeros((b, 6 if self.model.residual_context else 3, height + r, width + 2 * r), dtype=np.int64)
         pdy = pdx = np.zeros(0, dtype=np.int64)
-        near_weights, constants, colour = np.zeros((b, 0, 3)), np.zeros((b, 3), dtype=np.int64), np.zeros((b, 3), dtype=np.int64)
+        classes = self.predictor.classes(height, width) if self.predictor is not None else 1
+        near_weights = np.zeros((b, classes, 0, 3))
+        constants, colour = np.zeros((b, classes, 3), dtype=np.int64), np.zeros((b, classes, 3), dtype=np.int64)
+        thresholds = np.zeros(b, dtype=np.int64)
         if self.predictor is not None:
             used = self.predictor.used()
-            tiles = np.zeros((b, *used.shape), dtype=np.int64)
+            tiles = np.zeros((b, classes, *used.shape), dtype=np.int64)
             for i in range(b):
-                tiles[i, used] = streams.pop_uniform(i, int(used.sum()), COEFFICIENT_BITS) - TilePredictor.LIMIT
+                for j in range(classes):
+                    tiles[i, j, used] = streams.pop_uniform(i, int(used.sum()), COEFFICIENT_BITS) - TilePredictor.LIMIT
+                if classes > 1:
+                    thresholds[i] = streams.pop_uniform(i, 1, TilePredictor.THRESHOLD_BITS)[0]
             colour = np.ascontiguousarray(self.predictor.colour_coefficients(torch.from_numpy(tiles)), dtype=np.int64)
             pdy, pdx = self.pdy.numpy(), self.pdx.numpy()
-            near_weights = np.ascontiguousarray(tiles[:, :, : 3 * len(pdy)].transpose(0, 2, 1), dtype=np.float64)
-            constants = TilePredictor.CONSTANT * tiles[:, :, -1]
+            near_weights = np.ascontiguousarray(tiles[:, :, :, : 3 * len(pdy)].transpose(0, 1, 3, 2), dtype=np.float64)
+            constants = TilePredictor.CONSTANT * tiles[:, :, :, -1]
         scales = np.zeros((b, 3), dtype=np.int64)
         shifts = np.zeros((b, 3), dtype=np.int64)
         for i in range(b):
@@ -209,7 +219,7 @@ class Wavefront:
         positions, starts = line_table(height, width, r)
         decode_plane(planes, positions, starts, width, r, self.dy.numpy(), self.dx.numpy(), *self.compiled(),
                      self.model.components, self.model.residual_context, self.predictor is not None, pdy, pdx,
-                     near_weights, constants, colour, scales, shifts, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
+                     near_weights, constants, colour, thresholds, scales, shifts, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
                      self.tables.half_widths, self.tables.offsets, self.tables.prefix, streams.words, streams.ends,
                      streams.states, streams.ats)
         return (planes[:, :3, r:, r : r + width] + 128).transpose(0, 2, 3, 1).astype(np.uint8)
@@ -251,5 +261,6 @@ def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarra
         values = plane.reshape(-1, 3).astype(np.int64)
         sampled = np.arange(0, len(values), wavefront.sample_every)
         scale, shift = wavefront.adjustment(values[sampled], outputs.take(sampled))
-        total += float(pixel_code_length(values, outputs, tables, scale, shift).sum()) + model.side_bits() + ADJUSTMENT_BITS
+        total += float(pixel_code_length(values, outputs, tables, scale, shift).sum())
+        total += model.side_bits(*plane.shape[:2]) + ADJUSTMENT_BITS
     return total

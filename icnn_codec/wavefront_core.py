@@ -96,7 +96,7 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
 
 @numba.njit(cache=True, nogil=True)
 def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, first, hidden, head, linear, components: int,
-                 residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, scales, shifts,
+                 residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, thresholds, scales, shifts,
                  narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets, prefix, words,
                  ends, states, ats) -> None:
     """Decode one plane of each of B tiles into ``planes`` (B, 3 or 6, H + r, W + 2 r): centred samples
@@ -104,8 +104,9 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     residuals under the tile predictor (or else the linear one). The lines' raster positions are
     ``positions[line_starts[t] : line_starts[t + 1]]``. ``first``, ``head``, ``linear``: (weights
     transposed, bias, scale, lo, hi) of a pointwise layer; ``hidden``: the same stacked, one per
-    layer. With ``tiles``: each tile's predictor's neighbour taps (pdy, pdx), its coefficients on
-    them (B, taps, 3), its constant terms (B, 3) and colour coefficients (B, 3). ``scales``, ``shifts``:
+    layer. With ``tiles``: each tile's predictor's neighbour taps (pdy, pdx), and per class its
+    coefficients on them (B, classes, taps, 3), its constant terms and colour coefficients (B,
+    classes, 3); with two classes, each tile's activity threshold between them (B,). ``scales``, ``shifts``:
     each tile's scale offset and mean shift of each colour (B, 3). The streams as :func:`icnn_codec.mixture_core.pop_colour` reads them."""
     b, k = planes.shape[0], components
     taps = len(dy)
@@ -127,12 +128,21 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
             near = gather(planes[:, :3], ys, xs, pdy, pdx, LATENT_LIMIT)
             for p in range(count):
                 i = p // n
+                cls = 0
+                if near_weights.shape[1] > 1:  # two classes: by the causal activity (TilePredictor.activity)
+                    y, x = ys[p % n] + r, xs[p % n] + r
+                    activity = 0
+                    for c in range(3):
+                        north, west = planes[i, c, y - 1, x], planes[i, c, y, x - 1]
+                        north_west, north_east = planes[i, c, y - 1, x - 1], planes[i, c, y - 1, x + 1]
+                        activity += abs(north - north_west) + abs(west - north_west) + abs(north_east - north)
+                    cls = 1 if activity > thresholds[i] else 0
                 for c in range(3):
                     total = 0.0  # exact: integers far below 2**53
                     for j in range(near.shape[1]):
-                        total += near[p, j] * near_weights[i, j, c]
-                    tile_sum[p, c] = np.int64(total) + constants[i, c]
-                    tile_colour[p, c] = colour[i, c]
+                        total += near[p, j] * near_weights[i, cls, j, c]
+                    tile_sum[p, c] = np.int64(total) + constants[i, cls, c]
+                    tile_colour[p, c] = colour[i, cls, c]
         # the head's outputs as prior parameters (as LocalAR.outputs_of): per component, three means,
         # three log2 scales, three colour coefficients; then the weights' logits
         mu16 = np.empty((count, k, 3), dtype=np.int64)

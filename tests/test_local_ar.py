@@ -126,6 +126,26 @@ def test_images_of_any_size_and_mode_come_back_exactly(ar_model, photo, shape, t
     assert np.array_equal(ic.decompress(data, model=ar_model), image)
 
 
+def test_a_large_plane_has_a_predictor_for_its_calm_pixels_and_one_for_its_busy_ones(ar_model, photo):
+    """From CLASSES_FROM pixels a plane sends two predictors and the median of its pixels' causal
+    activity: each pixel is predicted by its class's; the decoder finds every class from the decoded
+    neighbours as the encoder did. A smaller plane cannot pay for two and sends one."""
+    predictor = ar_model.local_ar.predictor
+    assert predictor.classes(128, 256) == 2 and predictor.classes(128, 255) == 1  # 2**15 pixels
+    image = np.ascontiguousarray(photo[60:252, 100:284])  # 192 x 184: 35,328 pixels, one tile
+    pixels = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float64))
+    fit = predictor.fit(pixels)
+    activity = predictor.activity(pixels - 128)[0]
+    assert fit.coef.shape[1] == 2 and fit.threshold[0] == int(np.floor(np.median(activity.numpy())))
+    labels = predictor.labels(pixels - 128, fit)[0]
+    assert 0.4 < labels.double().mean() < 0.6 and not torch.equal(fit.coef[0, 0], fit.coef[0, 1])
+    data = ic.compress(image, model=ar_model, tile=192)
+    assert ic.tile_kinds(data) == ["model"]
+    assert np.array_equal(ic.decompress(data, model=ar_model), image)
+    assert np.array_equal(ic.decompress(ic.compress(image[:128, :160], model=ar_model, tile=192), model=ar_model),
+                          image[:128, :160])
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (9, 5, 3), (2, 40, 3), (40, 2, 3), (7, 7, 2)])
 def test_tiny_and_thin_tiles_come_back_exactly_from_the_model(ar_model, shape):
     pixels = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
@@ -244,7 +264,7 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
     pixels = (ramp + torch.randint(-3, 4, (1, 3, 9, 9))).clamp(0, 255)  # a smooth image: most samples near their means
     with torch.no_grad():
         mu, log2_s, _ = model.parameters_of(pixels)
-        bits = model.bits(pixels).numpy().ravel() - model.side_bits() / 81  # spread over the pixels there
+        bits = model.bits(pixels).numpy().ravel() - model.side_bits(9, 9) / 81  # spread over the pixels there
     model.freeze()
     outputs = model.exact_outputs(pixels)
     values = pixels[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64)
@@ -261,7 +281,7 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
     flipped = pixels.flip(3)
     exact_flipped = pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
                                       model.exact_outputs(flipped), tables).sum()
-    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + model.side_bits())
+    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + model.side_bits(9, 9))
     noise = np.random.default_rng(3).integers(0, 256, (2, 9, 9, 3), dtype=np.uint8)  # far from the means: values escape
     for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
         model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale
