@@ -153,8 +153,7 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
         outputs = frozen.exact_outputs(crop.permute(2, 0, 1)[None].double())
         side = frozen.side_bits(*crop.shape[:2])  # the tile predictor, and (adapted) the adjustment
         plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
-        sampled = np.arange(0, len(values), coder.sample_every)
-        scale, shift = coder.adjustment(values[sampled], outputs.take(sampled))
+        scale, shift = coder.plane_adjustment(values, outputs)
         adapted += float(pixel_code_length(values, outputs, coder.tables, scale, shift).sum()) + side + ADJUSTMENT_BITS
     return plain / crops.numel(), adapted / crops.numel()
 

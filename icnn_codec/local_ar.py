@@ -289,9 +289,11 @@ class TilePredictor:
         flat = x.reshape(b, 3, h * w).transpose(1, 2)
         nb = self.neighbours(x) if neighbours is None else neighbours
         threshold = torch.zeros(b, dtype=torch.long)
+        labels = torch.zeros(b, h * w, dtype=torch.long)
         if k > 1:
-            threshold = torch.quantile(self.activity(x).double(), 0.5, dim=1).floor().long()
-        labels = self.labels(x, TileFit(torch.zeros(b, k, 1), threshold))
+            activity = self.activity(x)
+            threshold = torch.quantile(activity.double(), 0.5, dim=1).floor().long()
+            labels = (activity > threshold[:, None]).long()  # as :meth:`labels`
         coef = torch.zeros(b, k, 3, self.inputs, dtype=torch.float64)
         # one Gram matrix of [neighbours, red, green, blue, constant] a class: colour c's system is the
         # block of the neighbours, the colours before it and the constant, against colour c
@@ -351,6 +353,11 @@ class TilePredictor:
         return (total + terms) >> (self.FRAC - priors.MU_FRAC)
 
 
+def per_colour(value: np.ndarray | int) -> np.ndarray:
+    """A plane's adjustment (one value for all colours, or one per colour) as (3,) int64."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.int64), (3,)))
+
+
 class ExactOutputs(NamedTuple):
     """A model's exact outputs for n pixels (int64): each component's means before the colour terms
     (mu16 = 16 mu) and log2 scales (ls8 = 8 log2 s), (n, K, 3); its colour coefficients (a 1/64
@@ -371,8 +378,7 @@ class ExactOutputs(NamedTuple):
     def adjusted(self, scale: np.ndarray | int, shift: np.ndarray | int = 0) -> "ExactOutputs":
         """Every component's log2 scales moved by ``scale`` (in 1/8) and its means by ``shift`` (in 1/16):
         one for all colours or one per colour (3,), as a plane's side information sets them."""
-        per_colour = lambda a: np.broadcast_to(np.asarray(a, dtype=np.int64), (3,))[None, None, :]  # noqa: E731
-        return self._replace(ls8=self.ls8 + per_colour(scale), mu16=self.mu16 + per_colour(shift))
+        return self._replace(ls8=self.ls8 + per_colour(scale)[None, None, :], mu16=self.mu16 + per_colour(shift)[None, None, :])
 
     def means(self, centred: np.ndarray, c: int) -> np.ndarray:
         """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import mixture_core, priors
-from .local_ar import ExactOutputs
+from .local_ar import ExactOutputs, per_colour
 from .wavefront_core import code_lengths  # compiled beside the decoder, whose colour means it shares
 
 WEIGHT_BITS = 17  # components' weights are integers below 2**17
@@ -99,6 +99,5 @@ def pixel_code_length(values: np.ndarray, outputs: ExactOutputs, tables: priors.
     own rounding of the counts): each colour in coding order (red, green given red, blue given both),
     its scales and means moved by a plane's adjustment (``scale``, ``shift``: one for all colours or
     one per colour, as :meth:`ExactOutputs.adjusted`)."""
-    per_colour = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.int64), (3,)))  # noqa: E731
     return code_lengths(_int64(values), *ExactOutputs._contiguous(*outputs), per_colour(scale), per_colour(shift),
                         WEIGHT_BITS, tables.half_widths, tables.offsets, tables.prefix)

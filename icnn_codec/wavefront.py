@@ -112,6 +112,12 @@ class Wavefront:
             scale, shift = (o,) * 3, (0, 0, 0)
         return np.array(scale), np.array(shift)
 
+    def plane_adjustment(self, values: np.ndarray, outputs: ExactOutputs) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`adjustment` for a whole plane's pixels (raster order), chosen on every
+        ``sample_every``-th of them."""
+        sampled = np.arange(0, len(values), self.sample_every)
+        return self.adjustment(values[sampled], outputs.take(sampled))
+
     def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
         """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
         Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
@@ -125,8 +131,7 @@ class Wavefront:
         with torch.no_grad():
             outputs = self.model.exact_outputs(pixels, fitted, neighbours)
         values = plane.reshape(-1, 3).astype(np.int64)
-        sampled = np.arange(0, height * width, self.sample_every)
-        scale, shift = self.adjustment(values[sampled], outputs.take(sampled))
+        scale, shift = self.plane_adjustment(values, outputs)
         if fitted is not None:
             for coef in fitted.coef[0].numpy():
                 encoder.push_uniform(coef[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
@@ -259,8 +264,7 @@ def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarra
         with torch.no_grad():
             outputs = model.exact_outputs(pixels)
         values = plane.reshape(-1, 3).astype(np.int64)
-        sampled = np.arange(0, len(values), wavefront.sample_every)
-        scale, shift = wavefront.adjustment(values[sampled], outputs.take(sampled))
+        scale, shift = wavefront.plane_adjustment(values, outputs)
         total += float(pixel_code_length(values, outputs, tables, scale, shift).sum())
         total += model.side_bits(*plane.shape[:2]) + ADJUSTMENT_BITS
     return total
