@@ -380,6 +380,17 @@ class ExactOutputs(NamedTuple):
         one for all colours or one per colour (3,), as a plane's side information sets them."""
         return self._replace(ls8=self.ls8 + per_colour(scale)[None, None, :], mu16=self.mu16 + per_colour(shift)[None, None, :])
 
+    def with_component(self, bias16: np.ndarray, ls8: np.ndarray, logit_offset: int) -> "ExactOutputs":
+        """One more component (:mod:`icnn_codec.adaptive`'s), last: its means the tile predictor's
+        prediction plus ``bias16`` (n, 3; no colour coefficients of its own), its log2 scales ``ls8``
+        (n, 3), its logit the heaviest component's plus ``logit_offset``."""
+        n = len(self.mu16)
+        return ExactOutputs(np.concatenate([self.mu16, (bias16 + 128 * 2**priors.MU_FRAC)[:, None, :]], axis=1),
+                            np.concatenate([self.ls8, ls8[:, None, :]], axis=1),
+                            np.concatenate([self.coef, np.zeros((n, 1, 3), dtype=np.int64)], axis=1),
+                            np.concatenate([self.logits, self.logits.max(1, keepdims=True) + logit_offset], axis=1),
+                            self.tile_sum, self.tile_colour)
+
     def means(self, centred: np.ndarray, c: int) -> np.ndarray:
         """Colour c's means (n, K) given the pixels' earlier colours (centred samples, (n, >= c)): green's
         moves by (a r) >> 2, blue's by (b r + c g) >> 2, on the mean's 1/16 grid (a, b, c on 1/64), and

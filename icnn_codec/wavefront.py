@@ -12,7 +12,9 @@ and pops red, then green, then blue of the line off each tile's stream (:mod:`ic
 2. its adjustment: for red, green and blue a scale offset (a uniform 6-bit symbol: every log2 scale
    of the colour in the plane moves by it, in 1/8), then for each a mean shift (a uniform 4-bit
    symbol: every mean of the colour moves by it, in 1/16);
-3. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
+3. with the tile predictor's residuals as context, the logit offset of :mod:`icnn_codec.adaptive`'s
+   component (a uniform 3-bit symbol), the one component of every pixel that the plane itself trains;
+4. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
    the value of those that fell outside their window.
 
 The encoder collects them in that order and codes them last to first. Nothing a plane's code holds depends on the other planes of
@@ -27,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import priors, rans
+from . import adaptive, priors, rans
 from .backends import IntConv
 from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
 from .mixture import (NARROW_PART, NARROW_SHARE, WEIGHT_BITS, channel_distribution, component_weights, pixel_code_length,
@@ -78,6 +80,8 @@ class Wavefront:
         self.first, self.linear = gathered(model.first), gathered(model.linear)
         self.layers = [layer.kernel() for layer in (*model.hidden, model.head)]
         self.predictor = model.predictor
+        # the adaptive component's contexts are the tile predictor's residuals
+        self.adaptive = self.predictor is not None and model.residual_context
         if self.predictor is not None:  # its taps, as offsets into the decoder's canvas
             kp = self.predictor.kernel
             ptaps = np.flatnonzero(causal_mask(kp).numpy())
@@ -115,13 +119,30 @@ class Wavefront:
     def plane_adjustment(self, values: np.ndarray, outputs: ExactOutputs) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`adjustment` for a whole plane's pixels (raster order), chosen on every
         ``sample_every``-th of them."""
-        sampled = np.arange(0, len(values), self.sample_every)
+        sampled = slice(None, None, self.sample_every)
         return self.adjustment(values[sampled], outputs.take(sampled))
 
-    def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
-        """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
-        Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
-        whole plane and nothing is gained by batches."""
+    def adaptive_offset(self, values: np.ndarray, outputs: ExactOutputs, bias16: np.ndarray, ls8: np.ndarray) -> int:
+        """The logit offset of the adaptive component (:mod:`icnn_codec.adaptive`) for the shortest code
+        of these pixels (their outputs already adjusted): by descent from 8 along ``adaptive.OFFSETS``."""
+        lengths: dict[int, float] = {}
+
+        def length(at: int) -> float:
+            if at not in lengths:
+                offset = adaptive.OFFSETS[at]
+                lengths[at] = float(pixel_code_length(values, outputs.with_component(bias16, ls8, offset), self.tables).sum())
+            return lengths[at]
+
+        best = adaptive.OFFSETS.index(8)
+        for step in (-1, 1):
+            while 0 <= best + step < len(adaptive.OFFSETS) and length(best + step) < length(best):
+                best += step
+        return adaptive.OFFSETS[best]
+
+    def plane_code(self, plane: np.ndarray) -> tuple[np.ndarray, ExactOutputs, list[tuple[np.ndarray, int]]]:
+        """What the encoder codes of a uint8 plane (H, W, 3): its pixels (n, 3) in raster order, the
+        outputs each is coded under (adjusted, with the adaptive component where the model has it),
+        and its side information as (symbols, bits) pairs in the order the decoder pops them."""
         height, width, _ = plane.shape
         pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
         fitted = neighbours = None
@@ -132,16 +153,36 @@ class Wavefront:
             outputs = self.model.exact_outputs(pixels, fitted, neighbours)
         values = plane.reshape(-1, 3).astype(np.int64)
         scale, shift = self.plane_adjustment(values, outputs)
+        side = []
         if fitted is not None:
             for coef in fitted.coef[0].numpy():
-                encoder.push_uniform(coef[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS)
+                side.append((coef[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS))
             if len(fitted.coef[0]) > 1:
-                encoder.push_uniform(fitted.threshold.numpy(), TilePredictor.THRESHOLD_BITS)
-        encoder.push_uniform(scale - OFFSETS.start, OFFSET_BITS)
-        encoder.push_uniform(shift - SHIFTS.start, SHIFT_BITS)
+                side.append((fitted.threshold.numpy(), TilePredictor.THRESHOLD_BITS))
+        side += [(scale - OFFSETS.start, OFFSET_BITS), (shift - SHIFTS.start, SHIFT_BITS)]
+        outputs = outputs.adjusted(scale, shift)
+        if self.adaptive:
+            centred = values - 128
+            tile16 = np.stack([outputs.tile16(centred, c) for c in range(3)], axis=1)
+            bias16, ls8 = adaptive.plane_columns(centred, tile16, *line_table(height, width, self.r), width,
+                                                 adaptive.THRESHOLDS)
+            sampled = slice(None, None, self.sample_every)
+            offset = self.adaptive_offset(values[sampled], outputs.take(sampled), bias16[sampled], ls8[sampled])
+            outputs = outputs.with_component(bias16, ls8, offset)
+            side.append((np.array([adaptive.OFFSETS.index(offset)]), adaptive.OFFSET_BITS))
+        return values, outputs, side
+
+    def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
+        """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
+        Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
+        whole plane and nothing is gained by batches."""
+        height, width, _ = plane.shape
+        values, outputs, side = self.plane_code(plane)
+        for symbols, bits in side:
+            encoder.push_uniform(symbols, bits)
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)
-        values, outputs = values[order], outputs.take(order).adjusted(scale, shift)
+        values, outputs = values[order], outputs.take(order)
         sizes = np.array([len(line) for line in line_list])
         ends = np.cumsum(sizes)
         # the distributions of many lines at once (the encoder knows every pixel); a chunk's lines
@@ -218,13 +259,16 @@ class Wavefront:
             constants = TilePredictor.CONSTANT * tiles[:, :, :, -1]
         scales = np.zeros((b, 3), dtype=np.int64)
         shifts = np.zeros((b, 3), dtype=np.int64)
+        adaptive_offsets = np.zeros(b if self.adaptive else 0, dtype=np.int64)
         for i in range(b):
             scales[i] = streams.pop_uniform(i, 3, OFFSET_BITS) + OFFSETS.start
             shifts[i] = streams.pop_uniform(i, 3, SHIFT_BITS) + SHIFTS.start
+            if self.adaptive:
+                adaptive_offsets[i] = adaptive.OFFSETS[int(streams.pop_uniform(i, 1, adaptive.OFFSET_BITS)[0])]
         positions, starts = line_table(height, width, r)
         decode_plane(planes, positions, starts, width, r, self.dy.numpy(), self.dx.numpy(), *self.compiled(),
                      self.model.components, self.model.residual_context, self.predictor is not None, pdy, pdx,
-                     near_weights, constants, colour, thresholds, scales, shifts, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
+                     near_weights, constants, colour, thresholds, scales, shifts, adaptive_offsets, NARROW_PART, NARROW_SHARE, WEIGHT_BITS,
                      self.tables.half_widths, self.tables.offsets, self.tables.prefix, streams.words, streams.ends,
                      streams.states, streams.ats)
         return (planes[:, :3, r:, r : r + width] + 128).transpose(0, 2, 3, 1).astype(np.uint8)
@@ -255,16 +299,11 @@ def line_table(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndar
 
 
 def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarray) -> float:
-    """Bits the coder would spend on uint8 planes (B, H, W, 3) with the adjustments the encoder chooses,
-    side information included (up to the ANS coder's own rounding)."""
+    """Bits the coder would spend on uint8 planes (B, H, W, 3) with the side information the encoder
+    chooses (up to the ANS coder's own rounding)."""
     wavefront = Wavefront(model, tables)
     total = 0.0
     for plane in planes:
-        pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
-        with torch.no_grad():
-            outputs = model.exact_outputs(pixels)
-        values = plane.reshape(-1, 3).astype(np.int64)
-        scale, shift = wavefront.plane_adjustment(values, outputs)
-        total += float(pixel_code_length(values, outputs, tables, scale, shift).sum())
-        total += model.side_bits(*plane.shape[:2]) + ADJUSTMENT_BITS
+        values, outputs, side = wavefront.plane_code(plane)
+        total += float(pixel_code_length(values, outputs, tables).sum()) + sum(len(s) * bits for s, bits in side)
     return total

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import mixture_core, priors
+from . import adaptive, mixture_core, priors
 from .backends import LATENT_LIMIT
 from .pointwise import layer, gather
 
@@ -97,8 +97,8 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
 @numba.njit(cache=True, nogil=True)
 def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, first, hidden, head, linear, components: int,
                  residual_context: bool, tiles: bool, pdy, pdx, near_weights, constants, colour, thresholds, scales, shifts,
-                 narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets, prefix, words,
-                 ends, states, ats) -> None:
+                 adaptive_offsets, narrow_part: int, narrow_share: float, weight_bits: int, half_widths, table_offsets,
+                 prefix, words, ends, states, ats) -> None:
     """Decode one plane of each of B tiles into ``planes`` (B, 3 or 6, H + r, W + 2 r): centred samples
     with r columns of zeros either side and r rows above, then (with ``residual_context``) their
     residuals under the tile predictor (or else the linear one). The lines' raster positions are
@@ -107,9 +107,16 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     layer. With ``tiles``: each tile's predictor's neighbour taps (pdy, pdx), and per class its
     coefficients on them (B, classes, taps, 3), its constant terms and colour coefficients (B,
     classes, 3); with two classes, each tile's activity threshold between them (B,). ``scales``, ``shifts``:
-    each tile's scale offset and mean shift of each colour (B, 3). The streams as :func:`icnn_codec.mixture_core.pop_colour` reads them."""
+    each tile's scale offset and mean shift of each colour (B, 3). ``adaptive_offsets``: each tile's
+    logit offset of :mod:`icnn_codec.adaptive`'s component (B,), or an empty array for a model without
+    one (it needs the tile predictor's residuals). The streams as
+    :func:`icnn_codec.mixture_core.pop_colour` reads them."""
     b, k = planes.shape[0], components
     taps = len(dy)
+    with_adaptive = len(adaptive_offsets) > 0
+    kk = k + 1 if with_adaptive else k  # the adaptive component is the last
+    stats = adaptive.new_statistics(b)
+    thresholds_ls = adaptive.THRESHOLDS
     for t in range(len(line_starts) - 1):
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
@@ -145,10 +152,10 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                     tile_colour[p, c] = colour[i, cls, c]
         # the head's outputs as prior parameters (as LocalAR.outputs_of): per component, three means,
         # three log2 scales, three colour coefficients; then the weights' logits
-        mu16 = np.empty((count, k, 3), dtype=np.int64)
-        ls8 = np.empty((3, count, k), dtype=np.int64)  # a colour's scales contiguous
-        coef = np.empty((count, k, 3), dtype=np.int64)
-        logits = np.zeros((count, k), dtype=np.int64)
+        mu16 = np.empty((count, kk, 3), dtype=np.int64)
+        ls8 = np.empty((3, count, kk), dtype=np.int64)  # a colour's scales contiguous
+        coef = np.zeros((count, kk, 3), dtype=np.int64)
+        logits = np.zeros((count, kk), dtype=np.int64)
         for p in range(count):
             for j in range(k):
                 for c in range(3):
@@ -157,10 +164,20 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                     coef[p, j, c] = out[p, 9 * j + 6 + c]
                 if k > 1:
                     logits[p, j] = out[p, 9 * k + j]
+            if with_adaptive:
+                logits[p, k] = logits[p, :k].max() + adaptive_offsets[p // n]
         weights = mixture_core.component_weights(logits)
         centred = np.zeros((count, 3), dtype=np.int64)
         sizes = np.full(b, n)
+        contexts = np.zeros(count, dtype=np.int64)
         for c in range(3):
+            if with_adaptive:  # from the statistics as the lines before left them
+                for p in range(count):
+                    i = p // n
+                    q = adaptive.context(planes[i, 3 + c], ys[p % n] + r, xs[p % n] + r)
+                    contexts[p] = q
+                    mu16[p, k, c] = _CENTRE16 + adaptive.bias16(stats[i, c], q)
+                    ls8[c, p, k] = adaptive.log2_scale8(stats[i, c], q, thresholds_ls)
             means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred)
             values, weights = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part,
                                                       narrow_share, weight_bits, half_widths, table_offsets, prefix,
@@ -172,3 +189,5 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                 if residual_context:  # under the tile predictor, or else the linear one
                     predicted16 = tile_prediction16(p, c, tile_sum, tile_colour, centred) if tiles else lin[p, c]
                     planes[i, 3 + c, y, x] = centred[p, c] - (predicted16 >> priors.MU_FRAC)
+                    if with_adaptive:
+                        adaptive.update(stats[i, c], contexts[p], 16 * centred[p, c] - predicted16)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec import payload, rans
+from icnn_codec import adaptive, payload, rans
 from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import ExactOutputs, LocalAR
 from icnn_codec.mixture import channel_distribution, pixel_code_length, posterior_weights
@@ -281,7 +281,7 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
     flipped = pixels.flip(3)
     exact_flipped = pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
                                       model.exact_outputs(flipped), tables).sum()
-    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + model.side_bits(9, 9))
+    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + adaptive.OFFSET_BITS + model.side_bits(9, 9))
     noise = np.random.default_rng(3).integers(0, 256, (2, 9, 9, 3), dtype=np.uint8)  # far from the means: values escape
     for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
         model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale

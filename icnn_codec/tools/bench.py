@@ -209,7 +209,7 @@ def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
     """The model's own -log2 p summed over images, untiled, of the planes the codec gives the model (a
     grey image's plane packs three neighbours per position). A flow's: its float training path on
     each plane, padding included, plus the exact code length of its strips. A local AR's: the exact
-    code length of each plane whole, its tile predictor and scale offset included.
+    code length of each plane whole, its side information and adaptive component included.
 
     Same-size images share batches. With a colour stage each plane counts in the colour mode the codec
     would choose (the shorter, plus the bit that names it). Divided by the real pixel count this is the
