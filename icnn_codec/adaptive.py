@@ -85,14 +85,17 @@ def context(residuals, y: int, x: int) -> int:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def log2_scale8(stats, q: int, thresholds) -> int:
-    """The component's log2 scale on the 1/8 grid from a context's statistics (3,)."""
+    """The component's log2 scale on the 1/8 grid from a context's statistics (3,): LS_LOW plus how
+    many of thresholds[1:] the scale on a 2**-16 grid reaches (by bisection)."""
     s_fixed = stats[q, 1] * SCALE_NUMERATOR // stats[q, 2]
-    ls8 = LS_LOW
-    for j in range(1, len(thresholds)):
-        if thresholds[j] > s_fixed:
-            break
-        ls8 = LS_LOW + j
-    return ls8
+    lo, hi = 1, len(thresholds)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if thresholds[mid] <= s_fixed:
+            lo = mid + 1
+        else:
+            hi = mid
+    return LS_LOW + lo - 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
