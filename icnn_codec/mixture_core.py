@@ -153,17 +153,41 @@ def _before(i: int, j: int, width: int, outside: bool, low, weights, components,
 
 @numba.njit(cache=True, nogil=True)
 def _find(slot: int, i: int, width: int, outside: bool, low, weights, components, prefix, masses) -> tuple[int, int, int]:
-    """The symbol whose frequencies hold ``slot``, with its start and frequency, by bisection."""
+    """The symbol whose frequencies hold ``slot``, with its start and frequency. A window's values
+    cluster at its centre (the main logistic's mean), so its search starts there and gallops out,
+    then bisects; the values outside are bisected. Each probe is a whole mixture sum, so the symbol's
+    end is kept from the probe that found it rather than summed again."""
     lo, hi = 0, 256 - width if outside else width + 1
-    start = 0
+    start, end = 0, rans.TOTAL  # the cumulative frequencies before lo and before hi
+    if not outside:
+        probe, step = (width - 1) >> 1, 1
+        q = _before(i, probe, width, outside, low, weights, components, prefix, masses)
+        if q <= slot:
+            lo, start = probe, q
+            while lo + step < hi:
+                q = _before(i, lo + step, width, outside, low, weights, components, prefix, masses)
+                if q > slot:
+                    hi, end = lo + step, q
+                    break
+                lo, start = lo + step, q
+                step *= 2
+        else:
+            hi, end = probe, q
+            while hi - step > lo:
+                q = _before(i, hi - step, width, outside, low, weights, components, prefix, masses)
+                if q <= slot:
+                    lo, start = hi - step, q
+                    break
+                hi, end = hi - step, q
+                step *= 2
     while hi - lo > 1:
         mid = (lo + hi) >> 1
         q = _before(i, mid, width, outside, low, weights, components, prefix, masses)
         if q <= slot:
             lo, start = mid, q
         else:
-            hi = mid
-    return lo, start, _before(i, lo + 1, width, outside, low, weights, components, prefix, masses) - start
+            hi, end = mid, q
+    return lo, start, end - start
 
 
 @numba.njit(cache=True, nogil=True)
