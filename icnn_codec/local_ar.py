@@ -216,10 +216,12 @@ class LocalAR(nn.Module):
 class TileFit(NamedTuple):
     """A plane's tile predictor as the encoder fits and sends it: its coefficients (B, classes, 3,
     inputs) int64 and each plane's activity threshold between its two classes (B,) int64 (0 with
-    one class)."""
+    one class); and, where the fit found them, each pixel's class (B, HW), which
+    :meth:`TilePredictor.labels` would find again."""
 
     coef: torch.Tensor
     threshold: torch.Tensor
+    labels: torch.Tensor | None = None
 
 
 class TilePredictor:
@@ -275,6 +277,8 @@ class TilePredictor:
     @staticmethod
     def labels(centred: torch.Tensor, fit: TileFit) -> torch.Tensor:
         """Each pixel's class (B, HW) int64: 1 where its activity is above its plane's threshold."""
+        if fit.labels is not None:
+            return fit.labels
         if fit.coef.shape[1] == 1:
             return torch.zeros(centred.shape[0], centred.shape[2] * centred.shape[3], dtype=torch.long)
         return (TilePredictor.activity(centred) > fit.threshold[:, None]).long()
@@ -306,7 +310,7 @@ class TilePredictor:
                 solved = torch.linalg.solve(gram[:, rows][:, :, rows], gram[:, rows, n + c : n + c + 1])[:, :, 0]
                 coef[:, j, c, : n + c] = solved[:, :-1]
                 coef[:, j, c, -1] = solved[:, -1]
-        return TileFit(torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long(), threshold)
+        return TileFit(torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long(), threshold, labels)
 
     def sums(self, pixels: torch.Tensor, fit: TileFit, labels: torch.Tensor,
              neighbours: torch.Tensor | None = None) -> torch.Tensor:
