@@ -84,14 +84,14 @@ def context(residuals, y: int, x: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def log2_scale8(stats, q: int, thresholds) -> int:
+def log2_scale8(stats, q: int) -> int:
     """The component's log2 scale on the 1/8 grid from a context's statistics (3,): LS_LOW plus how
-    many of thresholds[1:] the scale on a 2**-16 grid reaches (by bisection)."""
+    many of THRESHOLDS[1:] the scale on a 2**-16 grid reaches (by bisection)."""
     s_fixed = stats[q, 1] * SCALE_NUMERATOR // stats[q, 2]
-    lo, hi = 1, len(thresholds)
+    lo, hi = 1, len(THRESHOLDS)
     while lo < hi:
         mid = (lo + hi) >> 1
-        if thresholds[mid] <= s_fixed:
+        if THRESHOLDS[mid] <= s_fixed:
             lo = mid + 1
         else:
             hi = mid
@@ -118,7 +118,7 @@ def update(stats, q: int, e16: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def plane_columns(centred, tile16, positions, line_starts, width: int, thresholds):
+def plane_columns(centred, tile16, positions, line_starts, width: int):
     """The encoder's pass over a whole plane: the component's mean offset (bias, on the 1/16 grid)
     and log2 scale of every pixel and colour, (n, 3) each in raster order, as the decoder will find
     them line by line. ``centred``: the samples - 128 (n, 3); ``tile16``: the tile predictor's
@@ -141,7 +141,7 @@ def plane_columns(centred, tile16, positions, line_starts, width: int, threshold
                 q = context(residuals[c], p // width + 1, p % width + 1)
                 qs[j] = q
                 bias[p, c] = bias16(stats[c], q)
-                ls8[p, c] = log2_scale8(stats[c], q, thresholds)
+                ls8[p, c] = log2_scale8(stats[c], q)
             for j in range(len(line)):
                 p = line[j]
                 update(stats[c], qs[j], 16 * centred[p, c] - tile16[p, c])

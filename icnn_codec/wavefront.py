@@ -67,6 +67,7 @@ class Wavefront:
 
     def __init__(self, model: LocalAR, tables: priors.LogisticTables, sample_every: int = SAMPLE_EVERY) -> None:
         self.model, self.tables, self.sample_every = model, tables, sample_every
+        self.sample = slice(None, None, sample_every)  # the pixels a plane's side choices are made on
         k = model.kernel
         self.r = k // 2
         taps = torch.from_numpy(np.flatnonzero(causal_mask(k).numpy()))
@@ -119,8 +120,7 @@ class Wavefront:
     def plane_adjustment(self, values: np.ndarray, outputs: ExactOutputs) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`adjustment` for a whole plane's pixels (raster order), chosen on every
         ``sample_every``-th of them."""
-        sampled = slice(None, None, self.sample_every)
-        return self.adjustment(values[sampled], outputs.take(sampled))
+        return self.adjustment(values[self.sample], outputs.take(self.sample))
 
     def adaptive_offset(self, values: np.ndarray, outputs: ExactOutputs, bias16: np.ndarray, ls8: np.ndarray) -> int:
         """The logit offset of the adaptive component (:mod:`icnn_codec.adaptive`) for the shortest code
@@ -164,10 +164,9 @@ class Wavefront:
         if self.adaptive:
             centred = values - 128
             tile16 = np.stack([outputs.tile16(centred, c) for c in range(3)], axis=1)
-            bias16, ls8 = adaptive.plane_columns(centred, tile16, *line_table(height, width, self.r), width,
-                                                 adaptive.THRESHOLDS)
-            sampled = slice(None, None, self.sample_every)
-            offset = self.adaptive_offset(values[sampled], outputs.take(sampled), bias16[sampled], ls8[sampled])
+            bias16, ls8 = adaptive.plane_columns(centred, tile16, *line_table(height, width, self.r), width)
+            s = self.sample
+            offset = self.adaptive_offset(values[s], outputs.take(s), bias16[s], ls8[s])
             outputs = outputs.with_component(bias16, ls8, offset)
             side.append((np.array([adaptive.OFFSETS.index(offset)]), adaptive.OFFSET_BITS))
         return values, outputs, side

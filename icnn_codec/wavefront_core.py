@@ -116,7 +116,6 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     with_adaptive = len(adaptive_offsets) > 0
     kk = k + 1 if with_adaptive else k  # the adaptive component is the last
     stats = adaptive.new_statistics(b)
-    thresholds_ls = adaptive.THRESHOLDS
     for t in range(len(line_starts) - 1):
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
@@ -177,7 +176,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                     q = adaptive.context(planes[i, 3 + c], ys[p % n] + r, xs[p % n] + r)
                     contexts[p] = q
                     mu16[p, k, c] = _CENTRE16 + adaptive.bias16(stats[i, c], q)
-                    ls8[c, p, k] = adaptive.log2_scale8(stats[i, c], q, thresholds_ls)
+                    ls8[c, p, k] = adaptive.log2_scale8(stats[i, c], q)
             means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred)
             values, weights = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part,
                                                       narrow_share, weight_bits, half_widths, table_offsets, prefix,

@@ -32,7 +32,7 @@ def test_a_contexts_component_has_the_mean_absolute_error_of_the_errors_it_saw(s
     e16 = round(16 * size)
     stats = fed([e16, -e16] * 1000)
     expected = 8 * math.log2(max(size / (2 * math.log(2)), 2.0**-3))
-    assert abs(adaptive.log2_scale8(stats, 0, adaptive.THRESHOLDS) - expected) <= 0.5 + 1e-9 + 8 * math.log2(1 + 1 / (2 * e16))
+    assert abs(adaptive.log2_scale8(stats, 0) - expected) <= 0.5 + 1e-9 + 8 * math.log2(1 + 1 / (2 * e16))
     assert adaptive.bias16(stats, 0) == 0
     assert adaptive.bias16(fed([e16] * 2000), 0) == e16
 
@@ -40,13 +40,13 @@ def test_a_contexts_component_has_the_mean_absolute_error_of_the_errors_it_saw(s
 def test_the_statistics_follow_the_plane_forgetting_what_it_left_behind():
     calm_then_busy = fed([16, -16] * 500 + [320, -320] * 300)
     assert calm_then_busy[0, 2] < adaptive.HALVE_AFTER
-    assert adaptive.log2_scale8(calm_then_busy, 0, adaptive.THRESHOLDS) >= 8 * math.log2(20 / (2 * math.log(2))) - 2
+    assert adaptive.log2_scale8(calm_then_busy, 0) >= 8 * math.log2(20 / (2 * math.log(2))) - 2
 
 
 def test_a_fresh_context_is_wide_and_unbiased():
     stats = adaptive.new_statistics(1)[0, 0]
     assert adaptive.bias16(stats, 0) == 0
-    assert adaptive.log2_scale8(stats, 0, adaptive.THRESHOLDS) >= 8 * math.log2(10)
+    assert adaptive.log2_scale8(stats, 0) >= 8 * math.log2(10)
 
 
 def test_the_context_is_how_busy_the_decoded_neighbours_residuals_are():
