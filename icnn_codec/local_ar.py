@@ -241,6 +241,9 @@ class TilePredictor:
     CLASSES = 2
     CLASSES_FROM = 2**15  # pixels in a plane
     THRESHOLD_BITS = 13  # an activity is at most 3 colours x 3 differences x 510 < 2**13
+    ROBUST_STEPS = 8
+    ROBUST_SAMPLE = 3
+    ROBUST_FLOOR = 0.5
 
     def __init__(self, kernel: int) -> None:
         self.kernel = kernel
@@ -284,8 +287,12 @@ class TilePredictor:
         return (TilePredictor.activity(centred) > fit.threshold[:, None]).long()
 
     def fit(self, pixels: torch.Tensor, neighbours: torch.Tensor | None = None, ridge: float = 1.0) -> TileFit:
-        """Each tile's predictors by ridge-regularised least squares, their coefficients rounded onto the
-        grid (colour c's unused colour slots zero), the threshold the median activity. ``neighbours``:
+        """Each tile's predictors, their coefficients rounded onto the grid (colour c's unused colour
+        slots zero), the threshold the median activity. Least squares first, then ROBUST_STEPS of
+        iteratively reweighted least squares towards least absolute errors (weights 1 / max(|e|,
+        ROBUST_FLOOR)) on the pixels of every ROBUST_SAMPLE-th diagonal: squares let a tile's few edges
+        pull the predictor off its many calm pixels, where a sample costs a bit or two and a small bias costs
+        much (what a logistic's code length punishes is nearer the absolute error). ``neighbours``:
         :meth:`neighbours` of the centred pixels, if the caller has them."""
         x = pixels.double() - 128
         b, _, h, w = x.shape
@@ -310,7 +317,30 @@ class TilePredictor:
                 solved = torch.linalg.solve(gram[:, rows][:, :, rows], gram[:, rows, n + c : n + c + 1])[:, :, 0]
                 coef[:, j, c, : n + c] = solved[:, :-1]
                 coef[:, j, c, -1] = solved[:, -1]
+        if self.ROBUST_STEPS:
+            self._refine(coef, a, flat, labels, (h, w), ridge)
         return TileFit(torch.round(coef * 2**self.FRAC).clamp(-self.LIMIT, self.LIMIT).long(), threshold, labels)
+
+    def _refine(self, coef: torch.Tensor, a: torch.Tensor, flat: torch.Tensor, labels: torch.Tensor,
+                shape: tuple[int, int], ridge: float) -> None:
+        """:meth:`fit`'s reweighting, in place on the float coefficients (B, classes, 3, inputs), on the
+        pixels of every ROBUST_SAMPLE-th diagonal (odd: a sample of every row, column and 2x2 phase,
+        such as a camera mosaic's, for any width)."""
+        (h, w), n = shape, a.shape[2] - 4
+        sample = torch.nonzero((torch.arange(h)[:, None] + torch.arange(w)[None]).flatten() % self.ROBUST_SAMPLE == 0)[:, 0]
+        for i in range(len(coef)):
+            for j in range(coef.shape[1]):
+                members = sample[labels[i, sample] == j]
+                for c in range(3):
+                    rows = torch.tensor([*range(n + c), n + 3])
+                    inputs, target = a[i, members][:, rows], flat[i, members, c]
+                    solved = torch.cat([coef[i, j, c, : n + c], coef[i, j, c, -1:]])
+                    for _ in range(self.ROBUST_STEPS):
+                        weighted = inputs / (target - inputs @ solved).abs().clamp(min=self.ROBUST_FLOOR)[:, None]
+                        solved = torch.linalg.solve(weighted.T @ inputs + ridge * torch.eye(len(rows), dtype=a.dtype),
+                                                    weighted.T @ target)
+                    coef[i, j, c, : n + c] = solved[:-1]
+                    coef[i, j, c, -1] = solved[-1]
 
     def sums(self, pixels: torch.Tensor, fit: TileFit, labels: torch.Tensor,
              neighbours: torch.Tensor | None = None) -> torch.Tensor:

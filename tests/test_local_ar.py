@@ -146,6 +146,32 @@ def test_a_large_plane_has_a_predictor_for_its_calm_pixels_and_one_for_its_busy_
                           image[:128, :160])
 
 
+def test_the_tile_predictor_fits_the_many_calm_pixels_not_the_few_outliers(ar_model, photo):
+    """Green is red plus 3 on every pixel of this plane but one in fifty, where it is far off: least
+    squares would bend the predictor towards those; the fit reweights them away and finds green's
+    coefficient on red and its constant nearly exact, so the calm pixels' residuals are about zero."""
+    predictor = ar_model.local_ar.predictor
+    red = photo[100:164, 200:264, 0].astype(np.int64)
+    green = red + 3
+    outliers = np.random.default_rng(5).random(red.shape) < 0.02
+    green[outliers] = np.where(red[outliers] < 128, 255, 0)
+    image = np.dstack([red, np.clip(green, 0, 255), photo[100:164, 200:264, 2]]).astype(np.uint8)
+    pixels = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float64))
+    fit = predictor.fit(pixels)
+    labels = predictor.labels(pixels - 128, fit)
+    residual = image[:, :, 1].astype(np.int64) - 128 - predictor.predict16(pixels, fit, labels)[0, 1].numpy() / 16
+    calm = ~outliers
+    calm[:3], calm[:, :3] = False, False  # neighbours outside the tile count as zero
+    assert abs(np.median(residual[calm])) < 0.25 and np.mean(np.abs(residual[calm]) < 1) > 0.9
+    predictor.ROBUST_STEPS = 0
+    try:
+        squares = predictor.fit(pixels)
+    finally:
+        del predictor.ROBUST_STEPS
+    plain = image[:, :, 1].astype(np.int64) - 128 - predictor.predict16(pixels, squares, labels)[0, 1].numpy() / 16
+    assert np.mean(np.abs(plain[calm])) > 2 * np.mean(np.abs(residual[calm]))
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (9, 5, 3), (2, 40, 3), (40, 2, 3), (7, 7, 2)])
 def test_tiny_and_thin_tiles_come_back_exactly_from_the_model(ar_model, shape):
     pixels = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
