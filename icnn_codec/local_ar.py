@@ -202,8 +202,9 @@ class LocalAR(nn.Module):
         per = head[:, : 9 * k].reshape(-1, k, 9)
         logits = head[:, 9 * k :] if k > 1 else np.zeros((len(head), 1), dtype=np.int64)
         none = np.zeros((len(head), 3), dtype=np.int64)
-        return ExactOutputs(linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits,
-                            none if tile_sum is None else tile_sum, none if tile_colour is None else tile_colour)
+        return ExactOutputs(*ExactOutputs._contiguous(
+            linear[:, None] + per[:, :, 0:3] + 128 * 2**priors.MU_FRAC, per[:, :, 3:6], per[:, :, 6:9], logits,
+            none if tile_sum is None else tile_sum, none if tile_colour is None else tile_colour))
 
     def mac_per_pixel(self) -> int:
         width, taps = self.first.conv.out_channels, int(self.first.mask.sum())
@@ -241,7 +242,7 @@ class TilePredictor:
     CLASSES = 2
     CLASSES_FROM = 2**15  # pixels in a plane
     THRESHOLD_BITS = 13  # an activity is at most 3 colours x 3 differences x 510 < 2**13
-    ROBUST_STEPS = 8
+    ROBUST_STEPS = 4
     ROBUST_SAMPLE = 3
     ROBUST_FLOOR = 0.5
 
@@ -407,7 +408,7 @@ class ExactOutputs(NamedTuple):
     tile_colour: np.ndarray
 
     def take(self, index: np.ndarray) -> "ExactOutputs":
-        return ExactOutputs(*(t[index] for t in self))
+        return ExactOutputs(*self._contiguous(*(t[index] for t in self)))
 
     def adjusted(self, scale: np.ndarray | int, shift: np.ndarray | int = 0) -> "ExactOutputs":
         """Every component's log2 scales moved by ``scale`` (in 1/8) and its means by ``shift`` (in 1/16):
