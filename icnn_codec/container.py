@@ -48,7 +48,7 @@ import numpy as np
 from .errors import DecodeError, OptionError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 10  # the version written, and the only one read (pre-1.0 policy)
+FORMAT_VERSION = 11  # the version written, and the only one read (pre-1.0 policy)
 MODES = ("L", "LA", "RGB", "RGBA", "L16", "LA16", "RGB16", "RGBA16")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "L16": 1, "LA16": 2, "RGB16": 3, "RGBA16": 4}
 MAX_SIDE = 2**20

@@ -252,12 +252,12 @@ def colour_symbols(values, weights, components, low, reach, prefix):
 
 
 @numba.njit(cache=True, nogil=True)
-def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float, weight_bits: int, half_widths,
-               offsets, prefix, words, ends, states, ats):
+def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float, half_widths, offsets, prefix, words,
+               ends, states, ats):
     """Decode one colour of a line: group g (sizes[g] samples, a tile's) off stream g, which ends at
     words[ends[g]], its decoder at states[g] with its next word at[g]. For each group, the window
-    symbol of every sample, then the values of those outside their windows. The values (n,) and the
-    components' weights after them."""
+    symbol of every sample, then the values of those outside their windows. The values (n,) and each
+    component's count of them (n, K)."""
     components = rows(means, ls8, half_widths, offsets, prefix)
     low, reach = windows(weights, components, sizes, narrow_part, narrow_share)
     n = means.shape[0]
@@ -277,5 +277,4 @@ def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float
                 rans.advance(words, end, state, next_word, start, freq)
                 values[i] = (s if s < low[i] else s + width) if outside else low[i] + s
         first += sizes[g]
-    counts = value_counts_of(values, components, prefix)
-    return values, posterior(weights, counts, weight_bits)
+    return values, value_counts_of(values, components, prefix)

@@ -24,19 +24,19 @@ plane's window is its own.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
-from . import adaptive, priors, rans
+from . import adaptive, priors, rans, repeat
 from .backends import IntConv
 from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
 from .mixture import (NARROW_PART, NARROW_SHARE, WEIGHT_BITS, channel_distribution, component_weights, pixel_code_length,
                       posterior_weights)
 from .pointwise import PointwiseLayer
 from .quant import QConv2d
-from .wavefront_core import decode_plane
+from .wavefront_core import decode_plane, plane_code_lengths
 
 OFFSET_BITS = 6
 OFFSETS = range(-16, -16 + 2**OFFSET_BITS)  # a colour's shift of every log2 scale of a plane, in 1/8
@@ -49,6 +49,20 @@ ADJUSTMENT_BITS = 3 * (OFFSET_BITS + SHIFT_BITS)
 SAMPLE_EVERY = 17
 ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
 COEFFICIENT_BITS = TilePredictor.BITS  # a coefficient c is sent as c + LIMIT, one of 2**16 symbols
+
+
+class PlaneCode(NamedTuple):
+    """What the encoder codes of a plane: its pixels (n, 3) in raster order; the outputs each is coded
+    under (adjusted, with the adaptive component where the model has it); its side information as
+    (symbols, bits) pairs in the order the decoder pops them; the repeat component's means (1/16
+    grid) and weights (n, 3; red's zero, :mod:`icnn_codec.repeat`); and each sample's bits (n, 3)."""
+
+    values: np.ndarray
+    outputs: ExactOutputs
+    side: list[tuple[np.ndarray, int]]
+    repeat16: np.ndarray
+    repeat_weight: np.ndarray
+    bits: np.ndarray
 
 
 @lru_cache(maxsize=32)
@@ -139,10 +153,9 @@ class Wavefront:
                 best += step
         return adaptive.OFFSETS[best]
 
-    def plane_code(self, plane: np.ndarray) -> tuple[np.ndarray, ExactOutputs, list[tuple[np.ndarray, int]]]:
-        """What the encoder codes of a uint8 plane (H, W, 3): its pixels (n, 3) in raster order, the
-        outputs each is coded under (adjusted, with the adaptive component where the model has it),
-        and its side information as (symbols, bits) pairs in the order the decoder pops them."""
+    def plane_code(self, plane: np.ndarray, with_bits: bool = True) -> PlaneCode:
+        """What the encoder codes of a uint8 plane (H, W, 3) (:class:`PlaneCode`; its bits zero unless
+        ``with_bits``)."""
         height, width, _ = plane.shape
         pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
         fitted = neighbours = None
@@ -169,19 +182,23 @@ class Wavefront:
             offset = self.adaptive_offset(values[s], outputs.take(s), bias16[s], ls8[s])
             outputs = outputs.with_component(bias16, ls8, offset)
             side.append((np.array([adaptive.OFFSETS.index(offset)]), adaptive.OFFSET_BITS))
-        return values, outputs, side
+        bits, repeat16, repeat_weight = plane_code_lengths(values, *outputs, *line_table(height, width, self.r), width,
+                                                           WEIGHT_BITS, self.tables.half_widths, self.tables.offsets,
+                                                           self.tables.prefix, with_bits)
+        return PlaneCode(values, outputs, side, repeat16, repeat_weight, bits)
 
     def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
         """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
         Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
         whole plane and nothing is gained by batches."""
         height, width, _ = plane.shape
-        values, outputs, side = self.plane_code(plane)
-        for symbols, bits in side:
+        code = self.plane_code(plane, with_bits=False)
+        for symbols, bits in code.side:
             encoder.push_uniform(symbols, bits)
         line_list = lines(height, width, self.r)
         order = np.concatenate(line_list)
-        values, outputs = values[order], outputs.take(order)
+        values, outputs = code.values[order], code.outputs.take(order)
+        repeat16, repeat_weight = code.repeat16[order], code.repeat_weight[order]
         sizes = np.array([len(line) for line in line_list])
         ends = np.cumsum(sizes)
         # the distributions of many lines at once (the encoder knows every pixel); a chunk's lines
@@ -195,14 +212,19 @@ class Wavefront:
             line_of = np.repeat(np.arange(len(own_sizes)), own_sizes)
             weights, keys, starts, freqs = component_weights(out.logits), [], [], []
             for c in range(3):
-                dist = channel_distribution(out.means(v - 128, c), out.ls8[:, :, c], weights, self.tables, own_sizes)
+                means, ls8, all_weights = out.means(v - 128, c), out.ls8[:, :, c], weights
+                if c > 0:  # the repeat component, last
+                    means = np.concatenate([means, repeat16[part, c, None]], axis=1)
+                    ls8 = np.concatenate([ls8, np.full((len(v), 1), repeat.LOG2_SCALE8)], axis=1)
+                    all_weights = np.concatenate([weights, repeat_weight[part, c, None]], axis=1)
+                dist = channel_distribution(means, ls8, all_weights, self.tables, own_sizes)
                 window_start, window_freq, outside_start, outside_freq = dist.coded(v[:, c])
                 outside = np.flatnonzero(outside_freq)
                 keys.append(np.stack([line_of, np.full(len(v), c), np.zeros(len(v), int), np.arange(len(v))]))
                 keys.append(np.stack([line_of[outside], np.full(len(outside), c), np.ones(len(outside), int), outside]))
                 starts += [window_start, outside_start[outside]]
                 freqs += [window_freq, outside_freq[outside]]
-                weights = posterior_weights(weights, dist.counts_of(v[:, c]))
+                weights = posterior_weights(weights, dist.counts_of(v[:, c])[:, : weights.shape[1]])
             order_in_chunk = np.lexsort(np.concatenate(keys, axis=1)[::-1])
             encoder.push(np.concatenate(starts)[order_in_chunk], np.concatenate(freqs)[order_in_chunk])
             first = last
@@ -303,6 +325,6 @@ def code_length(model: LocalAR, tables: priors.LogisticTables, planes: np.ndarra
     wavefront = Wavefront(model, tables)
     total = 0.0
     for plane in planes:
-        values, outputs, side = wavefront.plane_code(plane)
-        total += float(pixel_code_length(values, outputs, tables).sum()) + sum(len(s) * bits for s, bits in side)
+        code = wavefront.plane_code(plane)
+        total += float(code.bits.sum()) + sum(len(s) * bits for s, bits in code.side)
     return total

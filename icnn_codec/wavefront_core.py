@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import adaptive, mixture_core, priors
+from . import adaptive, mixture_core, priors, repeat
 from .backends import LATENT_LIMIT
 from .pointwise import layer, gather
 
@@ -66,25 +66,36 @@ def tile_predictions16(c: int, tile_sum, tile_colour, centred):
 
 
 @numba.njit(cache=True, nogil=True)
+def _colour_rows(c: int, values, centred, mu16, ls8, coef, tile_sum, tile_colour, scale, shift, half_widths,
+                 table_offsets, prefix):
+    """Colour c's components' table rows (n, K, 8) given the earlier colours, their scales moved by
+    ``scale[c]`` and means by ``shift[c]``, and each one's count of the sample's value (n, K)."""
+    n, k = mu16.shape[0], mu16.shape[1]
+    means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred) + shift[c]
+    scales = np.empty((n, k), dtype=np.int64)
+    for p in range(n):
+        for j in range(k):
+            scales[p, j] = ls8[p, j, c] + scale[c]
+    components = mixture_core.rows(means, scales, half_widths, table_offsets, prefix)
+    return components, mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), components, prefix)
+
+
+@numba.njit(cache=True, nogil=True)
 def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, shift, weight_bits: int, half_widths,
                  table_offsets, prefix):
     """Bits (n, 3) of each sample of pixels ``values`` (n, 3) under the model's outputs (as
     :class:`icnn_codec.local_ar.ExactOutputs` holds them), every colour's log2 scales moved by
     ``scale[c]`` and its means by ``shift[c]``: each colour in coding order, the mixture's weights
     moving to the components that gave the earlier colours mass. What the coder spends, up to its
-    own quantisation of the counts (windows do not change a value's share)."""
+    own quantisation of the counts (windows do not change a value's share), without the repeat
+    component (:func:`plane_code_lengths` has it)."""
     n, k = mu16.shape[0], mu16.shape[1]
     centred = values - 128
     weights = mixture_core.component_weights(logits)
     bits = np.empty((n, 3))
     for c in range(3):
-        means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred) + shift[c]
-        scales = np.empty((n, k), dtype=np.int64)
-        for p in range(n):
-            for j in range(k):
-                scales[p, j] = ls8[p, j, c] + scale[c]
-        components = mixture_core.rows(means, scales, half_widths, table_offsets, prefix)
-        counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), components, prefix)
+        components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, scale, shift,
+                                          half_widths, table_offsets, prefix)
         for p in range(n):
             mass = 0
             for j in range(k):
@@ -92,6 +103,62 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
             bits[p, c] = np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix)) - np.log2(mass)
         weights = mixture_core.posterior(weights, counts, weight_bits)
     return bits
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positions, line_starts, width: int,
+                       weight_bits: int, half_widths, table_offsets, prefix, with_bits: bool):
+    """A whole plane's pixels (n, 3, raster order) as the coder codes them, with the repeat component
+    (:mod:`icnn_codec.repeat`) found line by line as the decoder finds it: each sample's bits (n, 3;
+    zero unless ``with_bits``: the encoder needs only the rest), and the component's mean (on the 1/16
+    grid) and weight (n, 3; red's zero). The outputs are the plane's, adjusted."""
+    n, k = mu16.shape[0], mu16.shape[1]
+    centred = values - 128
+    canvas = np.zeros((3, n // width + 1, width + 2), dtype=np.int64)
+    for p in range(n):
+        for c in range(3):
+            canvas[c, p // width + 1, p % width + 1] = centred[p, c]
+    weights = mixture_core.component_weights(logits)
+    bits = np.zeros((n, 3))
+    repeat16 = np.zeros((n, 3), dtype=np.int64)
+    repeat_weight = np.zeros((n, 3), dtype=np.int64)
+    shares = repeat.new_shares(1)[0]
+    none = np.zeros(3, dtype=np.int64)
+    own_row = np.empty((n, 1), dtype=np.int64)
+    contexts = np.zeros(n, dtype=np.int64)
+    for c in range(3):
+        components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, none, none,
+                                          half_widths, table_offsets, prefix)
+        if c == 0 and with_bits:
+            for p in range(n):
+                mass = 0
+                for j in range(k):
+                    mass += weights[p, j] * counts[p, j]
+                bits[p, c] = np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix)) - np.log2(mass)
+        elif c > 0:
+            for p in range(n):
+                y, x = p // width + 1, p % width + 1
+                repeat16[p, c] = repeat.mean16(canvas, c, y, x, centred[p, c - 1])
+                contexts[p] = repeat.context(canvas, c, y, x)
+                own_row[p, 0] = repeat16[p, c]
+            own = mixture_core.rows(own_row, np.full((n, 1), repeat.LOG2_SCALE8, dtype=np.int64), half_widths,
+                                    table_offsets, prefix)
+            own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), own, prefix)
+            for t in range(len(line_starts) - 1):
+                line = positions[line_starts[t] : line_starts[t + 1]]
+                for p in line:  # from the shares as the lines before left them
+                    repeat_weight[p, c] = repeat.weight(shares[c, contexts[p]], weights[p].sum())
+                for p in line:
+                    mass = repeat_weight[p, c] * own_counts[p, 0]
+                    for j in range(k):
+                        mass += weights[p, j] * counts[p, j]
+                    if with_bits:
+                        total = (mixture_core.mixture_below(p, 256, weights, components, prefix)
+                                 + repeat_weight[p, c] * mixture_core.component_below(256, own, p, 0, prefix))
+                        bits[p, c] = np.log2(total) - np.log2(mass)
+                    repeat.update(shares[c], contexts[p], repeat_weight[p, c] * own_counts[p, 0], mass)
+        weights = mixture_core.posterior(weights, counts, weight_bits)
+    return bits, repeat16, repeat_weight
 
 
 @numba.njit(cache=True, nogil=True)
@@ -116,6 +183,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     with_adaptive = len(adaptive_offsets) > 0
     kk = k + 1 if with_adaptive else k  # the adaptive component is the last
     stats = adaptive.new_statistics(b)
+    shares = repeat.new_shares(b)
     for t in range(len(line_starts) - 1):
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
@@ -169,6 +237,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         centred = np.zeros((count, 3), dtype=np.int64)
         sizes = np.full(b, n)
         contexts = np.zeros(count, dtype=np.int64)
+        repeat_contexts = np.zeros(count, dtype=np.int64)
         for c in range(3):
             if with_adaptive:  # from the statistics as the lines before left them
                 for p in range(count):
@@ -178,9 +247,29 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                     mu16[p, k, c] = _CENTRE16 + adaptive.bias16(stats[i, c], q)
                     ls8[c, p, k] = adaptive.log2_scale8(stats[i, c], q)
             means = colour_means(c, mu16, coef, tile_sum, tile_colour, centred)
-            values, weights = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part,
-                                                      narrow_share, weight_bits, half_widths, table_offsets, prefix,
-                                                      words, ends, states, ats)
+            if c == 0:
+                values, counts = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part, narrow_share,
+                                                         half_widths, table_offsets, prefix, words, ends, states, ats)
+            else:  # with the repeat component, last, from the shares as the lines before left them
+                all_means = np.empty((count, kk + 1), dtype=np.int64)
+                all_ls8 = np.full((count, kk + 1), repeat.LOG2_SCALE8, dtype=np.int64)
+                all_weights = np.empty((count, kk + 1), dtype=np.int64)
+                for p in range(count):
+                    i, y, x = p // n, ys[p % n] + r, xs[p % n] + r
+                    all_means[p, :kk], all_ls8[p, :kk], all_weights[p, :kk] = means[p], ls8[c, p], weights[p]
+                    all_means[p, kk] = repeat.mean16(planes[i], c, y, x, centred[p, c - 1])
+                    repeat_contexts[p] = repeat.context(planes[i], c, y, x)
+                    all_weights[p, kk] = repeat.weight(shares[i, c, repeat_contexts[p]], weights[p].sum())
+                values, counts = mixture_core.pop_colour(all_means, all_ls8, all_weights, sizes, narrow_part,
+                                                         narrow_share, half_widths, table_offsets, prefix, words, ends,
+                                                         states, ats)
+                for p in range(count):
+                    mass = 0
+                    for j in range(kk + 1):
+                        mass += all_weights[p, j] * counts[p, j]
+                    repeat.update(shares[p // n, c], repeat_contexts[p], all_weights[p, kk] * counts[p, kk], mass)
+                counts = np.ascontiguousarray(counts[:, :kk])
+            weights = mixture_core.posterior(weights, counts, weight_bits)
             for p in range(count):
                 i, y, x = p // n, ys[p % n] + r, xs[p % n] + r
                 centred[p, c] = values[p] - 128

@@ -71,7 +71,7 @@ def test_a_plane_whose_noise_changes_is_coded_shorter_with_the_component_and_exa
     noise = np.where(y[..., None] < 32, 1.0, 24.0) * rng.standard_normal((64, 64, 3))
     plane = np.clip(np.round(base + noise), 0, 255).astype(np.uint8)
     wavefront = ar_model.wavefront()
-    values, outputs, side = wavefront.plane_code(plane)
+    values, outputs, side, *_ = wavefront.plane_code(plane)
     k = ar_model.local_ar.components
     without = outputs._replace(**{f: getattr(outputs, f)[:, :k] for f in ("mu16", "ls8", "coef", "logits")})
     with_it = pixel_code_length(values, outputs, ar_model.tables).sum()
