@@ -54,8 +54,9 @@ COEFFICIENT_BITS = TilePredictor.BITS  # a coefficient c is sent as c + LIMIT, o
 class PlaneCode(NamedTuple):
     """What the encoder codes of a plane: its pixels (n, 3) in raster order; the outputs each is coded
     under (adjusted, with the adaptive component where the model has it); its side information as
-    (symbols, bits) pairs in the order the decoder pops them; the repeat component's means (1/16
-    grid) and weights (n, 3; red's zero, :mod:`icnn_codec.repeat`); and each sample's bits (n, 3)."""
+    (symbols, bits) pairs in the order the decoder pops them; the repeat components' means (1/16
+    grid) and weights (n, 3, sources; red's zero, :mod:`icnn_codec.repeat`); and each sample's bits
+    (n, 3)."""
 
     values: np.ndarray
     outputs: ExactOutputs
@@ -213,10 +214,10 @@ class Wavefront:
             weights, keys, starts, freqs = component_weights(out.logits), [], [], []
             for c in range(3):
                 means, ls8, all_weights = out.means(v - 128, c), out.ls8[:, :, c], weights
-                if c > 0:  # the repeat component, last
-                    means = np.concatenate([means, repeat16[part, c, None]], axis=1)
-                    ls8 = np.concatenate([ls8, np.full((len(v), 1), repeat.LOG2_SCALE8)], axis=1)
-                    all_weights = np.concatenate([weights, repeat_weight[part, c, None]], axis=1)
+                if c > 0:  # the repeat components, last
+                    means = np.concatenate([means, repeat16[part, c]], axis=1)
+                    ls8 = np.concatenate([ls8, np.full((len(v), len(repeat.SOURCES)), repeat.LOG2_SCALE8)], axis=1)
+                    all_weights = np.concatenate([weights, repeat_weight[part, c]], axis=1)
                 dist = channel_distribution(means, ls8, all_weights, self.tables, own_sizes)
                 window_start, window_freq, outside_start, outside_freq = dist.coded(v[:, c])
                 outside = np.flatnonzero(outside_freq)

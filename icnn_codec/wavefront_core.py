@@ -108,11 +108,11 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
 @numba.njit(cache=True, nogil=True)
 def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positions, line_starts, width: int,
                        weight_bits: int, half_widths, table_offsets, prefix, with_bits: bool):
-    """A whole plane's pixels (n, 3, raster order) as the coder codes them, with the repeat component
-    (:mod:`icnn_codec.repeat`) found line by line as the decoder finds it: each sample's bits (n, 3;
-    zero unless ``with_bits``: the encoder needs only the rest), and the component's mean (on the 1/16
-    grid) and weight (n, 3; red's zero). The outputs are the plane's, adjusted."""
-    n, k = mu16.shape[0], mu16.shape[1]
+    """A whole plane's pixels (n, 3, raster order) as the coder codes them, with the repeat components
+    (:mod:`icnn_codec.repeat`) found line by line as the decoder finds them: each sample's bits (n, 3;
+    zero unless ``with_bits``: the encoder needs only the rest), and the components' means (on the 1/16
+    grid) and weights (n, 3, len(repeat.SOURCES); red's zero). The outputs are the plane's, adjusted."""
+    n, k, sources = mu16.shape[0], mu16.shape[1], len(repeat.SOURCES)
     centred = values - 128
     canvas = np.zeros((3, n // width + 1, width + 2), dtype=np.int64)
     for p in range(n):
@@ -120,12 +120,12 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
             canvas[c, p // width + 1, p % width + 1] = centred[p, c]
     weights = mixture_core.component_weights(logits)
     bits = np.zeros((n, 3))
-    repeat16 = np.zeros((n, 3), dtype=np.int64)
-    repeat_weight = np.zeros((n, 3), dtype=np.int64)
+    repeat16 = np.zeros((n, 3, sources), dtype=np.int64)
+    repeat_weight = np.zeros((n, 3, sources), dtype=np.int64)
     shares = repeat.new_shares(1)[0]
     none = np.zeros(3, dtype=np.int64)
-    own_row = np.empty((n, 1), dtype=np.int64)
     contexts = np.zeros(n, dtype=np.int64)
+    own = np.zeros(sources, dtype=np.int64)
     for c in range(3):
         components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, none, none,
                                           half_widths, table_offsets, prefix)
@@ -138,25 +138,32 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
         elif c > 0:
             for p in range(n):
                 y, x = p // width + 1, p % width + 1
-                repeat16[p, c] = repeat.mean16(canvas, c, y, x, centred[p, c - 1])
+                for j in range(sources):
+                    repeat16[p, c, j] = repeat.mean16(canvas, c, y, x, centred[p, c - 1], j)
                 contexts[p] = repeat.context(canvas, c, y, x)
-                own_row[p, 0] = repeat16[p, c]
-            own = mixture_core.rows(own_row, np.full((n, 1), repeat.LOG2_SCALE8, dtype=np.int64), half_widths,
-                                    table_offsets, prefix)
-            own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), own, prefix)
+            rows = mixture_core.rows(np.ascontiguousarray(repeat16[:, c]),
+                                     np.full((n, sources), repeat.LOG2_SCALE8, dtype=np.int64), half_widths,
+                                     table_offsets, prefix)
+            own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), rows, prefix)
             for t in range(len(line_starts) - 1):
                 line = positions[line_starts[t] : line_starts[t + 1]]
                 for p in line:  # from the shares as the lines before left them
-                    repeat_weight[p, c] = repeat.weight(shares[c, contexts[p]], weights[p].sum())
+                    others = weights[p].sum()
+                    for j in range(sources):
+                        repeat_weight[p, c, j] = repeat.weight(shares[c, contexts[p]], j, others)
                 for p in line:
-                    mass = repeat_weight[p, c] * own_counts[p, 0]
+                    mass = 0
                     for j in range(k):
                         mass += weights[p, j] * counts[p, j]
+                    for j in range(sources):
+                        own[j] = repeat_weight[p, c, j] * own_counts[p, j]
+                        mass += own[j]
                     if with_bits:
-                        total = (mixture_core.mixture_below(p, 256, weights, components, prefix)
-                                 + repeat_weight[p, c] * mixture_core.component_below(256, own, p, 0, prefix))
+                        total = mixture_core.mixture_below(p, 256, weights, components, prefix)
+                        for j in range(sources):
+                            total += repeat_weight[p, c, j] * mixture_core.component_below(256, rows, p, j, prefix)
                         bits[p, c] = np.log2(total) - np.log2(mass)
-                    repeat.update(shares[c], contexts[p], repeat_weight[p, c] * own_counts[p, 0], mass)
+                    repeat.update(shares[c, contexts[p]], own, mass)
         weights = mixture_core.posterior(weights, counts, weight_bits)
     return bits, repeat16, repeat_weight
 
@@ -184,6 +191,8 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
     kk = k + 1 if with_adaptive else k  # the adaptive component is the last
     stats = adaptive.new_statistics(b)
     shares = repeat.new_shares(b)
+    sources = len(repeat.SOURCES)
+    own = np.zeros(sources, dtype=np.int64)
     for t in range(len(line_starts) - 1):
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
@@ -250,24 +259,29 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
             if c == 0:
                 values, counts = mixture_core.pop_colour(means, ls8[c], weights, sizes, narrow_part, narrow_share,
                                                          half_widths, table_offsets, prefix, words, ends, states, ats)
-            else:  # with the repeat component, last, from the shares as the lines before left them
-                all_means = np.empty((count, kk + 1), dtype=np.int64)
-                all_ls8 = np.full((count, kk + 1), repeat.LOG2_SCALE8, dtype=np.int64)
-                all_weights = np.empty((count, kk + 1), dtype=np.int64)
+            else:  # with the repeat components, last, from the shares as the lines before left them
+                all_means = np.empty((count, kk + sources), dtype=np.int64)
+                all_ls8 = np.full((count, kk + sources), repeat.LOG2_SCALE8, dtype=np.int64)
+                all_weights = np.empty((count, kk + sources), dtype=np.int64)
                 for p in range(count):
                     i, y, x = p // n, ys[p % n] + r, xs[p % n] + r
                     all_means[p, :kk], all_ls8[p, :kk], all_weights[p, :kk] = means[p], ls8[c, p], weights[p]
-                    all_means[p, kk] = repeat.mean16(planes[i], c, y, x, centred[p, c - 1])
-                    repeat_contexts[p] = repeat.context(planes[i], c, y, x)
-                    all_weights[p, kk] = repeat.weight(shares[i, c, repeat_contexts[p]], weights[p].sum())
+                    q = repeat.context(planes[i], c, y, x)
+                    repeat_contexts[p] = q
+                    others = weights[p].sum()
+                    for j in range(sources):
+                        all_means[p, kk + j] = repeat.mean16(planes[i], c, y, x, centred[p, c - 1], j)
+                        all_weights[p, kk + j] = repeat.weight(shares[i, c, q], j, others)
                 values, counts = mixture_core.pop_colour(all_means, all_ls8, all_weights, sizes, narrow_part,
                                                          narrow_share, half_widths, table_offsets, prefix, words, ends,
                                                          states, ats)
                 for p in range(count):
                     mass = 0
-                    for j in range(kk + 1):
+                    for j in range(kk + sources):
                         mass += all_weights[p, j] * counts[p, j]
-                    repeat.update(shares[p // n, c], repeat_contexts[p], all_weights[p, kk] * counts[p, kk], mass)
+                    for j in range(sources):
+                        own[j] = all_weights[p, kk + j] * counts[p, kk + j]
+                    repeat.update(shares[p // n, c, repeat_contexts[p]], own, mass)
                 counts = np.ascontiguousarray(counts[:, :kk])
             weights = mixture_core.posterior(weights, counts, weight_bits)
             for p in range(count):

@@ -1,5 +1,5 @@
-"""The repeat component: green and blue as the left neighbour had them relative to the colour before,
-with a share of each mixture that the plane learns as it is coded."""
+"""The repeat components: green and blue as a neighbour had them relative to the colour before, each
+with a share of the mixture that the plane learns as it is coded."""
 import numpy as np
 
 from icnn_codec import repeat
@@ -17,13 +17,17 @@ def canvas_of(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_the_repeated_value_is_the_left_neighbours_difference_on_this_pixels_earlier_colour():
-    block = np.array([[[100, 130, 90], [107, 0, 0]]], dtype=np.uint8)  # W: green = red + 30, blue = green - 40
+def test_each_component_repeats_its_neighbours_difference_on_this_pixels_earlier_colour():
+    """Component 0 repeats the left neighbour, component 1 the upper one."""
+    block = np.array([[[60, 80, 70], [0, 0, 0]],
+                      [[100, 130, 90], [107, 0, 0]]], dtype=np.uint8)  # W: green = red + 30, blue = green - 40
     canvas = canvas_of(block)
-    assert repeat.mean16(canvas, 1, 1, 2, 107 - 128) == 16 * 137
-    assert repeat.mean16(canvas, 2, 1, 2, 200 - 128) == 16 * 160
-    assert repeat.mean16(canvas, 1, 1, 2, 250 - 128) == 16 * 255  # within 0..255
-    assert repeat.mean16(canvas, 1, 1, 1, 107 - 128) == 16 * 107  # left of the tile: a difference of zero
+    assert repeat.SOURCES == ((0, -1), (-1, 0))
+    assert repeat.mean16(canvas, 1, 2, 2, 107 - 128, 0) == 16 * 137
+    assert repeat.mean16(canvas, 2, 2, 2, 200 - 128, 0) == 16 * 160
+    assert repeat.mean16(canvas, 1, 2, 2, 250 - 128, 0) == 16 * 255  # within 0..255
+    assert repeat.mean16(canvas, 1, 2, 1, 107 - 128, 0) == 16 * 107  # left of the tile: a difference of zero
+    assert repeat.mean16(canvas, 1, 2, 1, 107 - 128, 1) == 16 * 127  # N: green = red + 20
 
 
 def test_the_context_is_how_much_the_neighbours_colour_differences_vary():
@@ -35,22 +39,24 @@ def test_the_context_is_how_much_the_neighbours_colour_differences_vary():
     assert repeat.context(flat, 1, 2, 2) == repeat.CONTEXTS - 1
 
 
-def test_a_share_moves_towards_the_components_part_of_each_coded_value_and_stays_within_bounds():
-    shares = repeat.new_shares(1)[0, 1]
-    for _ in range(400):  # the component held all of every value's mass
-        repeat.update(shares, 3, 2**45, 2**45)
-    assert shares[3] == repeat.SHARE_HIGH and shares[2] == repeat.SHARE_START
-    for _ in range(400):  # and then none of it
-        repeat.update(shares, 3, 0, 2**30)
-    assert shares[3] == repeat.SHARE_LOW
-    repeat.update(shares, 3, 2**29, 2**30)  # half: 1/32 of the way to 2**15
-    assert shares[3] == repeat.SHARE_LOW + (2**15 - repeat.SHARE_LOW) // 32
-    assert repeat.weight(2**15, 1000) == 1000 and repeat.weight(repeat.SHARE_HIGH, 1000) == 63_000
+def test_shares_move_towards_each_components_part_of_each_coded_value_and_stay_within_bounds():
+    shares = repeat.new_shares(1)[0, 1, 3]
+    for _ in range(400):  # component 0 held all of every value's mass
+        repeat.update(shares, np.array([2**45, 0]), 2**45)
+    assert shares[0] == repeat.SHARE_HIGH - repeat.SHARE_LOW and shares[1] == repeat.SHARE_LOW
+    for _ in range(400):  # and then none of it, component 1 half
+        repeat.update(shares, np.array([0, 2**29]), 2**30)
+    assert shares[0] == repeat.SHARE_LOW and abs(shares[1] - 2**15) < 64
+    before = shares.copy()
+    repeat.update(shares, np.array([2**29, 2**29]), 2**30)  # half each: 1/32 of the way to 2**15
+    assert shares[0] == before[0] + (2**15 - before[0]) // 32 and shares[1] == before[1]
+    assert repeat.weight(np.array([2**14, 2**15]), 0, 1000) == 1000  # a quarter of the mixture, the others a quarter
+    assert repeat.weight(np.array([repeat.SHARE_HIGH - 64, 64]), 0, 1000) == 1000 * 64448 // 1024
 
 
-def test_where_the_colour_differences_repeat_the_component_takes_over_and_the_plane_comes_back(ar_model):
+def test_where_the_colour_differences_repeat_the_components_take_over_and_the_plane_comes_back(ar_model):  # noqa: F811
     """A noisy red whose green and blue keep their differences to it along each row: the network and
-    the tile predictor spread green's and blue's mass, the repeat component learns to put it on one
+    the tile predictor spread green's and blue's mass, the repeat components learn to put it on one
     value; green and blue cost little more than half as much as without it, and the plane decodes
     exactly."""
     rng = np.random.default_rng(4)
@@ -59,6 +65,7 @@ def test_where_the_colour_differences_repeat_the_component_takes_over_and_the_pl
     plane = np.stack([red, red + offsets, red + offsets // 2], axis=2).astype(np.uint8)
     code = ar_model.wavefront().plane_code(plane)
     assert (code.repeat_weight[:, 0] == 0).all() and (code.repeat_weight[:, 1:] > 0).all()
+    assert code.repeat_weight.shape == (48 * 64, 3, len(repeat.SOURCES))
     without = pixel_code_length(code.values, code.outputs, ar_model.tables)
     assert np.allclose(code.bits[:, 0], without[:, 0])
     assert code.bits[:, 1:].sum() < 0.6 * without[:, 1:].sum()
