@@ -229,7 +229,8 @@ class TilePredictor:
     """A tile's own linear predictors of every sample, sent as side information: what adapts the model's
     means to one image. Each colour is predicted from the causal k x k neighbours' three colours (zero
     outside the tile), the pixel's colours before it, and a constant (on a 1/16 grid), by coefficients
-    on a 1/4096 grid (int16, sent as 16 bits each) that the encoder fits to the tile by least squares.
+    on a 1/4096 grid (int16; the codec sends them as exp-Golomb codes, training charges BITS each)
+    that the encoder fits to the tile (:meth:`fit`).
     A plane of CLASSES_FROM pixels or more has two such predictors, one for the pixels whose causal
     activity (:meth:`activity`) is at most the threshold it sends, one for the rest: calm and busy
     parts of a photograph want different predictors, and a small plane cannot pay for two. The

@@ -81,6 +81,32 @@ def pop_uniform(words, end: int, state, at, bits: int) -> int:
     return symbol
 
 
+ORDER_BITS = 4  # an exp-Golomb order, 0..15, as a uniform symbol
+
+
+def exp_golomb(values: np.ndarray, order: int) -> list[tuple[np.ndarray, int]]:
+    """Signed integers as exp-Golomb codes of ``order`` in uniform symbols, (symbols, bits) pairs in
+    the order they are popped: each value v as u = 2v (v >= 0) or -2v - 1, then u + 2**order of n
+    bits as n - 1 - order symbols 0 of one bit, a symbol 1 of one bit, and its n - 1 low bits as one
+    symbol (none when n = 1)."""
+    pairs: list[tuple[np.ndarray, int]] = []
+    for v in np.asarray(values, dtype=np.int64).tolist():
+        u = 2 * v if v >= 0 else -2 * v - 1
+        code = u + (1 << order)
+        low = code.bit_length() - 1
+        pairs.append((np.array([0] * (low - order) + [1]), 1))
+        if low:
+            pairs.append((np.array([code - (1 << low)]), low))
+    return pairs
+
+
+def exp_golomb_length(values: np.ndarray, order: int) -> int:
+    """Bits of :func:`exp_golomb`'s code of ``values``."""
+    values = np.asarray(values, dtype=np.int64)
+    low = np.frexp(np.where(values >= 0, 2 * values, -2 * values - 1) + (1 << order))[1] - 1  # exact below 2**53
+    return int((2 * low + 1 - order).sum())
+
+
 class Encoder:
     """Symbols to code, in the order the decoder pops them; :meth:`words` codes them all."""
 
@@ -121,6 +147,20 @@ class Streams:
         """``count`` symbols of 2**bits equally likely ones off stream g."""
         state, at = self.states[g : g + 1], self.ats[g : g + 1]
         return np.array([pop_uniform(self.words, int(self.ends[g]), state, at, bits) for _ in range(count)], dtype=np.int64)
+
+    def pop_exp_golomb(self, g: int, count: int, order: int) -> np.ndarray:
+        """``count`` signed integers coded by :func:`exp_golomb` of ``order`` off stream g."""
+        out = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            low = order
+            while self.pop_uniform(g, 1, 1)[0] == 0:
+                low += 1
+                if low > PRECISION:
+                    raise ValueError("an exp-Golomb code longer than any the encoder writes")
+            code = (1 << low) + (int(self.pop_uniform(g, 1, low)[0]) if low else 0)
+            u = code - (1 << order)
+            out[i] = u // 2 if u % 2 == 0 else -(u + 1) // 2
+        return out
 
     def all_ended(self) -> bool:
         """Whether every stream ended where its encoder began: every word read, the state at its start."""

@@ -7,8 +7,10 @@ once per line for all its pixels, of every plane in the batch, as 1x1 layers ove
 and pops red, then green, then blue of the line off each tile's stream (:mod:`icnn_codec.mixture`,
 :mod:`icnn_codec.rans`). What a plane's symbols are, in the order they are popped:
 
-1. its tile predictor, when the model has one: each class's coefficients (int16, each a uniform
-   16-bit symbol), then with two classes the activity threshold between them (a uniform 13-bit symbol);
+1. its tile predictor, when the model has one: each class's coefficients, colour by colour, as an
+   exp-Golomb order (a uniform 4-bit symbol) and the coefficients' signed exp-Golomb codes of that
+   order (:func:`icnn_codec.rans.exp_golomb`), then with two classes the activity threshold between
+   them (a uniform 13-bit symbol);
 2. its adjustment: for red, green and blue a scale offset (a uniform 6-bit symbol: every log2 scale
    of the colour in the plane moves by it, in 1/8), then for each a mean shift (a uniform 4-bit
    symbol: every mean of the colour moves by it, in 1/16);
@@ -48,7 +50,13 @@ ADJUSTMENT_BITS = 3 * (OFFSET_BITS + SHIFT_BITS)
 # or one colour of a camera's 2x2 mosaic, and choose scales for those rows only).
 SAMPLE_EVERY = 17
 ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
-COEFFICIENT_BITS = TilePredictor.BITS  # a coefficient c is sent as c + LIMIT, one of 2**16 symbols
+
+
+def coefficient_code(coefficients: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """One colour's tile predictor coefficients as (symbols, bits) pairs: the exp-Golomb order that
+    codes them shortest (a uniform symbol of ORDER_BITS), then their codes of that order."""
+    order = min(range(2**rans.ORDER_BITS), key=lambda k: rans.exp_golomb_length(coefficients, k))
+    return [(np.array([order]), rans.ORDER_BITS), *rans.exp_golomb(coefficients, order)]
 
 
 class PlaneCode(NamedTuple):
@@ -170,7 +178,8 @@ class Wavefront:
         side = []
         if fitted is not None:
             for coef in fitted.coef[0].numpy():
-                side.append((coef[self.predictor.used()] + TilePredictor.LIMIT, COEFFICIENT_BITS))
+                for c, used in enumerate(self.predictor.used()):
+                    side += coefficient_code(coef[c, used])
             if len(fitted.coef[0]) > 1:
                 side.append((fitted.threshold.numpy(), TilePredictor.THRESHOLD_BITS))
         side += [(scale - OFFSETS.start, OFFSET_BITS), (shift - SHIFTS.start, SHIFT_BITS)]
@@ -272,7 +281,9 @@ class Wavefront:
             tiles = np.zeros((b, classes, *used.shape), dtype=np.int64)
             for i in range(b):
                 for j in range(classes):
-                    tiles[i, j, used] = streams.pop_uniform(i, int(used.sum()), COEFFICIENT_BITS) - TilePredictor.LIMIT
+                    for c in range(3):
+                        order = int(streams.pop_uniform(i, 1, rans.ORDER_BITS)[0])
+                        tiles[i, j, c, used[c]] = streams.pop_exp_golomb(i, int(used[c].sum()), order)
                 if classes > 1:
                     thresholds[i] = streams.pop_uniform(i, 1, TilePredictor.THRESHOLD_BITS)[0]
             colour = np.ascontiguousarray(self.predictor.colour_coefficients(torch.from_numpy(tiles)), dtype=np.int64)

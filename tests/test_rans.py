@@ -69,3 +69,24 @@ def test_a_stream_cut_short_runs_out_of_words_or_does_not_end_where_it_began():
     except ValueError:
         return
     assert not streams.all_ended()
+
+
+@pytest.mark.parametrize("order", [0, 1, 5, 12, 15])
+def test_signed_exp_golomb_codes_come_back_and_cost_what_they_are_said_to(order):
+    values = np.array([0, 1, -1, 2, -2, 7, -300, 4096, -32767, 32767])
+    pairs = rans.exp_golomb(values, order)
+    encoder = rans.Encoder()
+    for symbols, bits in pairs:
+        encoder.push_uniform(symbols, bits)
+    streams = rans.Streams([encoder.words()])
+    assert np.array_equal(streams.pop_exp_golomb(0, len(values), order), values)
+    assert streams.all_ended()
+    assert sum(len(symbols) * bits for symbols, bits in pairs) == rans.exp_golomb_length(values, order)
+
+
+def test_an_exp_golomb_code_is_short_for_values_its_order_fits():
+    """Order k: 0 costs k + 1 bits, and so does every u = 2|v| (or 2|v| - 1) below 2**k; each doubling
+    of u beyond costs two more."""
+    assert rans.exp_golomb_length(np.array([0]), 0) == 1 and rans.exp_golomb_length(np.array([0]), 6) == 7
+    assert rans.exp_golomb_length(np.array([31]), 6) == 7 and rans.exp_golomb_length(np.array([32]), 6) == 9
+    assert rans.exp_golomb_length(np.array([1000]), 0) == 2 * 10 + 1  # u = 2000: 11 bits
