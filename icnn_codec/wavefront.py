@@ -17,7 +17,8 @@ and pops red, then green, then blue of the line off each tile's stream (:mod:`ic
 3. with the tile predictor's residuals as context, the logit offset of :mod:`icnn_codec.adaptive`'s
    component (a uniform 3-bit symbol), the one component of every pixel that the plane itself trains;
 4. its pixels, line by line: for each colour the window symbol of every pixel on the line, then
-   the value of those that fell outside their window.
+   the value of those that fell outside their window; green's and blue's mixtures end with
+   :mod:`icnn_codec.repeat`'s components, whose shares the plane also learns as it is coded.
 
 The encoder collects them in that order and codes them last to first. Nothing a plane's code holds depends on the other planes of
 its batch: the networks' integers do not (the 8-bit scheme's sums are exact in any order), and each
