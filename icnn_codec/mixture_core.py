@@ -91,6 +91,16 @@ def mixture_below(i: int, v: int, weights, components, prefix) -> int:
     return total
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def value_mass(i: int, weights, counts) -> int:
+    """Sample i's mixture's count of its value: its components' counts of it (``counts``, (n, K))
+    under their weights."""
+    total = 0
+    for c in range(weights.shape[1]):
+        total += weights[i, c] * counts[i, c]
+    return total
+
+
 @numba.njit(cache=True, nogil=True)
 def windows(weights, components, sizes, narrow_part: int, narrow_share: float):
     """Each sample's window (low, reach): around the

@@ -80,6 +80,13 @@ def _colour_rows(c: int, values, centred, mu16, ls8, coef, tile_sum, tile_colour
     return components, mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), components, prefix)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sample_bits(p: int, weights, components, counts, prefix) -> float:
+    """Bits of sample p's value under its mixture: -log2 of the value's count over the total."""
+    return (np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix))
+            - np.log2(mixture_core.value_mass(p, weights, counts)))
+
+
 @numba.njit(cache=True, nogil=True)
 def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, shift, weight_bits: int, half_widths,
                  table_offsets, prefix):
@@ -88,8 +95,8 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
     ``scale[c]`` and its means by ``shift[c]``: each colour in coding order, the mixture's weights
     moving to the components that gave the earlier colours mass. What the coder spends, up to its
     own quantisation of the counts (windows do not change a value's share), without the repeat
-    component (:func:`plane_code_lengths` has it)."""
-    n, k = mu16.shape[0], mu16.shape[1]
+    components (:func:`plane_code_lengths` has them)."""
+    n = mu16.shape[0]
     centred = values - 128
     weights = mixture_core.component_weights(logits)
     bits = np.empty((n, 3))
@@ -97,10 +104,7 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
         components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, scale, shift,
                                           half_widths, table_offsets, prefix)
         for p in range(n):
-            mass = 0
-            for j in range(k):
-                mass += weights[p, j] * counts[p, j]
-            bits[p, c] = np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix)) - np.log2(mass)
+            bits[p, c] = _sample_bits(p, weights, components, counts, prefix)
         weights = mixture_core.posterior(weights, counts, weight_bits)
     return bits
 
@@ -112,7 +116,7 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
     (:mod:`icnn_codec.repeat`) found line by line as the decoder finds them: each sample's bits (n, 3;
     zero unless ``with_bits``: the encoder needs only the rest), and the components' means (on the 1/16
     grid) and weights (n, 3, len(repeat.SOURCES); red's zero). The outputs are the plane's, adjusted."""
-    n, k, sources = mu16.shape[0], mu16.shape[1], len(repeat.SOURCES)
+    n, sources = mu16.shape[0], len(repeat.SOURCES)
     centred = values - 128
     canvas = np.zeros((3, n // width + 1, width + 2), dtype=np.int64)
     for p in range(n):
@@ -131,10 +135,7 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
                                           half_widths, table_offsets, prefix)
         if c == 0 and with_bits:
             for p in range(n):
-                mass = 0
-                for j in range(k):
-                    mass += weights[p, j] * counts[p, j]
-                bits[p, c] = np.log2(mixture_core.mixture_below(p, 256, weights, components, prefix)) - np.log2(mass)
+                bits[p, c] = _sample_bits(p, weights, components, counts, prefix)
         elif c > 0:
             for p in range(n):
                 y, x = p // width + 1, p % width + 1
@@ -152,9 +153,7 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
                     for j in range(sources):
                         repeat_weight[p, c, j] = repeat.weight(shares[c, contexts[p]], j, others)
                 for p in line:
-                    mass = 0
-                    for j in range(k):
-                        mass += weights[p, j] * counts[p, j]
+                    mass = mixture_core.value_mass(p, weights, counts)
                     for j in range(sources):
                         own[j] = repeat_weight[p, c, j] * own_counts[p, j]
                         mass += own[j]
@@ -276,12 +275,9 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
                                                          narrow_share, half_widths, table_offsets, prefix, words, ends,
                                                          states, ats)
                 for p in range(count):
-                    mass = 0
-                    for j in range(kk + sources):
-                        mass += all_weights[p, j] * counts[p, j]
                     for j in range(sources):
                         own[j] = all_weights[p, kk + j] * counts[p, kk + j]
-                    repeat.update(shares[p // n, c, repeat_contexts[p]], own, mass)
+                    repeat.update(shares[p // n, c, repeat_contexts[p]], own, mixture_core.value_mass(p, all_weights, counts))
                 counts = np.ascontiguousarray(counts[:, :kk])
             weights = mixture_core.posterior(weights, counts, weight_bits)
             for p in range(count):
