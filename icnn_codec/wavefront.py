@@ -32,14 +32,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from . import adaptive, priors, rans, repeat
+from . import adaptive, priors, rans
 from .backends import IntConv
 from .local_ar import ExactOutputs, LocalAR, TilePredictor, causal_mask
-from .mixture import (NARROW_PART, NARROW_SHARE, WEIGHT_BITS, channel_distribution, component_weights, pixel_code_length,
-                      posterior_weights)
+from .mixture import NARROW_PART, NARROW_SHARE, WEIGHT_BITS, pixel_code_length
 from .pointwise import PointwiseLayer
 from .quant import QConv2d
-from .wavefront_core import decode_plane, plane_code_lengths
+from .wavefront_core import decode_plane, plane_code_lengths, plane_symbols
 
 OFFSET_BITS = 6
 OFFSETS = range(-16, -16 + 2**OFFSET_BITS)  # a colour's shift of every log2 scale of a plane, in 1/8
@@ -50,7 +49,6 @@ ADJUSTMENT_BITS = 3 * (OFFSET_BITS + SHIFT_BITS)
 # every row and column phase (rows 0, 16, 32, ... would all be the first rows of JPEG's 8x8 blocks,
 # or one colour of a camera's 2x2 mosaic, and choose scales for those rows only).
 SAMPLE_EVERY = 17
-ENCODE_CHUNK = 2**12  # the encoder builds the distributions of about this many pixels at once
 
 
 def coefficient_code(coefficients: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -163,9 +161,9 @@ class Wavefront:
                 best += step
         return adaptive.OFFSETS[best]
 
-    def plane_code(self, plane: np.ndarray, with_bits: bool = True) -> PlaneCode:
-        """What the encoder codes of a uint8 plane (H, W, 3) (:class:`PlaneCode`; its bits zero unless
-        ``with_bits``)."""
+    def prepared(self, plane: np.ndarray) -> tuple[np.ndarray, ExactOutputs, list[tuple[np.ndarray, int]]]:
+        """A uint8 plane's (H, W, 3) pixels (n, 3), the outputs each is coded under (adjusted, with the
+        adaptive component where the model has it) and its side information, as :class:`PlaneCode`."""
         height, width, _ = plane.shape
         pixels = torch.from_numpy(plane.transpose(2, 0, 1)[None].astype(np.float64))
         fitted = neighbours = None
@@ -193,52 +191,28 @@ class Wavefront:
             offset = self.adaptive_offset(values[s], outputs.take(s), bias16[s], ls8[s])
             outputs = outputs.with_component(bias16, ls8, offset)
             side.append((np.array([adaptive.OFFSETS.index(offset)]), adaptive.OFFSET_BITS))
+        return values, outputs, side
+
+    def plane_code(self, plane: np.ndarray) -> PlaneCode:
+        """What the encoder codes of a uint8 plane (H, W, 3), and each sample's bits."""
+        height, width, _ = plane.shape
+        values, outputs, side = self.prepared(plane)
         bits, repeat16, repeat_weight = plane_code_lengths(values, *outputs, *line_table(height, width, self.r), width,
                                                            WEIGHT_BITS, self.tables.half_widths, self.tables.offsets,
-                                                           self.tables.prefix, with_bits)
+                                                           self.tables.prefix)
         return PlaneCode(values, outputs, side, repeat16, repeat_weight, bits)
 
     def push(self, plane: np.ndarray, encoder: rans.Encoder) -> None:
         """Add a uint8 plane's (H, W, 3) symbols to the encoder, in the order the decoder pops them.
-        Planes are coded one at a time: the encoder knows every pixel, so its networks run over the
-        whole plane and nothing is gained by batches."""
+        Planes are coded one at a time: the encoder knows every pixel, so its networks and mixtures
+        run over the whole plane and nothing is gained by batches."""
         height, width, _ = plane.shape
-        code = self.plane_code(plane, with_bits=False)
-        for symbols, bits in code.side:
+        values, outputs, side = self.prepared(plane)
+        for symbols, bits in side:
             encoder.push_uniform(symbols, bits)
-        line_list = lines(height, width, self.r)
-        order = np.concatenate(line_list)
-        values, outputs = code.values[order], code.outputs.take(order)
-        repeat16, repeat_weight = code.repeat16[order], code.repeat_weight[order]
-        sizes = np.array([len(line) for line in line_list])
-        ends = np.cumsum(sizes)
-        # the distributions of many lines at once (the encoder knows every pixel); a chunk's lines
-        # in its symbols' order: for each line and colour the window symbols, then the values outside
-        first = 0
-        while first < len(sizes):
-            last = min(max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + ENCODE_CHUNK, side="right"))),
-                       len(sizes))
-            part = slice(int(ends[first] - sizes[first]), int(ends[last - 1]))
-            v, out, own_sizes = values[part], outputs.take(part), sizes[first:last]
-            line_of = np.repeat(np.arange(len(own_sizes)), own_sizes)
-            weights, keys, starts, freqs = component_weights(out.logits), [], [], []
-            for c in range(3):
-                means, ls8, all_weights = out.means(v - 128, c), out.ls8[:, :, c], weights
-                if c > 0:  # the repeat components, last
-                    means = np.concatenate([means, repeat16[part, c]], axis=1)
-                    ls8 = np.concatenate([ls8, np.full((len(v), len(repeat.SOURCES)), repeat.LOG2_SCALE8)], axis=1)
-                    all_weights = np.concatenate([weights, repeat_weight[part, c]], axis=1)
-                dist = channel_distribution(means, ls8, all_weights, self.tables, own_sizes)
-                window_start, window_freq, outside_start, outside_freq = dist.coded(v[:, c])
-                outside = np.flatnonzero(outside_freq)
-                keys.append(np.stack([line_of, np.full(len(v), c), np.zeros(len(v), int), np.arange(len(v))]))
-                keys.append(np.stack([line_of[outside], np.full(len(outside), c), np.ones(len(outside), int), outside]))
-                starts += [window_start, outside_start[outside]]
-                freqs += [window_freq, outside_freq[outside]]
-                weights = posterior_weights(weights, dist.counts_of(v[:, c])[:, : weights.shape[1]])
-            order_in_chunk = np.lexsort(np.concatenate(keys, axis=1)[::-1])
-            encoder.push(np.concatenate(starts)[order_in_chunk], np.concatenate(freqs)[order_in_chunk])
-            first = last
+        encoder.push(*plane_symbols(values, *outputs, *line_table(height, width, self.r), width, WEIGHT_BITS,
+                                    NARROW_PART, NARROW_SHARE, self.tables.half_widths, self.tables.offsets,
+                                    self.tables.prefix))
 
     def encode(self, planes: list[np.ndarray]) -> np.ndarray:
         """A tile's stream (uint32 words) of its planes, popped in this order."""

@@ -110,61 +110,137 @@ def code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, scale, 
 
 
 @numba.njit(cache=True, nogil=True)
-def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positions, line_starts, width: int,
-                       weight_bits: int, half_widths, table_offsets, prefix, with_bits: bool):
-    """A whole plane's pixels (n, 3, raster order) as the coder codes them, with the repeat components
-    (:mod:`icnn_codec.repeat`) found line by line as the decoder finds them: each sample's bits (n, 3;
-    zero unless ``with_bits``: the encoder needs only the rest), and the components' means (on the 1/16
-    grid) and weights (n, 3, len(repeat.SOURCES); red's zero). The outputs are the plane's, adjusted."""
-    n, sources = mu16.shape[0], len(repeat.SOURCES)
-    centred = values - 128
+def _repeat_colour(c: int, canvas, centred, values, weights, counts, shares, positions, line_starts, width: int,
+                   half_widths, table_offsets, prefix):
+    """Colour c's repeat components (:mod:`icnn_codec.repeat`) over a whole plane (raster order), found
+    line by line as the decoder finds them, the shares (colours, contexts, sources) moving as they go:
+    their means (1/16 grid), weights and table rows ((n, S), (n, S), (n, S, 8)). ``weights`` and
+    ``counts``: the model's components' (n, K) and their counts of the values."""
+    n, sources = values.shape[0], len(repeat.SOURCES)
+    repeat16 = np.empty((n, sources), dtype=np.int64)
+    repeat_weight = np.empty((n, sources), dtype=np.int64)
+    contexts = np.empty(n, dtype=np.int64)
+    own = np.zeros(sources, dtype=np.int64)
+    for p in range(n):
+        y, x = p // width + 1, p % width + 1
+        for j in range(sources):
+            repeat16[p, j] = repeat.mean16(canvas, c, y, x, centred[p, c - 1], j)
+        contexts[p] = repeat.context(canvas, c, y, x)
+    rows = mixture_core.rows(repeat16, np.full((n, sources), repeat.LOG2_SCALE8, dtype=np.int64), half_widths,
+                             table_offsets, prefix)
+    own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), rows, prefix)
+    for t in range(len(line_starts) - 1):
+        line = positions[line_starts[t] : line_starts[t + 1]]
+        for p in line:  # from the shares as the lines before left them
+            others = weights[p].sum()
+            for j in range(sources):
+                repeat_weight[p, j] = repeat.weight(shares[c, contexts[p]], j, others)
+        for p in line:
+            mass = mixture_core.value_mass(p, weights, counts)
+            for j in range(sources):
+                own[j] = repeat_weight[p, j] * own_counts[p, j]
+                mass += own[j]
+            repeat.update(shares[c, contexts[p]], own, mass)
+    return repeat16, repeat_weight, rows
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane_canvas(centred, width: int):
+    """A plane's centred samples (n, 3, raster order) on a canvas (3, H + 1, W + 2) with a row of zeros
+    above and a column either side, as :mod:`icnn_codec.repeat` reads its neighbours."""
+    n = centred.shape[0]
     canvas = np.zeros((3, n // width + 1, width + 2), dtype=np.int64)
     for p in range(n):
         for c in range(3):
             canvas[c, p // width + 1, p % width + 1] = centred[p, c]
+    return canvas
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positions, line_starts, width: int,
+                       weight_bits: int, half_widths, table_offsets, prefix):
+    """A whole plane's pixels (n, 3, raster order) as the coder codes them, with the repeat components:
+    each sample's bits (n, 3), and the components' means (on the 1/16 grid) and weights (n, 3,
+    len(repeat.SOURCES); red's zero). The outputs are the plane's, adjusted."""
+    n, sources = mu16.shape[0], len(repeat.SOURCES)
+    centred = values - 128
+    canvas = _plane_canvas(centred, width)
     weights = mixture_core.component_weights(logits)
     bits = np.zeros((n, 3))
     repeat16 = np.zeros((n, 3, sources), dtype=np.int64)
     repeat_weight = np.zeros((n, 3, sources), dtype=np.int64)
     shares = repeat.new_shares(1)[0]
     none = np.zeros(3, dtype=np.int64)
-    contexts = np.zeros(n, dtype=np.int64)
-    own = np.zeros(sources, dtype=np.int64)
     for c in range(3):
         components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, none, none,
                                           half_widths, table_offsets, prefix)
-        if c == 0 and with_bits:
+        if c == 0:
             for p in range(n):
                 bits[p, c] = _sample_bits(p, weights, components, counts, prefix)
-        elif c > 0:
-            for p in range(n):
-                y, x = p // width + 1, p % width + 1
-                for j in range(sources):
-                    repeat16[p, c, j] = repeat.mean16(canvas, c, y, x, centred[p, c - 1], j)
-                contexts[p] = repeat.context(canvas, c, y, x)
-            rows = mixture_core.rows(np.ascontiguousarray(repeat16[:, c]),
-                                     np.full((n, sources), repeat.LOG2_SCALE8, dtype=np.int64), half_widths,
-                                     table_offsets, prefix)
+        else:
+            means, own_weights, rows = _repeat_colour(c, canvas, centred, values, weights, counts, shares, positions,
+                                                      line_starts, width, half_widths, table_offsets, prefix)
             own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), rows, prefix)
-            for t in range(len(line_starts) - 1):
-                line = positions[line_starts[t] : line_starts[t + 1]]
-                for p in line:  # from the shares as the lines before left them
-                    others = weights[p].sum()
-                    for j in range(sources):
-                        repeat_weight[p, c, j] = repeat.weight(shares[c, contexts[p]], j, others)
-                for p in line:
-                    mass = mixture_core.value_mass(p, weights, counts)
-                    for j in range(sources):
-                        own[j] = repeat_weight[p, c, j] * own_counts[p, j]
-                        mass += own[j]
-                    if with_bits:
-                        total = mixture_core.mixture_below(p, 256, weights, components, prefix)
-                        for j in range(sources):
-                            total += repeat_weight[p, c, j] * mixture_core.component_below(256, rows, p, j, prefix)
-                        bits[p, c] = np.log2(total) - np.log2(mass)
-                    repeat.update(shares[c, contexts[p]], own, mass)
+            repeat16[:, c], repeat_weight[:, c] = means, own_weights
+            for p in range(n):
+                total = mixture_core.mixture_below(p, 256, weights, components, prefix)
+                mass = mixture_core.value_mass(p, weights, counts)
+                for j in range(sources):
+                    total += own_weights[p, j] * mixture_core.component_below(256, rows, p, j, prefix)
+                    mass += own_weights[p, j] * own_counts[p, j]
+                bits[p, c] = np.log2(total) - np.log2(mass)
         weights = mixture_core.posterior(weights, counts, weight_bits)
     return bits, repeat16, repeat_weight
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_symbols(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positions, line_starts, width: int,
+                  weight_bits: int, narrow_part: int, narrow_share: float, half_widths, table_offsets, prefix):
+    """What the coder codes of a whole plane's pixels (n, 3, raster order), with the repeat components:
+    each symbol's start and frequency, in the order :func:`decode_plane` pops them (each line, each
+    colour: the window symbols of the line's pixels, then the values of those outside their windows;
+    :func:`icnn_codec.mixture_core.pop_colour`). The encoder knows every pixel: each colour's
+    mixtures are built for the whole plane at once."""
+    n, k, sources = mu16.shape[0], mu16.shape[1], len(repeat.SOURCES)
+    centred = values - 128
+    canvas = _plane_canvas(centred, width)
+    weights = mixture_core.component_weights(logits)
+    shares = repeat.new_shares(1)[0]
+    none = np.zeros(3, dtype=np.int64)
+    sizes = line_starts[1:] - line_starts[:-1]
+    starts, freqs = np.empty((n, 3), dtype=np.int64), np.empty((n, 3), dtype=np.int64)  # in line order
+    outside_starts, outside_freqs = np.empty((n, 3), dtype=np.int64), np.empty((n, 3), dtype=np.int64)
+    for c in range(3):
+        components, counts = _colour_rows(c, values, centred, mu16, ls8, coef, tile_sum, tile_colour, none, none,
+                                          half_widths, table_offsets, prefix)
+        kk = k if c == 0 else k + sources  # the repeat components, last
+        all_rows = np.empty((n, kk, 8), dtype=np.int64)
+        all_weights = np.empty((n, kk), dtype=np.int64)
+        own_weights, rows = np.empty((n, 0), dtype=np.int64), np.empty((n, 0, 8), dtype=np.int64)
+        if c > 0:
+            _, own_weights, rows = _repeat_colour(c, canvas, centred, values, weights, counts, shares, positions,
+                                                  line_starts, width, half_widths, table_offsets, prefix)
+        for i in range(n):
+            p = positions[i]
+            all_rows[i, :k], all_weights[i, :k] = components[p], weights[p]
+            all_rows[i, k:], all_weights[i, k:] = rows[p], own_weights[p]
+        low, reach = mixture_core.windows(all_weights, all_rows, sizes, narrow_part, narrow_share)
+        coded = mixture_core.colour_symbols(np.ascontiguousarray(values[positions, c]), all_weights, all_rows, low,
+                                            reach, prefix)
+        starts[:, c], freqs[:, c], outside_starts[:, c], outside_freqs[:, c] = coded
+        weights = mixture_core.posterior(weights, counts, weight_bits)
+    out_starts, out_freqs = np.empty(6 * n, dtype=np.int64), np.empty(6 * n, dtype=np.int64)
+    m = 0
+    for t in range(len(sizes)):
+        for c in range(3):
+            for i in range(line_starts[t], line_starts[t + 1]):
+                out_starts[m], out_freqs[m] = starts[i, c], freqs[i, c]
+                m += 1
+            for i in range(line_starts[t], line_starts[t + 1]):
+                if outside_freqs[i, c]:
+                    out_starts[m], out_freqs[m] = outside_starts[i, c], outside_freqs[i, c]
+                    m += 1
+    return out_starts[:m], out_freqs[:m]
 
 
 @numba.njit(cache=True, nogil=True)
