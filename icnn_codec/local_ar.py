@@ -330,19 +330,25 @@ class TilePredictor:
         such as a camera mosaic's, for any width)."""
         (h, w), n = shape, a.shape[2] - 4
         sample = torch.nonzero((torch.arange(h)[:, None] + torch.arange(w)[None]).flatten() % self.ROBUST_SAMPLE == 0)[:, 0]
+        # the three colours' systems at once, over all of [neighbours, red, green, blue, constant]: a colour's
+        # unused inputs (itself and the colours after it) are held at zero by rows and columns of the identity
+        used = torch.ones(3, n + 4, dtype=torch.bool)
+        used[0, n:n + 3] = used[1, n + 1:n + 3] = used[2, n + 2] = False
+        pair = used[:, :, None] & used[:, None, :]
+        identity = torch.eye(n + 4, dtype=a.dtype)
         for i in range(len(coef)):
             for j in range(coef.shape[1]):
                 members = sample[labels[i, sample] == j]
-                for c in range(3):
-                    rows = torch.tensor([*range(n + c), n + 3])
-                    inputs, target = a[i, members][:, rows], flat[i, members, c]
-                    solved = torch.cat([coef[i, j, c, : n + c], coef[i, j, c, -1:]])
-                    for _ in range(self.ROBUST_STEPS):
-                        weighted = inputs / (target - inputs @ solved).abs().clamp(min=self.ROBUST_FLOOR)[:, None]
-                        solved = torch.linalg.solve(weighted.T @ inputs + ridge * torch.eye(len(rows), dtype=a.dtype),
-                                                    weighted.T @ target)
-                    coef[i, j, c, : n + c] = solved[:-1]
-                    coef[i, j, c, -1] = solved[-1]
+                inputs, target = a[i, members], flat[i, members]  # (m, n + 4), (m, 3)
+                solved = torch.zeros(3, n + 4, dtype=a.dtype)
+                solved[:, :n + 2], solved[:, n + 3] = coef[i, j, :, :n + 2], coef[i, j, :, -1]
+                for _ in range(self.ROBUST_STEPS):
+                    weights = 1 / (target - inputs @ solved.T).abs().clamp(min=self.ROBUST_FLOOR)  # (m, 3)
+                    weighted = inputs.T[None] * weights.T[:, None]  # (3, n + 4, m)
+                    gram = torch.where(pair, weighted @ inputs + ridge * identity, identity)
+                    rhs = torch.where(used, torch.einsum("cdm,mc->cd", weighted, target), 0.0)
+                    solved = torch.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+                coef[i, j, :, :n + 2], coef[i, j, :, -1] = solved[:, :n + 2], solved[:, n + 3]
 
     def sums(self, pixels: torch.Tensor, fit: TileFit, labels: torch.Tensor,
              neighbours: torch.Tensor | None = None) -> torch.Tensor:
