@@ -344,9 +344,10 @@ class TilePredictor:
                 solved[:, :n + 2], solved[:, n + 3] = coef[i, j, :, :n + 2], coef[i, j, :, -1]
                 for _ in range(self.ROBUST_STEPS):
                     weights = 1 / (target - inputs @ solved.T).abs().clamp(min=self.ROBUST_FLOOR)  # (m, 3)
-                    weighted = inputs.T[None] * weights.T[:, None]  # (3, n + 4, m)
-                    gram = torch.where(pair, weighted @ inputs + ridge * identity, identity)
-                    rhs = torch.where(used, torch.einsum("cdm,mc->cd", weighted, target), 0.0)
+                    weighted = (weights[:, :, None] * inputs[:, None]).flatten(1)  # (m, 3 (n + 4)): one product
+                    gram = (inputs.T @ weighted).view(n + 4, 3, n + 4).transpose(0, 1)
+                    gram = torch.where(pair, gram + ridge * identity, identity)
+                    rhs = torch.where(used, (inputs.T @ (weights * target)).T, 0.0)
                     solved = torch.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
                 coef[i, j, :, :n + 2], coef[i, j, :, -1] = solved[:, :n + 2], solved[:, n + 3]
 
