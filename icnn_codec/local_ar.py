@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import priors
+from .backends import current_backend
 from .quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv, integer_parameters
 
 
@@ -189,10 +190,12 @@ class LocalAR(nn.Module):
             colour = self.predictor.pixel_colour_coefficients(tile, labels).reshape(-1, 3).numpy()
         if self.residual_context:
             a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
-        h = self.first(a)
-        for layer in self.hidden:
-            h = layer(h)
-        return self.outputs_of(flat(self.head(h)), flat(linear), sums, colour)
+        # layer to layer in the backend's own tensors (uint8 activations on int8), as QNet runs them
+        backend = current_backend()
+        h = backend.latents(a) if self.first.signed_input else backend.activations(a)
+        for layer in (self.first, *self.hidden, self.head):
+            h = backend.conv(layer.kernel(), h)
+        return self.outputs_of(flat(h), flat(linear), sums, colour)
 
     def outputs_of(self, head: np.ndarray, linear: np.ndarray, tile_sum: np.ndarray | None = None,
                    tile_colour: np.ndarray | None = None) -> "ExactOutputs":
