@@ -331,10 +331,8 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
     if jobs == 1 and progress is None:
         return work(model, items, batch_size)
     # A chunk of tiles is one batch of network evaluations at most (small tiles share one), or
-    # CHUNK_TILES large ones; with several jobs, every job gets tiles however few there are.
+    # CHUNK_TILES large ones.
     per_batch = max(CHUNK_TILES, min(batch_size, payload.batch_pixels(model) // largest))
-    size = min(per_batch, -(-len(items) // jobs)) if jobs > 1 else max(CHUNK_TILES, batch_size)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     done = 0
 
     def finished(part: list) -> list:
@@ -345,15 +343,46 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
         return part
 
     if jobs == 1:
-        return [r for chunk in chunks for r in finished(work(model, chunk, batch_size))]
+        size = max(CHUNK_TILES, batch_size)
+        return [r for i in range(0, len(items), size) for r in finished(work(model, items[i : i + size], batch_size))]
+    cut = [[share[k : k + per_batch] for k in range(0, len(share), per_batch)] for share in _shares(items, jobs)]
+    chunks = [c[n] for n in range(max(map(len, cut))) for c in cut if n < len(c)]  # the jobs' chunks in turn
+    results: list = [None] * len(items)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // jobs))  # the jobs are the parallelism: don't oversubscribe
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="icnn-tiles") as pool:
-            futures = [pool.submit(work, model, chunk, batch_size) for chunk in chunks]
-            return [r for f in futures for r in finished(f.result())]
+            futures = [pool.submit(work, model, [items[i] for i in chunk], batch_size) for chunk in chunks]
+            for chunk, future in zip(chunks, futures):
+                for i, r in zip(chunk, finished(future.result())):
+                    results[i] = r
     finally:
         torch.set_num_threads(threads)
+    return results
+
+
+def _shares(items: list, jobs: int) -> list[list[int]]:
+    """The items' indices for each job, each job's area about equal (a tile takes time about in
+    proportion to its area). Tiles of one area (one shape, nearly always) stay in one job where the
+    group fits in what is left of a fair share, as they share its network evaluations; a larger
+    group is dealt out tile by tile, each to the job with the least area so far."""
+    groups: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.area, []).append(i)
+    fair = sum(item.area for item in items) / jobs
+    shares: list[list[int]] = [[] for _ in range(jobs)]
+    loads = [0] * jobs
+    for area, group in sorted(groups.items(), key=lambda g: -g[0] * len(g[1])):
+        j = loads.index(min(loads))
+        if loads[j] + area * len(group) <= fair:
+            shares[j] += group
+            loads[j] += area * len(group)
+            continue
+        for i in group:
+            j = loads.index(min(loads))
+            shares[j].append(i)
+            loads[j] += area
+    return shares
 
 
 def _offset(progress: Progress | None, before: int, total: int) -> Callable[[int], None] | None:

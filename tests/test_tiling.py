@@ -10,7 +10,7 @@ import pytest
 
 import icnn_codec as ic
 from icnn_codec import container
-from icnn_codec.codec import _run_tiles, decompress_tile
+from icnn_codec.codec import _run_tiles, _shares, decompress_tile
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,17 @@ def test_every_job_gets_tiles_however_few_there_are(n_tiles):
 
     assert _run_tiles(work, None, tiles, 64, jobs=2) == list(range(n_tiles))
     assert len(set(workers.values())) == 2
+
+
+def test_jobs_get_about_equal_areas_and_a_shape_that_fits_stays_in_one_job():
+    """A tile takes time about in proportion to its area, and tiles of one shape share a job's network
+    evaluations. (Runs of consecutive tiles gave one job 54 % of the scikit-image photos' area.)"""
+    areas = [256 * 256] * 3 + [40 * 25] * 4 + [256 * 100] * 2
+    shares = _shares([SimpleNamespace(area=a) for a in areas], 2)
+    assert sorted(i for share in shares for i in share) == list(range(len(areas)))
+    loads = [sum(areas[i] for i in share) for share in shares]
+    assert abs(loads[0] - loads[1]) <= max(areas)
+    assert any({3, 4, 5, 6} <= set(share) for share in shares) and any({7, 8} <= set(share) for share in shares)
 
 
 def test_thumbnails_keep_one_job_whatever_is_asked():
