@@ -81,6 +81,30 @@ def component_below(v: int, components, i: int, c: int, prefix) -> int:
     return total
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def component_count(v: int, components, i: int, c: int, prefix) -> int:
+    """Sample i's component c's count of value v (0..255): ``component_below(v + 1) -
+    component_below(v)``, read directly (its table row's count where the row reaches v, else 1; value
+    0 also holds the mass below 0, 255 the mass above 255)."""
+    count = 1
+    if components[i, c, FIRST] <= v <= components[i, c, LAST]:
+        count = prefix[components[i, c, AT] + v + 1] - prefix[components[i, c, AT] + v]
+    if v == 0:
+        count += components[i, c, BELOW]
+    if v == 255:
+        count += components[i, c, ABOVE]
+    return count
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def mixture_count(i: int, v: int, weights, components, prefix) -> int:
+    """Sample i's mixture's count of value v: its components' under their weights."""
+    total = 0
+    for c in range(weights.shape[1]):
+        total += weights[i, c] * component_count(v, components, i, c, prefix)
+    return total
+
+
 @numba.njit(cache=True, nogil=True)
 def mixture_below(i: int, v: int, weights, components, prefix) -> int:
     """Sample i's mixture's counts of the values 0 .. v - 1: its components' under their weights
@@ -162,37 +186,42 @@ def _before(i: int, j: int, width: int, outside: bool, low, weights, components,
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(slot: int, i: int, width: int, outside: bool, low, weights, components, prefix, masses) -> tuple[int, int, int]:
-    """The symbol whose frequencies hold ``slot``, with its start and frequency. A window's values
-    cluster at its centre (the main logistic's mean), so its search starts there and gallops out,
-    then bisects; the values outside are bisected. Each probe is a whole mixture sum, so the symbol's
-    end is kept from the probe that found it rather than summed again."""
-    lo, hi = 0, 256 - width if outside else width + 1
+def _find_window(slot: int, i: int, width: int, low, weights, components, prefix, masses) -> tuple[int, int, int]:
+    """The window symbol whose frequencies hold ``slot``, with its start and frequency (as
+    :func:`_before` gives them). A window's values cluster at its centre (the main logistic's mean),
+    so the search starts there with one mixture sum and walks out a value at a time, each step one
+    value's count added to the cumulative one (the same integers :func:`_before` sums)."""
+    total, below, _ = masses
+    j = (width - 1) >> 1
+    cum = mixture_below(i, low[i] + j, weights, components, prefix)  # the counts below value low + j
+    q = _quantised(cum - below, total, width + 1, j)
+    if q <= slot:
+        while j < width:
+            cum += mixture_count(i, low[i] + j, weights, components, prefix)
+            end = _quantised(cum - below, total, width + 1, j + 1)
+            if end > slot:
+                return j, q, end - q
+            j, q = j + 1, end
+        return width, q, rans.TOTAL - q  # the symbol for every value outside the window
+    while True:
+        j -= 1
+        cum -= mixture_count(i, low[i] + j, weights, components, prefix)
+        start = _quantised(cum - below, total, width + 1, j)
+        if start <= slot:
+            return j, start, q - start
+        q = start
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_outside(slot: int, i: int, width: int, low, weights, components, prefix, masses) -> tuple[int, int, int]:
+    """The symbol among the values outside the window whose frequencies hold ``slot``, with its start
+    and frequency, by bisection (each probe a whole mixture sum; the symbol's end is kept from the
+    probe that found it rather than summed again)."""
+    lo, hi = 0, 256 - width
     start, end = 0, rans.TOTAL  # the cumulative frequencies before lo and before hi
-    if not outside:
-        probe, step = (width - 1) >> 1, 1
-        q = _before(i, probe, width, outside, low, weights, components, prefix, masses)
-        if q <= slot:
-            lo, start = probe, q
-            while lo + step < hi:
-                q = _before(i, lo + step, width, outside, low, weights, components, prefix, masses)
-                if q > slot:
-                    hi, end = lo + step, q
-                    break
-                lo, start = lo + step, q
-                step *= 2
-        else:
-            hi, end = probe, q
-            while hi - step > lo:
-                q = _before(i, hi - step, width, outside, low, weights, components, prefix, masses)
-                if q <= slot:
-                    lo, start = hi - step, q
-                    break
-                hi, end = hi - step, q
-                step *= 2
     while hi - lo > 1:
         mid = (lo + hi) >> 1
-        q = _before(i, mid, width, outside, low, weights, components, prefix, masses)
+        q = _before(i, mid, width, True, low, weights, components, prefix, masses)
         if q <= slot:
             lo, start = mid, q
         else:
@@ -207,8 +236,7 @@ def value_counts_of(values, components, prefix):
     counts = np.empty((n, k), dtype=np.int64)
     for i in range(n):
         for c in range(k):
-            counts[i, c] = (component_below(values[i] + 1, components, i, c, prefix)
-                            - component_below(values[i], components, i, c, prefix))
+            counts[i, c] = component_count(values[i], components, i, c, prefix)
     return counts
 
 
@@ -256,8 +284,15 @@ def colour_symbols(values, weights, components, low, reach, prefix):
                 j = values[i] if values[i] < low[i] else values[i] - width
                 outside_starts[i] = _before(i, j, width, True, low, weights, components, prefix, masses)
                 outside_freqs[i] = _before(i, j + 1, width, True, low, weights, components, prefix, masses) - outside_starts[i]
-        starts[i] = _before(i, s, width, False, low, weights, components, prefix, masses)
-        freqs[i] = _before(i, s + 1, width, False, low, weights, components, prefix, masses) - starts[i]
+        if outside:
+            starts[i] = _before(i, s, width, False, low, weights, components, prefix, masses)
+            freqs[i] = rans.TOTAL - starts[i]
+        else:  # the symbol's end from its value's count, as pop_colour's walk finds it
+            total, below, _ = masses
+            cum = mixture_below(i, values[i], weights, components, prefix)
+            starts[i] = _quantised(cum - below, total, width + 1, s)
+            cum += mixture_count(i, values[i], weights, components, prefix)
+            freqs[i] = _quantised(cum - below, total, width + 1, s + 1) - starts[i]
     return starts, freqs, outside_starts, outside_freqs
 
 
@@ -283,7 +318,10 @@ def pop_colour(means, ls8, weights, sizes, narrow_part: int, narrow_share: float
                         values[i] = 255 if low[i] == 0 else 0
                     continue
                 masses = _masses(i, width, outside, low, weights, components, prefix)
-                s, start, freq = _find(rans.slot(state), i, width, outside, low, weights, components, prefix, masses)
+                if outside:
+                    s, start, freq = _find_outside(rans.slot(state), i, width, low, weights, components, prefix, masses)
+                else:
+                    s, start, freq = _find_window(rans.slot(state), i, width, low, weights, components, prefix, masses)
                 rans.advance(words, end, state, next_word, start, freq)
                 values[i] = (s if s < low[i] else s + width) if outside else low[i] + s
         first += sizes[g]
