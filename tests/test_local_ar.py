@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import icnn_codec as ic
-from icnn_codec import adaptive, payload, rans
+from icnn_codec import adaptive, mixture_core, payload, rans
 from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import ExactOutputs, LocalAR
-from icnn_codec.mixture import channel_distribution, pixel_code_length, posterior_weights
+from icnn_codec.mixture import NARROW_PART, NARROW_SHARE, channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
 from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront, code_length
 from icnn_codec.zoo import flow_to_model, read_model_file, save_model
@@ -76,6 +76,33 @@ def test_a_colours_window_and_its_outside_count_give_each_value_its_share_of_the
     true = full / full.sum(1, keepdims=True)
     likely = true > 2**-10
     assert np.allclose(shares[likely], true[likely], rtol=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_value_pops_back_as_it_was_pushed_whatever_its_window(tables, seed):
+    """The decoder finds each window symbol by a walk from the window's centre and each value outside
+    by bisection: every value of 0..255 comes back, under mixtures with means beyond either end,
+    narrow and 255-wide windows, in two tiles' groups."""
+    rng = np.random.default_rng(seed)
+    n, k = 512, 3
+    means = rng.integers(-300 * 16, 560 * 16, (n, k))
+    ls8 = np.concatenate([rng.integers(60, 90, (n // 2, k)), rng.integers(-24, 8, (n // 2, k))])  # wide, narrow
+    weights = rng.integers(1, 2**16, (n, k))
+    sizes = np.array([256, 256])
+    dist = channel_distribution(means, ls8, weights, tables, sizes)
+    values = rng.permutation(np.tile(np.arange(256), 2))
+    window_start, window_freq, outside_start, outside_freq = dist.coded(values)
+    encoders = [rans.Encoder(), rans.Encoder()]
+    for g, part in enumerate((slice(0, 256), slice(256, 512))):  # the window symbols, then the values outside
+        encoders[g].push(window_start[part], window_freq[part])
+        outside = np.flatnonzero(outside_freq[part])
+        encoders[g].push(outside_start[part][outside], outside_freq[part][outside])
+    streams = rans.Streams([e.words() for e in encoders])
+    popped, counts = mixture_core.pop_colour(means, ls8, weights, sizes, NARROW_PART, NARROW_SHARE, tables.half_widths,
+                                             tables.offsets, tables.prefix, streams.words, streams.ends, streams.states,
+                                             streams.ats)
+    assert np.array_equal(popped, values) and np.array_equal(counts, dist.counts_of(values))
+    assert (dist.reach == 127).any() and (dist.reach < 10).any()
 
 
 def test_a_lines_window_is_as_wide_as_nine_in_ten_of_its_samples_want(tables):
