@@ -114,7 +114,8 @@ def _repeat_colour(c: int, canvas, centred, values, weights, counts, shares, pos
                    half_widths, table_offsets, prefix):
     """Colour c's repeat components (:mod:`icnn_codec.repeat`) over a whole plane (raster order), found
     line by line as the decoder finds them, the shares (colours, contexts, sources) moving as they go:
-    their means (1/16 grid), weights and table rows ((n, S), (n, S), (n, S, 8)). ``weights`` and
+    their means (1/16 grid), weights, table rows and counts of the values ((n, S), (n, S), (n, S, 8),
+    (n, S)). ``weights`` and
     ``counts``: the model's components' (n, K) and their counts of the values."""
     n, sources = values.shape[0], len(repeat.SOURCES)
     repeat16 = np.empty((n, sources), dtype=np.int64)
@@ -141,7 +142,7 @@ def _repeat_colour(c: int, canvas, centred, values, weights, counts, shares, pos
                 own[j] = repeat_weight[p, j] * own_counts[p, j]
                 mass += own[j]
             repeat.update(shares[c, contexts[p]], own, mass)
-    return repeat16, repeat_weight, rows
+    return repeat16, repeat_weight, rows, own_counts
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,9 +179,9 @@ def plane_code_lengths(values, mu16, ls8, coef, logits, tile_sum, tile_colour, p
             for p in range(n):
                 bits[p, c] = _sample_bits(p, weights, components, counts, prefix)
         else:
-            means, own_weights, rows = _repeat_colour(c, canvas, centred, values, weights, counts, shares, positions,
-                                                      line_starts, width, half_widths, table_offsets, prefix)
-            own_counts = mixture_core.value_counts_of(np.ascontiguousarray(values[:, c]), rows, prefix)
+            means, own_weights, rows, own_counts = _repeat_colour(c, canvas, centred, values, weights, counts, shares,
+                                                                  positions, line_starts, width, half_widths,
+                                                                  table_offsets, prefix)
             repeat16[:, c], repeat_weight[:, c] = means, own_weights
             for p in range(n):
                 total = mixture_core.mixture_below(p, 256, weights, components, prefix)
@@ -218,7 +219,7 @@ def plane_symbols(values, mu16, ls8, coef, logits, tile_sum, tile_colour, positi
         all_weights = np.empty((n, kk), dtype=np.int64)
         own_weights, rows = np.empty((n, 0), dtype=np.int64), np.empty((n, 0, 8), dtype=np.int64)
         if c > 0:
-            _, own_weights, rows = _repeat_colour(c, canvas, centred, values, weights, counts, shares, positions,
+            _, own_weights, rows, _ = _repeat_colour(c, canvas, centred, values, weights, counts, shares, positions,
                                                   line_starts, width, half_widths, table_offsets, prefix)
         for i in range(n):
             p = positions[i]
