@@ -53,6 +53,18 @@ class MaskedQConv2d(QConv2d):
         """The masked weights' integers: nothing outside the mask is ever frozen or exported."""
         return integer_parameters(self.conv.weight * self.mask, self.conv.bias, self.in_frac, self.split)
 
+    def _convolve(self, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Training path: the causal taps gathered into (B, C x taps, H x W) and one batched product, about
+        twice as fast as the convolution, which multiplies the masked half of the kernel too."""
+        batch, _, height, width = a.shape
+        r = self.conv.kernel_size[0] // 2
+        rows, cols = self.mask.nonzero().unbind(1)
+        padded = F.pad(a, (r, r, r, r))
+        taps = torch.stack([padded[:, :, y : y + height, x : x + width] for y, x in zip(rows.tolist(), cols.tolist())], 2)
+        w = w[:, :, rows, cols].flatten(1).expand(batch, -1, -1)
+        return torch.baddbmm(b.unsqueeze(1).expand(batch, -1, height * width), w, taps.flatten(1, 2).flatten(2)
+                             ).view(batch, -1, height, width)
+
 
 def edge_logistic_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor) -> torch.Tensor:
     """-log2 P(z) for samples 0..255 under discretised logistics on the codec's grids, the mass below 0

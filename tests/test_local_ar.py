@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import icnn_codec as ic
 from icnn_codec import adaptive, mixture_core, payload, rans
 from icnn_codec.errors import DecodeError, ModelError
-from icnn_codec.local_ar import ExactOutputs, LocalAR
+from icnn_codec.local_ar import ExactOutputs, LocalAR, MaskedQConv2d
 from icnn_codec.mixture import NARROW_PART, NARROW_SHARE, channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
 from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront, code_length
@@ -302,6 +303,23 @@ def test_the_training_path_sees_only_decoded_pixels_and_makes_a_distribution(sum
             assert all(y <= 6 and abs(x - 4) <= 2 for y, x in moved)
     assert sums_to_one(model)
     assert sums_to_one(LocalAR(kernel=3, width=8, depth=1, components=2))
+
+
+def test_the_causal_layer_trains_on_the_decoded_neighbours_taps_alone(monkeypatch):
+    """The masked k x k layer trains as one product over the gathered causal taps: the masked
+    convolution's values, its gradients within the mask, and none outside it."""
+    model = perturbed(kernel=5, width=16, depth=1)
+    pixels = torch.randint(0, 256, (2, 3, 7, 9)).float()
+    layer = model.first
+    a = (pixels - 128) / 64
+    out = layer(a)
+    (grad,) = torch.autograd.grad(out.square().sum(), layer.conv.weight)
+    monkeypatch.setattr(MaskedQConv2d, "_convolve", lambda self, a, w, b: F.conv2d(a, w, b, padding=self.conv.padding))
+    reference = layer(a)
+    (by_convolution,) = torch.autograd.grad(reference.square().sum(), layer.conv.weight)
+    assert torch.equal(out, reference)
+    assert torch.allclose(grad, by_convolution * layer.mask, rtol=1e-5, atol=1e-6)
+    assert not grad[:, :, 2, 2:].any() and not grad[:, :, 3:].any()
 
 
 @pytest.mark.parametrize(("components", "tile_predictor", "residual_context"),

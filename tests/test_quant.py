@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from icnn_codec import backends
 from icnn_codec.backends import EXACT_BOUND, BACKENDS, IntConv, reference_output
 from icnn_codec.errors import ModelError
-from icnn_codec.quant import INPUT_FRAC, QConv2d, QNet, bfloat16_hidden_layers
+from icnn_codec.quant import INPUT_FRAC, QConv2d, QNet, _OntoGrid, bfloat16_hidden_layers
 
 AVAILABLE = [b for b in BACKENDS.values() if b.available()]
 
@@ -56,6 +56,41 @@ def test_the_training_path_computes_what_the_decoder_computes(kind):
     real_in = torch.clamp(x, -255, 255) / 2**INPUT_FRAC if layer.signed_input else x / 2**layer.in_frac
     trained = layer(real_in) * torch.pow(2.0, layer.out_frac.float()).view(1, -1, 1, 1)
     assert torch.equal(trained.to(torch.int64), reference_output(layer.kernel(), x))
+
+
+def test_the_grid_rounding_is_the_clamped_rounding_with_a_straight_through_gradient():
+    """y * scale rounded half to even, clamped, scaled back; the gradient passes unchanged where the clamp
+    lets a value through (its bounds included) and is zero where it clamps."""
+    gen = torch.Generator().manual_seed(0)
+    y = (torch.randn(2, 4, 5, 6, generator=gen) * 8).requires_grad_()
+    y.data[0, 0, 0, :4] = torch.tensor([0.0, 255 / 32, 0.5 / 32, 1.5 / 32])  # bounds, and ties to even
+    scale, lo, hi = torch.tensor([32.0, 32, 16, 4]), torch.tensor([0.0, 0, -100, -3]), torch.tensor([255.0, 7, 100, 3])
+    grad = torch.randn(y.shape, generator=gen)
+    out = _OntoGrid.apply(y, scale, lo, hi)
+    (by_rule,) = torch.autograd.grad(out, y, grad)
+    view = (1, -1, 1, 1)
+    rounded = torch.round(y * scale.view(view))
+    composed = torch.clamp(y * scale.view(view) + (rounded - y * scale.view(view)).detach(), lo.view(view), hi.view(view))
+    (reference,) = torch.autograd.grad(composed / scale.view(view), y, grad)
+    assert torch.equal(out, composed / scale.view(view))
+    assert torch.equal(by_rule, reference)
+    assert (by_rule == 0).any() and (by_rule != 0).any()
+
+
+@pytest.mark.parametrize("kind", ["first", "hidden", "head"])
+def test_the_training_paths_products_are_the_convolution_forward_and_backward(kind, monkeypatch):
+    """1x1 layers train as batched matrix products, faster than the framework's convolution: the same
+    values (sums exact under the L1 rule), and the same gradients within float32 rounding."""
+    layer = random_layer(kind)
+    x = random_input(layer)
+    real_in = (torch.clamp(x, -255, 255) / 2**INPUT_FRAC if layer.signed_input else x / 2**layer.in_frac).requires_grad_()
+    out = layer(real_in)
+    grads = torch.autograd.grad(out.square().sum(), [real_in, *layer.parameters()])
+    monkeypatch.setattr(QConv2d, "_convolve", lambda self, a, w, b: F.conv2d(a, w, b, padding=self.conv.padding))
+    reference = layer(real_in)
+    assert torch.equal(out, reference)
+    for g, r in zip(grads, torch.autograd.grad(reference.square().sum(), [real_in, *layer.parameters()])):
+        assert torch.allclose(g, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
 
 
 def test_a_small_network_trained_in_float32_is_the_network_the_decoder_runs():
