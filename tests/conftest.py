@@ -54,6 +54,14 @@ def model():
 
 
 @pytest.fixture(scope="session")
+def flow_model():
+    """The shipped integer discrete flow (grey images)."""
+    import icnn_codec
+
+    return icnn_codec.load_model("photo-grey")
+
+
+@pytest.fixture(scope="session")
 def sums_to_one():
     """Whether a local AR's code lengths for a 1x1 image, over all 256^3 colours, make a distribution."""
     torch = pytest.importorskip("torch")

@@ -365,10 +365,10 @@ def _quantised_weights(conv: QConv2d) -> tuple[torch.Tensor, torch.Tensor]:
     return (w_int / torch.pow(2.0, e.double()).view(-1, 1, 1, 1)).float(), (b_int / torch.pow(2.0, (e + conv.in_frac).double())).float()
 
 
-def test_a_converted_models_activation_grids_survive_checkpoints_and_growth(model, cifar_images):
-    """The shipped models' hidden layers each have their own grid: a state_dict (checkpoints, EMA) and
+def test_a_converted_models_activation_grids_survive_checkpoints_and_growth(flow_model, cifar_images):
+    """The shipped flow's hidden layers each have their own grid: a state_dict (checkpoints, EMA) and
     surgery must carry it, or the biases would stand for other values."""
-    source = model.flow
+    source = flow_model.flow
     fracs = [net.hidden_fracs() for net in source.qnets()]
     assert len({f for fs in fracs for f in fs}) > 1  # calibrated, not one default
     copy_ = IntegerFlow(source.cfg)
