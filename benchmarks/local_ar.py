@@ -441,7 +441,10 @@ if __name__ == "__main__":
     elif args.export:
         model, saved = checkpoint_model(args, exact_ready=True)
         training = {"run": args.checkpoint.stem, "steps": saved["step"], "minutes": round(saved["seconds"] / 60),
-                    "trained_on": "random 64x64 crops of the photographs' training split (benchmarks/local_ar.py)",
+                    "trained_on": ("the CIFAR-10 training images less every 100th (benchmarks/local_ar.py --cifar10)"
+                                   if args.cifar10 else
+                                   f"random {args.crop}x{args.crop} crops of the photographs' training split "
+                                   "(benchmarks/local_ar.py)"),
                     "curve": saved["curve"]}
         save_model(model, args.export, args.export.stem, LogisticTables.build(), training)
         print(f"{args.checkpoint} -> {args.export}")
