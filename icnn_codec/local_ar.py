@@ -24,7 +24,7 @@ from torch import nn
 
 from . import priors
 from .backends import current_backend
-from .quant import HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv, integer_parameters
+from .quant import BATCHED_PIXELS, HIDDEN_FRAC, INPUT_FRAC, QConv2d, hidden_conv, integer_parameters
 
 
 def causal_mask(kernel: int) -> torch.Tensor:
@@ -57,6 +57,8 @@ class MaskedQConv2d(QConv2d):
         """Training path: the causal taps gathered into (B, C x taps, H x W) and one batched product, about
         twice as fast as the convolution, which multiplies the masked half of the kernel too."""
         batch, _, height, width = a.shape
+        if height * width < BATCHED_PIXELS:
+            return F.conv2d(a, w, b, padding=self.conv.padding)
         r = self.conv.kernel_size[0] // 2
         rows, cols = self.mask.nonzero().unbind(1)
         padded = F.pad(a, (r, r, r, r))

@@ -40,6 +40,7 @@ INPUT_LIMIT = LATENT_LIMIT  # ... clamped to +-255
 HIDDEN_MAX = ACT_MAX  # hidden activations are uint8 ...
 HIDDEN_FRAC = 5  # ... on a 2**-5 grid in a new network (a converted one has its own grid per layer)
 MIN_FRAC, MAX_FRAC = 1, 8  # the grids a hidden layer may use
+BATCHED_PIXELS = 64  # training: images of this many pixels or more take batched products, not convolutions
 
 _bfloat16_hidden = contextvars.ContextVar("bfloat16_hidden", default=False)
 
@@ -265,12 +266,13 @@ class QConv2d(nn.Module):
         return _OntoGrid.apply(y, torch.pow(2.0, self.out_frac.float()), self.out_lo.float(), self.out_hi.float())
 
     def _convolve(self, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The training path's convolution. A 1x1 one as a batched matrix product over (B, C, H*W):
-        three to four times as fast as the framework's convolution, forward and backward, on a CPU;
-        under the L1 rule both sums are exact, so the result is the same."""
-        if self.conv.kernel_size != (1, 1):
-            return F.conv2d(a, w, b, padding=self.conv.padding)
+        """The training path's convolution. A 1x1 one over images of BATCHED_PIXELS or more as a batched
+        matrix product over (B, C, H*W): three to four times as fast as the framework's convolution,
+        forward and backward, on a CPU (on smaller images the product per image costs more than the
+        framework's one product for all); under the L1 rule both sums are exact, so the result is the same."""
         batch, _, height, width = a.shape
+        if self.conv.kernel_size != (1, 1) or height * width < BATCHED_PIXELS:
+            return F.conv2d(a, w, b, padding=self.conv.padding)
         w = w.flatten(1).expand(batch, -1, -1)
         return torch.baddbmm(b.unsqueeze(1).expand(batch, -1, height * width), w, a.flatten(2)).view(batch, -1, height, width)
 

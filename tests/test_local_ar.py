@@ -309,7 +309,7 @@ def test_the_causal_layer_trains_on_the_decoded_neighbours_taps_alone(monkeypatc
     """The masked k x k layer trains as one product over the gathered causal taps: the masked
     convolution's values, its gradients within the mask, and none outside it."""
     model = perturbed(kernel=5, width=16, depth=1)
-    pixels = torch.randint(0, 256, (2, 3, 7, 9)).float()
+    pixels = torch.randint(0, 256, (2, 3, 8, 9)).float()  # 72 pixels: the gathered product (BATCHED_PIXELS)
     layer = model.first
     a = (pixels - 128) / 64
     out = layer(a)
