@@ -115,8 +115,7 @@ def _repeat_colour(c: int, canvas, centred, values, weights, counts, shares, pos
     """Colour c's repeat components (:mod:`icnn_codec.repeat`) over a whole plane (raster order), found
     line by line as the decoder finds them, the shares (colours, contexts, sources) moving as they go:
     their means (1/16 grid), weights, table rows and counts of the values ((n, S), (n, S), (n, S, 8),
-    (n, S)). ``weights`` and
-    ``counts``: the model's components' (n, K) and their counts of the values."""
+    (n, S)). ``weights`` and ``counts``: the model's components' (n, K) and their counts of the values."""
     n, sources = values.shape[0], len(repeat.SOURCES)
     repeat16 = np.empty((n, sources), dtype=np.int64)
     repeat_weight = np.empty((n, sources), dtype=np.int64)
