@@ -88,10 +88,10 @@ def main(argv: list[str]) -> None:
     unseen = sorted(p for p in (SHARED / "data" / "photos-unseen").iterdir() if p.suffix != ".md")[::every]
     images = {"graphics": {**synthetic(), **real()}, "photos": photos(),
               "photos-unseen": {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in unseen}}
-    models = {1: load_model("photo-grey"), 3: load_model("photo")}
+    model = load_model("photo")  # grey tiles too, as the codec codes them
     sets = {}
     for name, by_name in images.items():
-        sets[name] = [measure(tile, models[tile.shape[2]]) for image in by_name.values() for tile in tiles_of(image)
+        sets[name] = [measure(tile, model) for image in by_name.values() for tile in tiles_of(image)
                       if not classic.has_few_colours(tile, payload.FEW_COLOURS)]
         print(f"{name}: {len(sets[name])} tiles", file=sys.stderr)
     text = ("### Classic trials on many-coloured 256-pixel tiles\n\n" + report(sets) +

@@ -29,7 +29,6 @@ def bench_into_results(name: str, data: Path, argv: list[str]) -> None:
     bench_command.main(args, prog_name=f"benchmarks/{name}.py", standalone_mode=True)
 
 
-PHOTO_FLOW = ROOT / "benchmarks" / "models" / "photo-dc2b.npz"  # the last photo flow: flow research starts from it
 PHOTO_CODECS = "icnn:photo,icnn:cifar10,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9,jpegxl-mt"
 
 

@@ -6,8 +6,9 @@ photographs converted to grey.
 camera, coins and moon (natural grey photographs), page and text (scans of print), and the five
 colour photographs of ``photos.py`` converted to grey by Pillow (ITU-R 601-2 luma). All ship with
 scikit-image, so nothing is downloaded, and none is in the photo set the models were trained on.
-The grey model is benched beside the colour photo model, which is what coded grey before it. The bench codes them as grey images (WebP, which has no
-grey mode, gets three equal channels) and counts bits per grey value. Writes
+icnn codes them with its default model, ``photo``, as runs of three grey neighbours. The bench
+codes them as grey images (WebP, which has no grey mode, gets three equal channels) and counts bits
+per grey value. Writes
 benchmarks/results/grey.{json,md,png}.
 """
 import sys
@@ -18,7 +19,7 @@ from PIL import Image
 from common import bench_images_into_results
 from photos import photos
 
-GREY_CODECS = "icnn:photo-grey,icnn:photo,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9"
+GREY_CODECS = "icnn:photo,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9"
 
 GREY_NAMES = ("camera", "coins", "moon", "page", "text")
 

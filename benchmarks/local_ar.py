@@ -1,4 +1,4 @@
-"""A local autoregressive model, trained for a fixed budget beside the flow's harness.
+"""The local autoregressive model's research harness: fixed-budget runs, measurements, exports.
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
         [--exact-ready [--tile-predictor K [--residual-context]]] [--eval-every MIN] [--lr-halflife STEPS]
@@ -9,13 +9,13 @@
     python benchmarks/local_ar.py --decode-time [--kernel 7] [--width 128] [--blocks 2]
     python benchmarks/local_ar.py --table
 
-The question it answers for model v2 (issue #23): is the multi-scale flow the family to train,
-or does a small model that sees each pixel's decoded neighbours at full resolution get more out of
-each MAC and each CPU hour? The model is NeLLoC's shape: one masked k x k convolution (the pixels
+It answered model v2's question (issue #23): a small model that sees each pixel's decoded
+neighbours at full resolution gets more out of each MAC and each CPU hour than the multi-scale flow
+did, and every shipped model is now one. The model is NeLLoC's shape: one masked k x k convolution (the pixels
 above and to the left within k // 2, never the pixel itself), then residual blocks of 1x1
 convolutions, then a mixture of discretised logistics per pixel whose green mean leans on red and
 whose blue mean leans on red and green (PixelCNN++'s coupling of a pixel's colours). It is trained
-from random weights on the same crops as `benchmarks/ablate.py` and measured on the same held-out
+from random weights on random crops of the photographs' training split and measured on held-out
 central 128x128 crops (validation split and photos-unseen), by the training path's code length.
 
 ``--exact-ready`` trains the codec's own model instead (:class:`icnn_codec.local_ar.LocalAR`: the
@@ -54,8 +54,7 @@ from icnn_codec.mixture import pixel_code_length
 from icnn_codec.priors import LogisticTables
 from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront
 from icnn_codec.zoo import save_model
-from icnn_codec.training.ablation import HOLDOUT_EVERY, held_out_crops
-from icnn_codec.training.data import ImageSet
+from icnn_codec.training.data import HOLDOUT_EVERY, ImageSet, held_out_crops
 
 FOLDER = RESULTS / "local_ar"
 CIFAR10_HOLDOUT_EVERY = 100

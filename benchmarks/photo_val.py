@@ -16,9 +16,8 @@ import sys
 
 from common import RESULTS, SHARED, bench_images_into_results
 
-from icnn_codec.training.data import ImageSet
+from icnn_codec.training.data import HOLDOUT_EVERY, ImageSet
 
-HOLDOUT_EVERY = 10
 # The photo set's files by source (../shared/data/photos/README.md): the last number of each.
 SOURCES = [(200, "BSDS300 train"), (300, "BSDS300 test"), (393, "Urban100"), (472, "Sun-Hays80"), (490, "McMaster")]
 REFERENCE = ("icnn:photo", "jpegxl")  # the gap column: the first against the second

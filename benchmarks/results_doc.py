@@ -190,13 +190,15 @@ def photo_val_sources_text(r: Result) -> str:
 
 
 def grey_text(r: Result) -> str:
-    grey = r.bpd("icnn:photo-grey")
+    if any(row["codec"] == "icnn:photo-grey" for row in r.data["datasets"][0]["results"]):  # the grey flow's runs
+        icnn, what = r.bpd("icnn:photo-grey"), "The grey model `photo-grey` (a flow, since retired)"
+    else:
+        icnn, what = r.bpd("icnn:photo"), "The photo model `photo`"
     return (
         "Grey images are coded as runs of three horizontal neighbours, one position's three channels "
-        f"([format](format.md)). The grey model `photo-grey` writes {grey:.3f} bpd: "
-        f"{compared(grey, r.bpd('icnn:photo'))} than the colour `photo` model on the same grey images and "
-        f"{compared(grey, r.bpd('png'))} than PNG, but {compared(grey, r.bpd('jpegxl'))} than JPEG XL. "
-        "bpd here is bits per grey value."
+        f"([format](format.md)). {what} writes {icnn:.3f} bpd: "
+        f"{compared(icnn, r.bpd('png'))} than PNG, {compared(icnn, r.bpd('webp'))} than WebP and "
+        f"{compared(icnn, r.bpd('jpegxl'))} than JPEG XL. bpd here is bits per grey value."
     )
 
 
@@ -225,18 +227,6 @@ def classic_trials_text(r: Result) -> str:
         "streams and LZMA on the best of those (where it could beat the model). What that costs in the chosen "
         f"sizes: {rows['photos']['encoder vs previous search']} on the scikit-image photos, "
         f"{rows['graphics']['encoder vs previous search']} on the graphics' tiles."
-    )
-
-
-def strips_text(r: Result) -> str:
-    total = next(row for row in r.table() if row["photo"] == "all")
-    sizes = sorted({row["size"] for row in r.table() if row["size"]})
-    return (
-        "Format 4 codes the last rows or columns of a plane beyond the flow's block as *strips*, predicted from "
-        "their decoded neighbours, where format 3 padded the plane to the block by repeating edge pixels "
-        f"([format](format.md)). On these photographs, all {' or '.join(sizes)}, the strips save {total['saved']} "
-        f"of the bits ({total['format 3 bpd']} → {total['format 4 bpd']} bpd), the strips themselves costing "
-        f"{total['strip bits per value']} bits per value. The table names the model it was measured with."
     )
 
 
@@ -276,32 +266,6 @@ def fuzz_text(r: Result) -> str:
     )
 
 
-def latent_bits_text(r: Result) -> str:
-    return (
-        "Each latent group's share of a model's bits (its own −log₂ p, float path): the groups factored out "
-        "at level 1 hold half of the latents and cost the fewest bits per latent; the deeper levels and the "
-        "top sub-lattices hold few latents that cost more each. The models named are the ones measured, "
-        "which may since have been replaced ([models](models.md))."
-    )
-
-
-def adaptation_text(r: Result) -> str:
-    return (
-        "What a decoder could learn from the groups already decoded in a tile, at no cost in side information "
-        "(backward adaptation), measured with the exact coder's code lengths; none was adopted "
-        "([ablations](ablations.md)). The model named is the one measured."
-    )
-
-
-def colour_choice_text(r: Result) -> str:
-    return (
-        "Central crops coded after each of four colour transforms, and after the best of them for each crop "
-        "(the choice costing two bits a crop), training-path bpd. The codec's colour mode chooses per tile "
-        "between the first and the third, at one bit ([format](format.md), [ablations](ablations.md)). The "
-        "model named is the one measured."
-    )
-
-
 def colour_gap_text(r: Result) -> str:
     return (
         "Where icnn loses to JPEG XL, by source, beside a yardstick with no modelling at all: the zeroth-order "
@@ -311,18 +275,6 @@ def colour_gap_text(r: Result) -> str:
     )
 
 
-def image_adaptation_text(r: Result) -> str:
-    return (
-        "How much a tile's priors could gain from being tuned to its own photograph: the bound on a per-tile "
-        "choice among trained prior heads. Tuned on the crop itself the networks memorise it (the side "
-        "information would cost more than they save); tuned on a band of the same photograph above the crop, "
-        "what carries over to the crop is what any head trained elsewhere could at best bring "
-        "([ablations](ablations.md)). The model named is the one measured."
-    )
-
-
-# The photo model's tables of 2026-11-30 were measured before `icnn bench` counted each image's nll in the
-# colour mode the codec chooses.
 NLL_IN_THE_STAGES_MODE = ("This run's nll bpd is the colour stage's mode's alone; later runs take the shorter colour "
                           "mode per image, as the codec does.")
 
@@ -358,7 +310,6 @@ SECTIONS = [
         "2026-11-30": NLL_IN_THE_STAGES_MODE}),
     Section("graphics_images", "Graphics, image by image", "python benchmarks/graphics.py", graphics_images_text),
     Section("classic_trials", "Classic trials", "python benchmarks/classic_trials.py", classic_trials_text),
-    Section("strips", "Strips against padding", "python benchmarks/strips.py --model MODEL", strips_text),
     Section("tiling", "Tiling", "python benchmarks/tiling.py", tiling_text, run_notes={
         "2026-11-25": "This run was made in format 2 with the photo model of the time, c227 (the same networks "
                       "less the checkerboards): the table's `photo` is that model."}),
@@ -370,13 +321,7 @@ SECTIONS = [
                 "2026-11-26": "This run was made in format 6 while a training run shared the two cores, so its "
                               "decode times are slower than on an idle machine; its source streams included a "
                               "stored tile and a stream of format 2."}),
-    Section("latent_bits", "Where the bits go", "python benchmarks/latent_bits.py", latent_bits_text),
     Section("colour_gap", "Where the gap to JPEG XL is", "python benchmarks/colour_gap.py", colour_gap_text),
-    Section("colour_choice", "Colour transforms per tile", "python benchmarks/colour_choice.py MODEL",
-            colour_choice_text),
-    Section("adaptation", "Backward adaptation", "python benchmarks/adaptation.py", adaptation_text),
-    Section("image_adaptation", "Priors tuned to each photograph",
-            "python benchmarks/image_adaptation.py --part heads --on band", image_adaptation_text),
 ]
 
 INTRO = """\
@@ -387,13 +332,11 @@ the benchmark scripts write; edit the scripts, not this page.*
 
 Every figure is measured on this project's 2-core virtual machines, CPU only; each table names its
 machine and date. *bpd* counts every byte of the files as written (one file per image, headers
-included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image, untiled: for a
-flow its float path (padding included, no scale offsets; with a colour stage, in the shorter colour
-mode plus a bit) plus the exact code length of its strips, so the gap is roughly the container,
-tiling and coder overhead less what the encoder's scale offsets save (on photographs the files can be
-smaller than the nll); for a local AR the exact code length of the whole image under one tile
-predictor and scale offset, so the gap is what the tiles, their headers and the coder cost (less what
-a predictor per tile saves). Speeds are raw pixel MB per wall-clock second
+included) per value (H×W×C); *nll bpd* is the model's own −log₂ p of the whole image, untiled: the
+exact code length of the whole image under one tile predictor and scale offset, so the gap is what
+the tiles, their headers and the coder cost (less what a predictor per tile saves). Tables of runs
+made with the retired flow models (before December 2026) say *nll bpd* of a flow: its float path
+plus its strips. Speeds are raw pixel MB per wall-clock second
 inside the codec calls; memory is the peak RSS above the start. The README's summary table is copied
 from the tables here.
 """

@@ -1,4 +1,4 @@
-"""icnn-codec: lossless image compression with integer discrete flows.
+"""icnn-codec: lossless image compression by a learned model in exact integer arithmetic.
 
     import icnn_codec
     data = icnn_codec.compress(image)        # numpy uint8/uint16 (H, W) / (H, W, C) or a PIL image
@@ -8,7 +8,7 @@
 """
 from . import pillow
 from .codec import (compress, compress_document, compress_many, decompress, decompress_document, decompress_many,
-                    decompress_tile, read_header, read_metadata, tile_colour_modes, tile_kinds)
+                    decompress_tile, read_header, read_metadata, tile_kinds)
 from .container import FORMAT_VERSION
 from .errors import DecodeError, IcnnError, ModelError, OptionError, UnsupportedImageError
 from .imagefile import Frame, ImageDocument, Metadata, read_image, write_image
@@ -19,7 +19,6 @@ pillow.register()  # Image.open / im.save of .icnn files, once this package is i
 __version__ = "0.1.0"
 __all__ = [
     "compress", "compress_many", "decompress", "decompress_many", "decompress_tile", "read_header", "tile_kinds",
-    "tile_colour_modes",
     "compress_document", "decompress_document", "read_metadata", "read_image", "write_image",
     "ImageDocument", "Frame", "Metadata",
     "DecodeError", "IcnnError", "ModelError", "OptionError", "UnsupportedImageError",

@@ -355,7 +355,7 @@ def worst_case_input(layer: IntConv, n: int, h: int, w: int, gen: torch.Generato
     return x
 
 
-# (c_in, c_out, k, role, out_frac, out_hi): the kinds of layer a flow runs
+# (c_in, c_out, k, role, out_frac, out_hi): kinds of layer the networks run (k x k and 1x1, heads split or not)
 CANARY_SHAPES = [
     (12, 48, 3, "first", 5, 255.0),
     (48, 48, 3, "hidden", 4, 255.0),

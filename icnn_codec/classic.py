@@ -1,6 +1,6 @@
 """Classic block coders: lossless codings of a block of pixels for content where the model loses.
 
-The flow model is good on photographs and poor on graphics (screenshots, icons, charts, scans): a
+The model is good on photographs and poor on graphics (screenshots, icons, charts, scans): a
 flat tile or a two-colour drawing costs it far more than PNG would. These coders are the encoder's
 other choice for a tile. A block is an H x W x C uint8 array (C = 1..4; 1 grey, 2 grey + alpha,
 3 RGB, 4 RGBA); its size and channel count are known to the decoder from the stream, so a payload

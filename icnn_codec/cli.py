@@ -17,13 +17,13 @@ from PIL import Image, UnidentifiedImageError
 
 from . import __version__, codec, container
 from .backends import current_backend
-from .errors import IcnnError, ModelError, OptionError
+from .errors import IcnnError, ModelError
 from .imagefile import read_image, write_image
-from .flow import FlowConfig
+from .local_ar import LocalAR
 from .tools.bench import bench_command
 from .training import TrainConfig, export_run, resolve_model
 from .training import train as run_training
-from .zoo import (DEFAULT_MODEL, GREY_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, default_model_name,
+from .zoo import (DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, default_model_name,
                   installed_model_name, model_card, model_role, read_model_file)
 
 SUFFIX = ".icnn"
@@ -133,7 +133,7 @@ def _run_each(inputs, outputs, work) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, message=f"%(prog)s (icnn-codec) %(version)s, stream format {container.FORMAT_VERSION}")
 def main() -> None:
-    """icnn: lossless image compression with integer discrete flows.
+    """icnn: lossless image compression by a learned model in exact integer arithmetic.
 
     \b
       icnn compress photo.png              -> photo.png.icnn
@@ -150,11 +150,11 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder (several). '-' is stdout.")
 @click.option("-m", "--model", default=None, help=f"Model name in models/, a model file, or a training run folder. [default: '{PHOTO_MODEL}' for images "
-              f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} ('{GREY_MODEL}' for grey ones) when installed, else '{DEFAULT_MODEL}']")
+              f"larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} when installed, else '{DEFAULT_MODEL}']")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print sizes.")
 @click.option("--tile", type=int, default=None,
-              help="Tile side in pixels, a multiple of the model's block (16 for the shipped models), at most 1024: "
+              help="Tile side in pixels, a multiple of 8 from 8 to 1024: "
                    "memory and parallelism grow with tiles. "
                    f"[default: {codec.DEFAULT_TILE}; {codec.GREY_DEFAULT_TILE} for grey images]")
 @click.option("-j", "--jobs", type=int, default=None, help="Threads coding the tiles of large images in parallel. [default: all cores]")
@@ -176,8 +176,6 @@ def compress(inputs, output, model, force, quiet, tile, jobs, strip) -> None:
     try:
         if tile is not None:
             container.check_tile_side(tile)
-            if m is not None and tile % m.block:
-                raise OptionError(f"not a multiple of model {m.name}'s block ({m.block})")
     except IcnnError as exc:
         _fail(f"--tile {tile}", exc)
         sys.exit(2)
@@ -192,7 +190,7 @@ def compress(inputs, output, model, force, quiet, tile, jobs, strip) -> None:
         if not quiet:
             h = codec.read_header(data)
             dims = h.width * h.height * h.channels * h.n_frames
-            used = m.name if m else default_model_name(h.height, h.width, h.mode)
+            used = m.name if m else default_model_name(h.height, h.width)
             frames = f", {h.n_frames} frames" if h.n_frames > 1 else ""
             click.echo(f"{src} -> {dst}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / dims:.3f} bpd "
                        f"({h.width}x{h.height} {h.mode}{frames}, {h.n_tiles} tile{'s' if h.n_tiles > 1 else ''}, model {used})",
@@ -260,14 +258,13 @@ def decompress(inputs, output, force, model, jobs, max_pixels) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(file, as_json) -> None:
     """Show a stream's header (size, mode, frames, model, tiling, bpd), how its tiles were coded
-    (with a colour-stage model: how many skipped the stage) and the metadata it keeps. Checks the
+    and the metadata it keeps. Checks the
     tile index and the metadata's checksum; decodes no pixels."""
     try:
         data = _read_input(file)
         h = codec.read_header(data)
         overhead = container.overhead_bytes(data)
         kinds = codec.tile_kinds(data)
-        modes = [m for m in codec.tile_colour_modes(data) if m is not None]
         metadata = codec.read_metadata(data).summary()
     except USER_ERRORS as exc:
         _fail(file, exc)
@@ -277,7 +274,6 @@ def info(file, as_json) -> None:
         "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
         "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile_side,
         "tiles": len(kinds), "tile_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
-        "colour_modes": {m: modes.count(m) for m in ("colour stage", "own colours") if m in modes},
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),
         "metadata": metadata,
@@ -289,9 +285,7 @@ def info(file, as_json) -> None:
     for k, v in fields.items():
         if k == "metadata":
             v = "; ".join(v) if v else "none"
-        elif k in ("tile_kinds", "colour_modes"):
-            if not v:
-                continue
+        elif k == "tile_kinds":
             v = ", ".join(f"{n} {kind}" for kind, n in v.items())
         click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
 
@@ -329,37 +323,18 @@ def models(as_json) -> None:
 
 
 def _architecture_options(f):
-    """The flow's shape: used by a new run only (a resumed run keeps its own)."""
+    """The local AR's shape: used by a new run only (a resumed run keeps its own, --init the model's)."""
     for option in reversed([
-        click.option("--levels", type=int, default=3, show_default=True, help="Levels of the multi-scale flow."),
-        click.option("--couplings", type=int, default=4, show_default=True,
-                     help="Couplings per level (with --init: more than the model has, in pairs, starting as the identity)."),
-        click.option("--hidden", type=int, default=160, show_default=True, help="Width of coupling and prior networks."),
-        click.option("--prior-groups", type=click.Choice(["1", "2"]), default="2", show_default=True,
-                     help="2: code each level's factored-out half as two channel groups, the second given the first."),
-        click.option("--top-context/--no-top-context", default=False, show_default=True,
-                     help="Code the top latents as the four sub-lattices of their 2x2 blocks, each given those before "
-                          "(a spatial context; images are padded to multiples of 2**(levels+1))."),
-        click.option("--checkerboard/--no-checkerboard", default=False, show_default=True,
-                     help="Code each prior group of every level in two passes over a checkerboard, the second half of "
-                          "the positions given the first (a spatial context inside levels; padding as --top-context)."),
-        click.option("--error-context/--no-error-context", default=False, show_default=True,
-                     help="Passes after a decoded group (checkerboard halves, the second channel group, later top "
-                          "sub-lattices) also see its residuals and scales: where its neighbours were surprising."),
-        click.option("--mixing", type=click.Choice(["flip", "lifting"]), default="flip", show_default=True,
-                     help="Channel mixing before each coupling: a flip, or a learned integer-invertible 1x1 lifting."),
-        click.option("--coupling", type=click.Choice(["additive", "volume-preserving"]), default="additive",
-                     show_default=True, help="Couplings add a translation, or also scale channel pairs by K and 1/K "
-                                             "(rounded lifting steps: exactly invertible)."),
-        click.option("--quadrant-levels", type=int, default=0, show_default=True,
-                     help="The first this many levels code each checkerboard half in two passes more (a 2x2 block's "
-                          "four positions in turn; needs --checkerboard)."),
-        click.option("--colour-stage/--no-colour-stage", default=False, show_default=True,
-                     help="A learned integer colour transform before the first level (lifting steps starting as "
-                          "YCoCg-R; it cannot be grown into a trained model, but --init MODEL --warm starts from its weights)."),
-        click.option("--colour-choice/--no-colour-choice", default=False, show_default=True,
-                     help="With --colour-stage: train for a choice per tile between the colour stage and the image's "
-                          "own colours (each crop counts in its shorter mode; can be added to a trained model)."),
+        click.option("--kernel", type=int, default=7, show_default=True,
+                     help="Side of the causal window each pixel's prediction sees (the rows above and the pixels to the left)."),
+        click.option("--width", type=int, default=64, show_default=True, help="Channels of the network's layers."),
+        click.option("--depth", type=int, default=4, show_default=True, help="1x1 layers after the causal window's layer."),
+        click.option("--components", type=int, default=5, show_default=True, help="Logistics in each pixel's mixture."),
+        click.option("--residual-context/--no-residual-context", default=True, show_default=True,
+                     help="The network also sees the neighbours' prediction errors (where they were surprising)."),
+        click.option("--tile-predictor", type=int, default=0, show_default=True, metavar="K",
+                     help="Each tile's own least-squares predictor from its causal K x K neighbours gives the means' "
+                          "base (the encoder fits and sends it; 0: none). The photo model uses 5."),
     ]):
         f = option(f)
     return f
@@ -405,14 +380,8 @@ def _run_options(f):
     for option in reversed([
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--threads", type=int, default=None, help="CPU threads per process."),
-        click.option("--bf16-hidden", is_flag=True,
-                     help="Hidden layers convolve in bfloat16: about 1.5x faster on a CPU with AVX-512 BF16, the loss "
-                          "the same to about 0.01 %; heads and the codec's exact path are untouched. A resume may "
-                          "turn it on or off."),
-        click.option("--init", "init_model", default=None, help="Start a new run from this model (name, file or run folder)."),
-        click.option("--warm", is_flag=True,
-                     help="With --init, for an architecture the model cannot start with its own code (--colour-stage): "
-                          "copy its weights wherever they fit and train on from its features."),
+        click.option("--init", "init_model", default=None,
+                     help="Start a new run from this model's weights and architecture (name, file or run folder)."),
         click.option("--eval-every", type=int, default=500, show_default=True),
         click.option("--checkpoint-every", type=int, default=200, show_default=True),
         click.option("--log-every", type=int, default=20, show_default=True),
@@ -421,30 +390,15 @@ def _run_options(f):
     return f
 
 
-def _flow_config(options: dict) -> FlowConfig:
-    return FlowConfig(levels=options["levels"], couplings=options["couplings"], hidden=options["hidden"],
-                      prior_hidden=options["hidden"], prior_kernels=[3, 1, 3], prior_groups=int(options["prior_groups"]),
-                      top_context=options["top_context"], checkerboard=options["checkerboard"],
-                      error_context=options["error_context"], mixing=options["mixing"], coupling=options["coupling"],
-                      quadrant_levels=options["quadrant_levels"], colour_stage=options["colour_stage"],
-                      colour_choice=options["colour_choice"])
+def _model_config(options: dict) -> dict:
+    return LocalAR(options["kernel"], options["width"], options["depth"], options["components"], options["tile_predictor"],
+                   options["residual_context"]).config()
 
 
-def architecture_options(cfg: FlowConfig) -> list[str]:
-    """The ``icnn train`` options that make a new run of ``cfg``'s architecture (the inverse of the
-    options' reading), e.g. to go on training a model file elsewhere with ``--init``."""
-    opts = [f"--levels {cfg.levels}", f"--couplings {cfg.couplings}", f"--hidden {cfg.hidden}",
-            f"--prior-groups {cfg.prior_groups}", f"--mixing {cfg.mixing}", f"--coupling {cfg.coupling}",
-            f"--quadrant-levels {cfg.quadrant_levels}"]
-    for flag in ("top_context", "checkerboard", "error_context", "colour_stage", "colour_choice"):
-        opts.append(f"--{'' if getattr(cfg, flag) else 'no-'}{flag.replace('_', '-')}")
-    return opts
-
-
-def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:
+def _train_config(options: dict) -> TrainConfig:
     names = ("steps", "batch_size", "lr", "warmup", "lr_halflife", "cooldown_from", "cooldown_halflife", "crop",
-             "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every", "bf16_hidden")
-    return TrainConfig(**{name: options[name] for name in names}, flow=flow.to_dict())
+             "holdout_every", "eval_crop", "grey", "eval_every", "checkpoint_every", "log_every")
+    return TrainConfig(**{name: options[name] for name in names}, model=_model_config(options))
 
 
 @main.command()
@@ -455,25 +409,26 @@ def _train_config(options: dict, flow: FlowConfig) -> TrainConfig:
 @_architecture_options
 @_run_options
 def train(data: str, run_dir: str, **options) -> None:
-    """Train a model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
+    """Train a local AR model on DATA (an .npz with 'images' (N,H,W,C) uint8, or a folder of images).
 
     Checkpoints go to the run folder; running the same command again resumes where it
     stopped (Ctrl-C or SIGTERM save first). Architecture options only apply to a new run.
-    Data-parallel: torchrun --standalone --nproc_per_node=2 $(which icnn) train DATA -o RUN
+    The defaults are the shipped cifar10 model's recipe, e.g. on CIFAR-10's training images:
+
+      icnn train train.npz -o runs/c --holdout-every 100 --steps 40000
+
+    then 'icnn export runs/c -o mine.npz' and 'icnn compress -m mine.npz ...' (a run folder
+    works as -m too). Data-parallel: torchrun --standalone --nproc_per_node=2 $(which icnn) train DATA -o RUN
     """
-    if options["warm"] and not options["init_model"]:
-        click.echo("icnn: train: --warm copies the weights of an --init model: name one", err=True)
-        sys.exit(2)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    cfg = _train_config(options, _flow_config(options))
     try:
+        cfg = _train_config(options)
         metrics = run_training(data, run_dir, cfg, eval_data=options["eval_data"], device=options["device"],
-                               threads=options["threads"], init_model=options["init_model"],
-                               warm=options["warm"])
+                               threads=options["threads"], init_model=options["init_model"])
     except KeyboardInterrupt:
         click.echo("icnn: training interrupted; checkpoint saved, run the same command to resume", err=True)
         sys.exit(130)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, IcnnError) as exc:
         _fail(data, exc)
         sys.exit(1)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0's), not one per process

@@ -1,8 +1,8 @@
 """The codec: images in, streams out, and back, bit for bit.
 
 An image is cut into square tiles (:mod:`icnn_codec.container`), each coded on its own into its
-payload (:mod:`icnn_codec.payload`): the planes of its pixels (:mod:`icnn_codec.planes`) through
-the flow, or its raw bytes where the model would spend more. Every tile carries a CRC-32 of its
+payload (:mod:`icnn_codec.payload`): the planes of its pixels (:mod:`icnn_codec.planes`) under
+the model, or a classic coding where the model would spend more. Every tile carries a CRC-32 of its
 pixels, its index and the header, so a decode is exact or a :class:`DecodeError`. Tiles of one
 size share network evaluations (batches), and the tiles are shared out among worker threads
 (``jobs``: by default one per core).
@@ -22,7 +22,7 @@ import torch
 
 from . import container, payload
 from .container import MAX_PIXELS, Animation, FrameInfo, Header, Stream, Tile, TileData
-from .errors import DecodeError, OptionError, UnsupportedImageError
+from .errors import DecodeError, UnsupportedImageError
 from .imagefile import Frame, ImageDocument, Metadata
 from .payload import CodedTile, TileKind, TileShape
 from .planes import as_pixels
@@ -31,8 +31,8 @@ from .zoo import Model, default_model_name, find_model_by_fingerprint, load_mode
 
 ModelLike = str | Path | Model | None
 DEFAULT_TILE = 256  # chosen from benchmarks/tiling.py: the bpd cost of tiling against speed and memory
-# Grey images (L, LA): a tile of 384 is a plane 128 positions wide, which needs no padding to the
-# flow's block (256 would be 86, padded to 96), and holds fewer values than a colour tile of 256.
+# Grey images (L, LA): a tile of 384 is a plane 128 positions wide (three grey pixels a position),
+# and holds fewer values than a colour tile of 256.
 GREY_DEFAULT_TILE = 384
 DEFAULT_BATCH = 64  # tiles per network evaluation, at most (see payload.BATCH_PIXELS)
 
@@ -79,21 +79,22 @@ class _Image:
 
 # -- encoding ---------------------------------------------------------------------------------
 def encode_tiles(model: Model, tiles: list[TileToEncode], batch_size: int = DEFAULT_BATCH) -> list[TileData]:
-    """Code tiles (any sizes, of any images) independently: each one's checksum, kind and payload."""
-    coded = payload.encode_tiles(model, [t.pixels for t in tiles], batch_size)
+    """Code tiles (any sizes, of any images) independently: each one's checksum, kind and payload.
+    (``batch_size`` is the decoder's: the encoder codes each tile on its own.)"""
+    coded = payload.encode_tiles(model, [t.pixels for t in tiles])
     return [TileData(container.pixel_checksum(t.pixels, t.header, t.number), c.kind, c.payload) for t, c in zip(tiles, coded)]
 
 
-def default_tile(mode: str, block: int = 16) -> int:
-    """The tile side used for an image of this mode (and a model of this block) unless one is asked for."""
-    return GREY_DEFAULT_TILE if mode in ("L", "LA", "L16", "LA16") and GREY_DEFAULT_TILE % block == 0 else DEFAULT_TILE
+def default_tile(mode: str) -> int:
+    """The tile side used for an image of this mode unless one is asked for."""
+    return GREY_DEFAULT_TILE if mode in ("L", "LA", "L16", "LA16") else DEFAULT_TILE
 
 
 def compress_many(images: Iterable, /, *, model: ModelLike = None, batch_size: int = DEFAULT_BATCH,
                   tile: int | None = None, jobs: int | None = None, progress: Progress | None = None) -> list[bytes]:
     """Compress images (numpy uint8 or uint16 H x W or H x W x C with C in 1..4, or PIL images).
 
-    ``model=None`` picks the default model for each image's size and mode (see :func:`default_model_name`);
+    ``model=None`` picks the default model for each image's size (see :func:`default_model_name`);
     ``tile=None`` the default tile side for each image's mode (see :func:`default_tile`);
     ``jobs``: threads coding the tiles (None: one per core, as JPEG XL's encoder does);
     ``progress(done, total, "tiles")`` hears of every few tiles coded. Tiles of one size share network evaluations.
@@ -130,11 +131,8 @@ def _compress(images: list[_Image], model: ModelLike, batch_size: int, tile: int
     if tile is not None:
         container.check_tile_side(tile)
     given = load_model(model) if model is not None else None
-    models = [given or load_model(default_model_name(im.frames[0].shape[0], im.frames[0].shape[1], im.mode)) for im in images]
-    tile_sides = [tile or default_tile(im.mode, m.block) for im, m in zip(images, models)]
-    for side, m in {(side, m.fingerprint): (side, m) for side, m in zip(tile_sides, models)}.values():
-        if side % m.block:
-            raise OptionError(f"tile side {side} is not a multiple of model {m.name}'s block ({m.block})")
+    models = [given or load_model(default_model_name(im.frames[0].shape[0], im.frames[0].shape[1])) for im in images]
+    tile_sides = [tile or default_tile(im.mode) for im in images]
     headers = [Header(im.mode, im.frames[0].shape[1], im.frames[0].shape[0], m.fingerprint, side, im.animation,
                       bool(im.metadata)) for im, m, side in zip(images, models, tile_sides)]
     coded: dict[tuple[int, int], TileData] = {}
@@ -176,7 +174,7 @@ def decode_tiles(model: Model, tiles: list[TileToDecode], batch_size: int = DEFA
         by_shape.setdefault(t.shape, []).append(i)
     results: list = [None] * len(tiles)
     for shape, idx in by_shape.items():
-        for batch in payload.batches(len(idx), shape.height * shape.width, batch_size, payload.batch_pixels(model)):
+        for batch in payload.batches(len(idx), shape.height * shape.width, batch_size, payload.BATCH_PIXELS):
             chunk = [tiles[i] for i in idx[batch]]
             try:
                 decoded = _decode_checked(model, shape, chunk)
@@ -288,18 +286,6 @@ def tile_kinds(data: bytes, /) -> list[str]:
     return [_kind_name(t.kind) for t in container.unpack(data, None).tiles]
 
 
-def tile_colour_modes(data: bytes, /) -> list[str | None]:
-    """Each tile's colour mode, "colour stage" or "own colours", where the stream's model has a colour
-    stage and coded the tile; None for the other tiles, and for every tile when the model is not
-    installed. Decodes no pixels."""
-    stream = container.unpack(data, None)
-    model = find_model_by_fingerprint(stream.header.model_fingerprint)
-    if model is None or model.flow is None or model.flow.colour is None:
-        return [None] * len(stream.tiles)
-    return [("own colours" if payload.skips_colour_stage(t.payload) else "colour stage") if t.kind == TileKind.MODEL else None
-            for t in stream.tiles]
-
-
 def _kind_name(kind: int) -> str:
     try:
         return TileKind(kind).name.lower()
@@ -332,7 +318,7 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
         return work(model, items, batch_size)
     # A chunk of tiles is one batch of network evaluations at most (small tiles share one), or
     # CHUNK_TILES large ones.
-    per_batch = max(CHUNK_TILES, min(batch_size, payload.batch_pixels(model) // largest))
+    per_batch = max(CHUNK_TILES, min(batch_size, payload.BATCH_PIXELS // largest))
     done = 0
 
     def finished(part: list) -> list:

@@ -1,21 +1,14 @@
-"""Pixels and planes: what the flow is given of an image, and how the pixels come back.
+"""Pixels and planes: what the model is given of an image, and how the pixels come back.
 
-The flow codes *planes* of three channels. An image (or a tile of one) is one or two planes: the
+The model codes *planes* of three channels. An image (or a tile of one) is one or two planes: the
 colour plane (RGB, or the grey channel) and, for LA and RGBA, the alpha plane. A grey or alpha
 channel becomes a plane by taking three horizontally adjacent pixels as one position's three
 channels: neighbours are as alike as the colours of one pixel, so the colour model codes them
 well.
-
-The flow codes the part of a plane whose sides are multiples of its block. Where a side's rest is
-at most half a block, that rest is a *strip* coded by prediction after the flow's part
-(:mod:`icnn_codec.strips`); a longer rest is padded by repeating the edge pixels.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
-import torch
 
 from .container import MAX_SIDE
 from .errors import UnsupportedImageError
@@ -88,38 +81,3 @@ def pixels_of(planes: list[np.ndarray], mode: str, width: int) -> np.ndarray:
     parts = [colour] + ([grey_channel(planes[1], width)] if mode in ("LA", "RGBA") else [])
     out = np.concatenate(parts, axis=2)
     return out[:, :, 0] if mode == "L" else out
-
-
-def flow_side(n: int, block: int) -> int:
-    """How many of a plane's ``n`` rows (or columns) go through the flow: ``n`` rounded down to the
-    block when the rest is a strip of at most half a block, otherwise all ``n`` (then padded)."""
-    rest = n % block
-    return n - rest if n >= block and 0 < rest <= block // 2 else n
-
-
-def flow_shape(height: int, width: int, block: int) -> tuple[int, int]:
-    """The part of a plane (top left) that goes through the flow; the rest is strips."""
-    return flow_side(height, block), flow_side(width, block)
-
-
-def padded_size(height: int, width: int, block: int) -> tuple[int, int]:
-    return -(-height // block) * block, -(-width // block) * block
-
-
-def pad_plane(plane: np.ndarray, block: int) -> np.ndarray:
-    """Edge-pad a plane to multiples of the flow's block."""
-    h, w = plane.shape[:2]
-    hp, wp = padded_size(h, w, block)
-    return np.pad(plane, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-
-
-def exact_input(planes: Sequence[np.ndarray]) -> torch.Tensor:
-    """Padded H x W x 3 uint8 planes -> exact-path batch (B, 3, H, W) float64, centred."""
-    x = torch.from_numpy(np.stack(planes)).permute(0, 3, 1, 2).to(torch.float64)
-    return x - 128.0
-
-
-def training_input(batch: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(N, H, W, 3) uint8 planes -> centred float32 (N, 3, H, W): the training path's input."""
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-    return x.permute(0, 3, 1, 2).float() - 128.0

@@ -1,10 +1,10 @@
 """Exact 8-bit fixed-point convolutions, with two paths: a float training path and an exact coding path.
 
-Every value that decides a bit at decode time (a coupling's rounded translation, a prior's quantised
-parameters) comes out of a network built from :class:`QConv2d`. Its arithmetic is fixed point with
+Every value that decides a bit at decode time (a pixel's quantised mixture parameters) comes out of a
+network built from :class:`QConv2d`. Its arithmetic is fixed point with
 power-of-two scales (``docs/format.md``, "Exact 8-bit arithmetic", has every bound):
 
-* a network's input is integer latents clamped to +-255, read as ``x / 2**INPUT_FRAC``;
+* a network's input is integers clamped to +-255 (centred samples), read as ``x / 2**INPUT_FRAC``;
 * hidden activations are uint8 integers ``a`` standing for ``a / 2**f``, one ``f`` per layer;
 * weights are integers ``|W| <= 64`` standing for ``W / 2**e_c`` (one exponent per output channel);
   a head's weights are split, ``W = 64 W_hi + W_lo`` (13 bits), each half an ordinary layer;
@@ -21,10 +21,6 @@ gradients. Under the L1 rule its float32 sums are exact too, so it computes what
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
-
 import numba
 import numpy as np
 import torch
@@ -38,26 +34,8 @@ from .errors import ModelError
 INPUT_FRAC = 6  # integer latents enter a network as x / 64 ...
 INPUT_LIMIT = LATENT_LIMIT  # ... clamped to +-255
 HIDDEN_MAX = ACT_MAX  # hidden activations are uint8 ...
-HIDDEN_FRAC = 5  # ... on a 2**-5 grid in a new network (a converted one has its own grid per layer)
-MIN_FRAC, MAX_FRAC = 1, 8  # the grids a hidden layer may use
+HIDDEN_FRAC = 5  # ... on a 2**-5 grid
 BATCHED_PIXELS = 64  # training: images of this many pixels or more take batched products, not convolutions
-
-_bfloat16_hidden = contextvars.ContextVar("bfloat16_hidden", default=False)
-
-
-@contextlib.contextmanager
-def bfloat16_hidden_layers(enabled: bool = True) -> Iterator[None]:
-    """Training path only: inside, every network's hidden layers convolve in bfloat16 (about 1.5x faster
-    training on a CPU with AVX-512 BF16). Their operands are exact in bfloat16 (uint8 activations, latents
-    within +-255, weights within +-64, each times a power of two) and the products are summed in float32;
-    only the sum is rounded to bfloat16's 8 significant bits before it is rounded onto the uint8 grid, so
-    a few activations move by one step. The heads (13-bit weights, fine output grids) stay float32, and
-    the exact path is untouched."""
-    token = _bfloat16_hidden.set(enabled)
-    try:
-        yield
-    finally:
-        _bfloat16_hidden.reset(token)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -228,18 +206,6 @@ class QConv2d(nn.Module):
                                self.signed_input, self.split)  # checks the bounds
         self.w_int, self.w_exp, self.b_int = self._kernel.w_int, self._kernel.w_exp, self._kernel.b_int
 
-    def set_grid(self, in_frac: int | None = None, out_frac: int | None = None) -> None:
-        """Move the input or output grid (a hidden layer's, set when a model is converted or loaded);
-        frozen integers, which depend on the grids, are dropped."""
-        for f in (in_frac, out_frac):
-            if f is not None and not MIN_FRAC <= f <= MAX_FRAC:
-                raise ModelError(f"activation grid 2**-{f} is out of range")
-        if in_frac is not None:
-            self.in_grid.fill_(int(in_frac))
-        if out_frac is not None:
-            self.out_frac.fill_(int(out_frac))
-        self.w_int = self.w_exp = self.b_int = self._kernel = None
-
     def kernel(self) -> IntConv:
         """The frozen integers as the backends run them."""
         if self._kernel is None:
@@ -280,51 +246,3 @@ class QConv2d(nn.Module):
 def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int, first: bool = False) -> QConv2d:
     """A hidden layer: ReLU with a cap, uint8 on the hidden grid."""
     return QConv2d(c_in, c_out, kernel_size, in_frac, HIDDEN_FRAC, 0.0, float(HIDDEN_MAX), signed_input=first)
-
-
-class QNet(nn.Module):
-    """conv3x3 -> [conv(k) -> ReLU]* -> head: the network inside couplings and priors.
-
-    Input: integer latents (clamped, read as x/64). Output: values on the head's grid, returned in real
-    units in training and as output-grid integers (float64) on the exact path, where the activations
-    between layers stay in the backend's own tensors (uint8 on int8).
-    """
-
-    def __init__(self, c_in: int, hidden: int, kernels: list[int], head: QConv2d) -> None:
-        super().__init__()
-        layers = []
-        frac, c = INPUT_FRAC, c_in
-        for i, k in enumerate(kernels):
-            layers.append(hidden_conv(c, hidden, k, frac, first=i == 0))
-            frac, c = HIDDEN_FRAC, hidden
-        self.body = nn.ModuleList(layers)
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_exact(x):
-            backend = current_backend()
-            a = backend.latents(x)
-            for layer in self.qconvs():
-                a = backend.conv(layer.kernel(), a)
-            return a.double()
-        a = quantize_input(x)
-        with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=_bfloat16_hidden.get()):
-            for layer in self.body:
-                a = layer(a)
-        return self.head(a.float())
-
-    def qconvs(self) -> list[QConv2d]:
-        return [*self.body, self.head]
-
-    def hidden_fracs(self) -> list[int]:
-        """The grid of each hidden layer's output (2**-f)."""
-        return [int(layer.out_frac[0]) for layer in self.body]
-
-    def set_hidden_fracs(self, fracs: list[int]) -> None:
-        """Put hidden layer i's output, and so layer i + 1's input, on the grid 2**-fracs[i]."""
-        if len(fracs) != len(self.body):
-            raise ModelError("one activation grid per hidden layer is needed")
-        convs = self.qconvs()
-        for i, f in enumerate(fracs):
-            convs[i].set_grid(out_frac=f)
-            convs[i + 1].set_grid(in_frac=f)

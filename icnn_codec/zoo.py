@@ -2,16 +2,13 @@
 
 A model file is a NumPy ``.npz`` read with ``allow_pickle=False``. It holds
 
-* ``meta``: UTF-8 JSON (format name and version, the model's name, its ``kind``: ``flow`` (absent in
-  the flows' files) or ``local-ar``, its architecture and a free-form ``training`` record);
+* ``meta``: UTF-8 JSON (format name and version, the model's name, its ``kind``: ``local-ar``, its
+  architecture and a free-form ``training`` record);
 * ``convN.w`` (int8; int16 for a head's 13-bit split weights), ``convN.e`` (int8), ``convN.b`` (int32),
   ``convN.f`` (int8): the integer weights, per-channel weight exponents, integer biases and input grid
   (2**-f) of the N-th fixed-point convolution, in module order (the 8-bit scheme of ``quant.py``; every
-  channel meets its exactness bound, checked at load); a local AR has only these and the tables;
-* ``liftN.u``, ``liftN.l`` (int16): the N-th learned lifting mixing's coefficients over 2**8, if any;
-* ``colour.c`` (int16): the colour stage's lifting coefficients over 2**8, if it has one;
-* ``top.mu16``, ``top.ls8``: the top prior's grid integers;
-* ``tables.counts``, ``tables.offsets``: the prior's integer probability tables.
+  channel meets its exactness bound, checked at load);
+* ``tables.counts``, ``tables.offsets``: the logistics' integer probability tables.
 
 Everything the exact path reads is stored as integers; nothing float-sensitive is recomputed at
 load time. The model's identifier in a stream is a 16-bit fingerprint of these contents.
@@ -27,9 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .container import TILE_UNIT
 from .errors import ModelError
-from .flow import FlowConfig, IntegerFlow
 from .local_ar import LocalAR
 from .priors import LogisticTables
 
@@ -39,11 +34,10 @@ if TYPE_CHECKING:
 MODEL_FORMAT = "icnn-model"
 MODEL_FORMAT_VERSION = 2  # 2: the exact 8-bit arithmetic (1: 12-bit weights, float64)
 MODEL_SUFFIX = ".npz"
-FLOW, LOCAL_AR = "flow", "local-ar"  # the model kinds
+LOCAL_AR = "local-ar"  # the model kind
 CARDS = "cards.json"  # model cards, beside the model files
 DEFAULT_MODEL = "cifar10"  # thumbnails, and the model of the CIFAR-10 benchmark tables
-PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail
-GREY_MODEL = "photo-grey"  # trained on the grey planes of photographs: the default for grey ones
+PHOTO_MODEL = "photo"  # trained on photographs: the default for anything larger than a thumbnail, grey too
 THUMBNAIL_SIDE = 64  # images with both sides at most this are thumbnails
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"  # installed wheel: package data
 SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source checkout / editable
@@ -51,16 +45,14 @@ SOURCE_MODELS = Path(__file__).resolve().parent.parent / "models"  # source chec
 
 @dataclass
 class Model:
-    """A loaded model: its network (integer parameters fixed), a flow or a local AR, and its
-    probability tables."""
+    """A loaded model: its local AR network (integer parameters fixed) and its probability tables."""
 
     name: str
-    flow: IntegerFlow | None
+    local_ar: LocalAR
     tables: LogisticTables
     fingerprint: int  # 16-bit identifier written into streams
     meta: dict
     path: str | None = None
-    local_ar: LocalAR | None = None
     _wavefront: "Wavefront | None" = field(default=None, repr=False, compare=False)
 
     def wavefront(self) -> "Wavefront":
@@ -70,15 +62,6 @@ class Model:
 
             self._wavefront = Wavefront(self.local_ar, self.tables)
         return self._wavefront
-
-    @property
-    def kind(self) -> str:
-        return FLOW if self.flow is not None else LOCAL_AR
-
-    @property
-    def block(self) -> int:
-        """Tile sides are multiples of this: the flow's block (a local AR takes any tile side)."""
-        return self.flow.cfg.block if self.flow is not None else TILE_UNIT
 
 
 def model_dirs() -> list[Path]:
@@ -99,27 +82,14 @@ def available_models() -> dict[str, Path]:
     return found
 
 
-def model_arrays(flow: IntegerFlow | LocalAR, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
+def model_arrays(network: LocalAR, tables: LogisticTables, meta: dict) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)}
-    for i, conv in enumerate(flow.qconvs()):
+    for i, conv in enumerate(network.qconvs()):
         w, e, b = conv.integer_parameters()
         arrays[f"conv{i}.w"] = w.numpy().astype(np.int16 if conv.split else np.int8)
         arrays[f"conv{i}.e"] = e.numpy().astype(np.int8)
         arrays[f"conv{i}.b"] = b.numpy().astype(np.int32)
         arrays[f"conv{i}.f"] = np.array(conv.in_frac, dtype=np.int8)
-    if isinstance(flow, LocalAR):
-        arrays["tables.counts"] = tables.counts
-        arrays["tables.offsets"] = tables.offsets
-        return arrays
-    for i, mix in enumerate(flow.lifting_mixes()):
-        upper, lower = mix.integer_coefficients()
-        arrays[f"lift{i}.u"] = upper.numpy().astype(np.int16)
-        arrays[f"lift{i}.l"] = lower.numpy().astype(np.int16)
-    if flow.colour is not None:
-        arrays["colour.c"] = flow.colour.integer_coefficients().numpy().astype(np.int16)
-    mu16, ls8 = flow.top.integer_parameters()
-    arrays["top.mu16"] = mu16.numpy().astype(np.int32)
-    arrays["top.ls8"] = ls8.numpy().astype(np.int32)
     arrays["tables.counts"] = tables.counts
     arrays["tables.offsets"] = tables.offsets
     return arrays
@@ -136,18 +106,15 @@ def fingerprint(arrays: dict[str, np.ndarray]) -> int:
     return int.from_bytes(h.digest()[:2], "little")
 
 
-def model_meta(network: IntegerFlow | LocalAR, name: str, training: dict | None = None) -> dict:
-    if isinstance(network, LocalAR):
-        return {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "kind": LOCAL_AR,
-                "config": network.config(), "training": training or {}}
-    return {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "config": network.cfg.to_dict(),
-            "training": training or {}}
+def model_meta(network: LocalAR, name: str, training: dict | None = None) -> dict:
+    return {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "name": name, "kind": LOCAL_AR,
+            "config": network.config(), "training": training or {}}
 
 
-def save_model(flow: IntegerFlow | LocalAR, path: str | Path, name: str, tables: LogisticTables,
+def save_model(network: LocalAR, path: str | Path, name: str, tables: LogisticTables,
                training: dict | None = None) -> Path:
-    """Export a frozen flow or local AR into a model file (atomically)."""
-    arrays = model_arrays(flow, tables, model_meta(flow, name, training))
+    """Export a frozen local AR into a model file (atomically)."""
+    arrays = model_arrays(network, tables, model_meta(network, name, training))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -164,59 +131,27 @@ def model_from_arrays(arrays: dict[str, np.ndarray], path: str | None = None) ->
             raise ModelError("not an icnn model file")
         if meta.get("version") != MODEL_FORMAT_VERSION:
             raise ModelError(f"model file version {meta.get('version')} is not supported")
-        if meta.get("kind", FLOW) == LOCAL_AR:
-            return _local_ar_from_arrays(meta, arrays, path)
-        if meta.get("kind", FLOW) != FLOW:
-            raise ModelError(f"unknown model kind '{meta.get('kind')}'")
-        flow = IntegerFlow(FlowConfig.from_dict(meta["config"]))
-        if flow.cfg.mixtures > 1:
-            raise ModelError("mixture priors have no exact coder yet: such a flow is for training-path ablations")
-        convs = flow.qconvs()
-        index = {id(conv): i for i, conv in enumerate(convs)}
-        for net in flow.qnets():  # the activation grids first: the biases' meaning depends on them
-            net.set_hidden_fracs([int(arrays[f"conv{index[id(c)]}.f"]) for c in net.qconvs()[1:]])
+        if meta.get("kind") != LOCAL_AR:
+            raise ModelError(f"model kind '{meta.get('kind', 'flow')}' is not supported by this version")
+        network = LocalAR.from_config(meta["config"])
+        convs = network.qconvs()
         for i, conv in enumerate(convs):
             w, e, b = arrays[f"conv{i}.w"], arrays[f"conv{i}.e"], arrays[f"conv{i}.b"]
-            if tuple(w.shape) != tuple(conv.conv.weight.shape):
-                raise ModelError(f"layer {i} has the wrong shape")
+            if tuple(w.shape) != tuple(conv.conv.weight.shape) or int(arrays[f"conv{i}.f"]) != conv.in_frac:
+                raise ModelError(f"layer {i} has the wrong shape or grid")
+            mask = getattr(conv, "mask", None)
+            if mask is not None and bool(np.any(w * (1 - mask.numpy()) != 0)):
+                raise ModelError(f"layer {i} reads pixels a decoder has not decoded yet")
             conv.load_integer_parameters(w.astype(np.float64), e.astype(np.int64), b.astype(np.float64))
-        mixes = flow.lifting_mixes()
-        for i, mix in enumerate(mixes):
-            upper, lower = arrays[f"lift{i}.u"], arrays[f"lift{i}.l"]
-            if tuple(upper.shape) != tuple(mix.upper.shape) or tuple(lower.shape) != tuple(mix.lower.shape):
-                raise ModelError(f"lifting mix {i} has the wrong shape")
-            mix.load_integer_coefficients(upper, lower)
-        if flow.colour is not None:
-            flow.colour.load_integer_coefficients(arrays["colour.c"])
-        if f"conv{len(convs)}.w" in arrays or f"lift{len(mixes)}.u" in arrays or (
-                flow.colour is None and "colour.c" in arrays):
+        if f"conv{len(convs)}.w" in arrays:
             raise ModelError("model file has more layers than its architecture")
-        flow.top.load_integer_parameters(arrays["top.mu16"].astype(np.float64), arrays["top.ls8"].astype(np.float64))
         tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])
     except ModelError:
         raise
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelError(f"invalid model file: {exc}") from exc
-    flow.eval()
-    return Model(meta.get("name", "?"), flow, tables, fingerprint(arrays), meta, path)
-
-
-def _local_ar_from_arrays(meta: dict, arrays: dict[str, np.ndarray], path: str | None) -> Model:
-    network = LocalAR.from_config(meta["config"])
-    convs = network.qconvs()
-    for i, conv in enumerate(convs):
-        w, e, b = arrays[f"conv{i}.w"], arrays[f"conv{i}.e"], arrays[f"conv{i}.b"]
-        if tuple(w.shape) != tuple(conv.conv.weight.shape) or int(arrays[f"conv{i}.f"]) != conv.in_frac:
-            raise ModelError(f"layer {i} has the wrong shape or grid")
-        mask = getattr(conv, "mask", None)
-        if mask is not None and bool(np.any(w * (1 - mask.numpy()) != 0)):
-            raise ModelError(f"layer {i} reads pixels a decoder has not decoded yet")
-        conv.load_integer_parameters(w.astype(np.float64), e.astype(np.int64), b.astype(np.float64))
-    if f"conv{len(convs)}.w" in arrays:
-        raise ModelError("model file has more layers than its architecture")
-    tables = LogisticTables(arrays["tables.counts"], arrays["tables.offsets"])
     network.eval()
-    return Model(meta.get("name", "?"), None, tables, fingerprint(arrays), meta, path, local_ar=network)
+    return Model(meta.get("name", "?"), network, tables, fingerprint(arrays), meta, path)
 
 
 def read_model_file(path: str | Path) -> Model:
@@ -261,22 +196,18 @@ def looks_like_name(model: str) -> bool:
     return not any(sep and sep in model for sep in (os.sep, os.altsep)) and not model.endswith(MODEL_SUFFIX)
 
 
-def default_model_name(height: int, width: int, mode: str = "RGB") -> str:
-    """The model ``compress`` uses when none is named: the photo model (its grey version for L
-    and LA images of 8 or 16 bits, when installed) unless the image is a thumbnail."""
+def default_model_name(height: int, width: int) -> str:
+    """The model ``compress`` uses when none is named: the photo model (grey images too: it codes
+    a grey plane's runs of three neighbours as it codes colours) unless the image is a thumbnail."""
     if max(height, width) <= THUMBNAIL_SIDE:
         return DEFAULT_MODEL
-    installed = available_models()
-    if mode in ("L", "LA", "L16", "LA16") and GREY_MODEL in installed:
-        return GREY_MODEL
-    return PHOTO_MODEL if PHOTO_MODEL in installed else DEFAULT_MODEL
+    return PHOTO_MODEL if PHOTO_MODEL in available_models() else DEFAULT_MODEL
 
 
 def model_role(name: str) -> str:
     """What ``icnn compress`` uses an installed model for, by its name."""
     roles = {
-        PHOTO_MODEL: f"colour images larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} (the default)",
-        GREY_MODEL: f"grey images larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE}",
+        PHOTO_MODEL: f"images larger than {THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} (the default)",
         DEFAULT_MODEL: f"thumbnails, both sides at most {THUMBNAIL_SIDE}",
     }
     return roles.get(name, "only when named (-m)")
@@ -317,8 +248,8 @@ def find_model_by_fingerprint(fp: int) -> Model | None:
     return None
 
 
-def flow_to_model(flow: IntegerFlow | LocalAR, tables: LogisticTables, name: str, path: str | None = None) -> Model:
-    """Freeze a float flow (or local AR) into a codec model exactly as an export would (same integers)."""
-    meta = model_meta(flow, name)
+def network_to_model(network: LocalAR, tables: LogisticTables, name: str, path: str | None = None) -> Model:
+    """Freeze a trained local AR into a codec model exactly as an export would (same integers)."""
+    meta = model_meta(network, name)
     del meta["training"]
-    return model_from_arrays(model_arrays(flow, tables, meta), path)
+    return model_from_arrays(model_arrays(network, tables, meta), path)

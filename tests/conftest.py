@@ -29,14 +29,6 @@ def photo() -> np.ndarray:
 
 
 @pytest.fixture
-def no_scale_offsets(monkeypatch):
-    """The encoder sends no scale offsets (format 5): files hold the model's own code."""
-    from icnn_codec import entropy
-
-    monkeypatch.setattr(entropy, "choose_scale_offsets", lambda groups, tables: [0] * len(groups))
-
-
-@pytest.fixture
 def model_only(monkeypatch):
     """Every tile is coded by the model: the classic coders are never tried."""
     from icnn_codec import payload
@@ -51,14 +43,6 @@ def model():
     import icnn_codec
 
     return icnn_codec.load_model()
-
-
-@pytest.fixture(scope="session")
-def flow_model():
-    """The shipped integer discrete flow (grey images)."""
-    import icnn_codec
-
-    return icnn_codec.load_model("photo-grey")
 
 
 @pytest.fixture(scope="session")

@@ -57,12 +57,12 @@ def test_absurd_declared_sizes_are_refused_before_any_allocation(size):
     assert peak < 10 * 2**20
 
 
-@pytest.mark.parametrize(("mode", "model"), [("RGB", "photo"), ("L", "photo-grey")])  # a local AR, a flow
-def test_a_stream_that_runs_dry_stops_at_once(mode, model):
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_stream_that_runs_dry_stops_at_once(mode):
     """One word for a whole 1024 x 1024 tile: refused after the first few symbols, not decoded."""
     tail = struct.pack("<IBI", 0, 0, 12345)  # CRC, kind: model, one word
-    with pytest.raises(ic.DecodeError, match="ran out|shorter than its state"):  # not a checksum failure after a whole tile
-        ic.decompress(forged(1024, 1024, tile=1024, tail=tail, mode=mode, model=model))
+    with pytest.raises(ic.DecodeError, match="ran out of words|shorter than its state"):  # not a checksum failure after a whole tile
+        ic.decompress(forged(1024, 1024, tile=1024, tail=tail, mode=mode, model="photo"))
 
 
 def test_a_large_image_can_be_allowed_explicitly(cifar_images):

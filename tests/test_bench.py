@@ -48,7 +48,7 @@ def lossy_codec(name: str = "lossy") -> Codec:
     return Codec(name, png.encode, decode)
 
 
-def test_json_shape_and_markdown(npz: Path, tmp_path: Path, no_scale_offsets, model_only) -> None:
+def test_json_shape_and_markdown(npz: Path, tmp_path: Path, model_only) -> None:
     # Without scale offsets (which can take a file below the model's own nll) the header and the
     # coder only add bits to the nll.
     out, md = tmp_path / "r.json", tmp_path / "r.md"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icnn_codec.cli import _flow_config, architecture_options, train
+from icnn_codec.cli import _model_config, train
 from icnn_codec.zoo import load_model
 from test_codec import ODD_IMAGES
 
@@ -101,7 +100,6 @@ def test_info_reports_the_header(image_dir, tmp_path):
 
 def test_info_names_the_convolution_backend_and_the_environment_forces_one(image_dir, tmp_path):
     import json
-    import os
 
     assert icnn("compress", str(image_dir / "cifar.png"), "-o", "c.icnn", cwd=tmp_path).returncode == 0
     assert json.loads(icnn("info", "c.icnn", "--json", cwd=tmp_path).stdout)["conv_backend"] in ("int8", "float32", "float64")
@@ -128,28 +126,6 @@ def test_info_counts_the_tiles_of_each_kind(tmp_path):
     (tmp_path / "bad.icnn").write_bytes(data[:kind] + bytes([99]) + data[kind + 1 :])
     r = icnn("info", "bad.icnn", cwd=tmp_path)
     assert r.returncode == 1 and b"bad.icnn" in r.stderr and b"Traceback" not in r.stderr
-
-
-def test_info_counts_the_tiles_coded_in_their_own_colours(tmp_path):
-    import json
-
-    # A part of the photo that codes shorter after the colour stage (by 6 %), and the same part with
-    # its channels moved apart, which no colour transform helps.
-    cat = np.asarray(Image.open(Path(__file__).parent / "data" / "chelsea-80x96.png"))[:64, 32:].astype(int)
-    unrelated = np.stack([np.roll(cat[..., c], 7 * c + 11, axis=c % 2) for c in (1, 0, 2)], axis=2)
-    unrelated = unrelated + np.random.default_rng(5).integers(-2, 3, unrelated.shape)
-    two = np.clip(np.concatenate([cat, unrelated], axis=1), 0, 255).astype(np.uint8)
-    Image.fromarray(two).save(tmp_path / "two.png")
-    # the last photo flow, which has a colour stage (photo, now a local AR, has none), installed here
-    (tmp_path / "models").mkdir()
-    shutil.copy(Path(__file__).parent.parent / "benchmarks" / "models" / "photo-dc2b.npz", tmp_path / "models" / "flow.npz")
-    env = {**os.environ, "ICNN_MODELS": str(tmp_path / "models")}
-    run = lambda *args: subprocess.run([*ICNN, *args], cwd=tmp_path, env=env, capture_output=True, timeout=300)  # noqa: E731
-    assert run("compress", "two.png", "--tile", "64", "-m", "flow").returncode == 0
-    fields = json.loads(run("info", "two.png.icnn", "--json").stdout)
-    assert fields["tile_kinds"] == {"model": 2}
-    assert fields["colour_modes"] == {"colour stage": 1, "own colours": 1}
-    assert b"colour_modes       1 colour stage, 1 own colours" in run("info", "two.png.icnn").stdout
 
 
 def test_help_teaches():
@@ -221,15 +197,13 @@ def test_max_pixels_refuses_larger_streams_and_zero_lifts_the_limit(image_dir, t
     assert unlimited.returncode == 1 and b"too large" not in unlimited.stderr and b"Traceback" not in unlimited.stderr
 
 
-def test_a_tile_side_the_model_cannot_use_is_a_one_line_error(image_dir, tmp_path):
-    Image.open(image_dir / "photo.png").convert("L").save(tmp_path / "grey.png")  # its default, photo-grey, is a flow
-    for args, code in ((["-m", "photo-grey"], 2), ([], 1)):  # named model: checked first
-        r = icnn("compress", str(tmp_path / "grey.png"), "-o", "p.icnn", "--tile", "24", *args, cwd=tmp_path)
-        err = r.stderr.decode()
-        assert r.returncode == code and "block (16)" in err, err
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-        assert not (tmp_path / "p.icnn").exists()
-    # the local AR (photo's default) takes any tile side the container can name
+def test_a_tile_side_the_container_cannot_name_is_a_one_line_error(image_dir, tmp_path):
+    r = icnn("compress", str(image_dir / "photo.png"), "-o", "p.icnn", "--tile", "20", cwd=tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "multiple of 8" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "p.icnn").exists()
+    # the local AR takes any tile side the container can name
     assert icnn("compress", str(image_dir / "photo.png"), "-o", "p.icnn", "--tile", "24", cwd=tmp_path).returncode == 0
 
 
@@ -256,7 +230,6 @@ def test_decompress_writes_only_what_the_output_format_holds_exactly(tmp_path):
 
 
 def test_outputs_are_written_with_the_usual_file_mode(image_dir, tmp_path):
-    import os
 
     before = os.umask(0o022)  # the commands inherit it; a private temporary file would be 0o600
     try:
@@ -274,8 +247,6 @@ def test_stdout_takes_one_input_only(image_dir, tmp_path):
     assert not (tmp_path / "-").exists()
 
 
-def test_the_train_options_of_a_models_architecture_make_that_architecture():
-    cfg = load_model("photo-grey").flow.cfg  # the shipped flow
-    args = " ".join(architecture_options(cfg)).split()
-    options = train.make_context("train", ["DATA", "-o", "RUN", *args]).params
-    assert _flow_config(options).to_dict() == cfg.to_dict()
+def test_the_train_commands_default_architecture_is_the_shipped_cifar10_models():
+    options = train.make_context("train", ["DATA", "-o", "RUN"]).params
+    assert _model_config(options) == load_model("cifar10").local_ar.config()

@@ -1,6 +1,6 @@
 """Golden streams decode bit for bit, and the same image, model and tile size still give the
 very same bytes: neither the stream format, nor the integer networks, nor the coder
-(constriction's quantisation included) may drift unnoticed.
+(its integer tables included) may drift unnoticed.
 
 Each golden stream in tests/data/golden is named SOURCE.FINGERPRINT.vN.icnn: SOURCE says which
 image it holds (see SOURCES), FINGERPRINT which model wrote it, N the format version. Before 1.0
@@ -56,7 +56,7 @@ SOURCES = {
     "chelsea-80x96-rgba-tile32": (rgba_tiles, 32),  # the tile index and the alpha plane
     "chelsea-80x96-grey": (grey, 256),  # a grey image: three neighbours per position
     "noise-quadrant-64x64-tile32": (noise_quadrant, 32),  # a raw tile among coded ones
-    "chelsea-70x84": (lambda: rgb("chelsea-80x96.png")[:70, :84], 256),  # strips right and below
+    "chelsea-70x84": (lambda: rgb("chelsea-80x96.png")[:70, :84], 256),  # sides of no round size
 }
 
 

@@ -13,7 +13,7 @@ from icnn_codec.local_ar import ExactOutputs, LocalAR, MaskedQConv2d
 from icnn_codec.mixture import NARROW_PART, NARROW_SHARE, channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
 from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront, code_length
-from icnn_codec.zoo import flow_to_model, read_model_file, save_model
+from icnn_codec.zoo import network_to_model, read_model_file, save_model
 
 
 def small_network(seed: int = 0) -> LocalAR:
@@ -28,7 +28,7 @@ def small_network(seed: int = 0) -> LocalAR:
 
 @pytest.fixture(scope="module")
 def ar_model() -> ic.Model:
-    return flow_to_model(small_network(), LogisticTables.build(), "small-ar")
+    return network_to_model(small_network(), LogisticTables.build(), "small-ar")
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_the_tile_predictor_fits_the_many_calm_pixels_not_the_few_outliers(ar_mo
 @pytest.mark.parametrize("shape", [(1, 1, 3), (9, 5, 3), (2, 40, 3), (40, 2, 3), (7, 7, 2)])
 def test_tiny_and_thin_tiles_come_back_exactly_from_the_model(ar_model, shape):
     pixels = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
-    words = payload._model_words(ar_model, [pixels], 64)[0]
+    words = payload._model_words(ar_model, [pixels])[0]
     tile = payload.CodedTile(payload.TileKind.MODEL, words.astype("<u4").tobytes())
     mode = {3: "RGB", 2: "LA"}[shape[2]]
     out = payload.decode_tiles(ar_model, payload.TileShape(shape[0], shape[1], mode), [tile])[0]
@@ -222,14 +222,14 @@ def test_a_tile_decodes_alone_as_in_the_whole_image(ar_model, photo, model_only)
 
 def test_a_tiles_code_does_not_depend_on_the_tiles_coded_beside_it(ar_model, photo):
     a, b, c = photo[:24, :24], photo[100:124, 300:324], np.zeros((24, 24, 3), dtype=np.uint8) + 200
-    alone = payload._model_words(ar_model, [a], 64)[0]
-    beside = payload._model_words(ar_model, [b, a, c], 64)[1]
+    alone = payload._model_words(ar_model, [a])[0]
+    beside = payload._model_words(ar_model, [b, a, c])[1]
     assert np.array_equal(alone, beside)
 
 
 def test_the_coder_writes_what_the_code_length_says(ar_model, photo):
     image = photo[60:124, 100:164]
-    words = payload._model_words(ar_model, [image], 64)[0]
+    words = payload._model_words(ar_model, [image])[0]
     expected = code_length(ar_model.local_ar, ar_model.tables, image[None])
     assert abs(32 * len(words) - expected) < 0.01 * expected + 64
 
@@ -239,7 +239,7 @@ def test_a_model_file_holds_the_local_ar_as_integers_and_loads_to_the_same_finge
     with np.load(path, allow_pickle=False) as z:
         assert {z[k].dtype.kind for k in z.files} <= {"i", "u"}
     loaded = read_model_file(path)
-    assert loaded.kind == "local-ar" and loaded.fingerprint == ar_model.fingerprint
+    assert loaded.meta["kind"] == "local-ar" and loaded.fingerprint == ar_model.fingerprint
     assert loaded.local_ar.config() == ar_model.local_ar.config()
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from icnn_codec import backends
 from icnn_codec.backends import EXACT_BOUND, BACKENDS, IntConv, reference_output
 from icnn_codec.errors import ModelError
-from icnn_codec.quant import INPUT_FRAC, QConv2d, QNet, _OntoGrid, bfloat16_hidden_layers
+from icnn_codec.quant import INPUT_FRAC, QConv2d, _OntoGrid
 
 AVAILABLE = [b for b in BACKENDS.values() if b.available()]
 
@@ -91,48 +91,6 @@ def test_the_training_paths_products_are_the_convolution_forward_and_backward(ki
     assert torch.equal(out, reference)
     for g, r in zip(grads, torch.autograd.grad(reference.square().sum(), [real_in, *layer.parameters()])):
         assert torch.allclose(g, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
-
-
-def test_a_small_network_trained_in_float32_is_the_network_the_decoder_runs():
-    torch.manual_seed(0)
-    head = QConv2d(16, 4, 3, 5, 0, -(2.0**15), 2.0**15)
-    net = QNet(3, 16, [3, 1], head)
-    with torch.no_grad():
-        for conv in net.qconvs():
-            conv.conv.weight.normal_(0, 0.2)
-            conv.conv.bias.normal_(0, 0.5)
-    net.set_hidden_fracs([4, 5])
-    for conv in net.qconvs():
-        conv.freeze()
-    x = torch.randint(-300, 300, (2, 3, 8, 8)).double()
-    with torch.no_grad():
-        trained = net(x.float())
-    assert torch.equal(trained.double(), net(x))
-
-
-def test_bfloat16_hidden_layers_move_few_activations_and_never_the_exact_path():
-    # Training may run the hidden layers in bfloat16 (their operands are exact in it; only each sum is
-    # rounded to 8 significant bits before it is rounded onto the grid): a few activations move by a
-    # step, and the decoder's integers do not move at all.
-    torch.manual_seed(0)
-    net = QNet(12, 160, [3, 1], QConv2d(160, 8, 3, 5, 4, -(2.0**15), 2.0**15, split=True))
-    with torch.no_grad():
-        for conv in net.qconvs():
-            conv.conv.weight.normal_(0, 0.05)
-            conv.conv.bias.normal_(0, 0.5)
-    x = torch.randint(-255, 256, (2, 12, 16, 16)).float()
-    with torch.no_grad():
-        with bfloat16_hidden_layers():
-            out_bf16 = net(x)
-        out = net(x)
-    moved = out_bf16 != out
-    assert 0 < float(moved.float().mean()) < 0.5  # the context does change the arithmetic, a little
-    assert float((out_bf16 - out).abs().mean()) < 0.05 * float(out.abs().mean())
-    for conv in net.qconvs():
-        conv.freeze()
-    with torch.no_grad(), bfloat16_hidden_layers():
-        exact_inside = net(x.double())
-    assert torch.equal(exact_inside, net(x.double()))
 
 
 def test_weights_that_would_break_the_exactness_bound_lose_a_bit_instead():

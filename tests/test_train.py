@@ -1,7 +1,7 @@
 """Training: a run folder resumes exactly, ``--steps`` is the run's total, a run exports to a
 codec model (or is one), torchrun trains data-parallel, and the CLI fails in one line.
 
-Everything runs on a tiny flow, 8x8 crops and a handful of steps: these tests specify the
+Everything runs on a tiny local AR, 8x8 crops and a handful of steps: these tests specify the
 machinery, not the bpd a real run reaches.
 """
 from __future__ import annotations
@@ -22,14 +22,14 @@ import torch
 from PIL import Image
 
 import icnn_codec as ic
-from icnn_codec.flow import FlowConfig
+from icnn_codec.local_ar import LocalAR
 from icnn_codec.training.data import ImageSet
 from icnn_codec.training.loop import evaluate_bpd, learning_rate, train
 from icnn_codec.training.runs import TrainConfig, export_run, init_run, load_checkpoint, load_run, resolve_model
 
-TINY_FLOW = FlowConfig(levels=2, couplings=1, hidden=8, kernels=[3], prior_hidden=8, prior_kernels=[3])
-TINY_CLI_OPTIONS = ["--levels", "2", "--couplings", "1", "--hidden", "8", "--crop", "8", "--batch-size", "4",
-                    "--log-every", "1"]
+TINY_AR = LocalAR(kernel=3, width=8, depth=1, components=2, residual_context=True).config()
+TINY_CLI_OPTIONS = ["--kernel", "3", "--width", "8", "--depth", "1", "--components", "2", "--crop", "8",
+                    "--batch-size", "4", "--log-every", "1"]
 ICNN = [sys.executable, "-m", "icnn_codec.cli"]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 MAX_MODEL_BYTES = 25 * 2**20
@@ -38,7 +38,7 @@ MAX_MODEL_BYTES = 25 * 2**20
 def tiny_config(steps: int, **overrides: object) -> TrainConfig:
     """The tiny run every test trains: batch 4 of 8x8 crops, a log record every step."""
     return replace(TrainConfig(steps=steps, batch_size=4, crop=8, warmup=2, log_every=1, checkpoint_every=2,
-                               flow=TINY_FLOW.to_dict()), **overrides)
+                               model=TINY_AR), **overrides)
 
 
 def structured_images(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -154,8 +154,8 @@ def test_steps_is_the_runs_total_so_a_reached_total_trains_no_further(
 def test_a_run_keeps_the_options_it_was_started_with_only_steps_and_a_cooldown_may_change(dataset: Path, run_6: Path, tmp_path: Path) -> None:
     run_dir = shutil.copytree(run_6, tmp_path / "run")
     started_with = json.loads((run_dir / "config.json").read_text())
-    wider = replace(TINY_FLOW, hidden=16).to_dict()
-    train(str(dataset), run_dir, tiny_config(7, lr=0.1, batch_size=8, crop=16, flow=wider))
+    wider = {**TINY_AR, "width": 16}
+    train(str(dataset), run_dir, tiny_config(7, lr=0.1, batch_size=8, crop=16, model=wider))
     assert json.loads((run_dir / "config.json").read_text()) == {**started_with, "steps": 7}
     assert load_checkpoint(run_dir)["step"] == 7
 
@@ -172,16 +172,6 @@ def test_a_resumed_run_may_be_given_a_cooldown_that_halves_the_lr_from_a_step_on
     assert lrs[9] == pytest.approx(learning_rate(without, 8) / 2)  # ... then halving every half-life
     train(str(dataset), run_dir, tiny_config(10))  # resumed again without the option: the cooldown stays
     assert json.loads((run_dir / "config.json").read_text())["cooldown_from"] == 7
-
-
-def test_a_resumed_run_may_switch_its_hidden_layers_to_bfloat16_and_back(dataset: Path, run_6: Path, tmp_path: Path) -> None:
-    run_dir = shutil.copytree(run_6, tmp_path / "run")
-    train(str(dataset), run_dir, tiny_config(8, bf16_hidden=True))
-    assert json.loads((run_dir / "config.json").read_text())["bf16_hidden"] is True
-    bpd = {r["step"]: r["bpd"] for r in log_records(run_dir)}
-    assert abs(bpd[8] - bpd[6]) < 0.05 * bpd[6]  # it trains on as it did, a little faster
-    train(str(dataset), run_dir, tiny_config(9))  # the same command without the option: float32 again
-    assert json.loads((run_dir / "config.json").read_text())["bf16_hidden"] is False
 
 
 def test_a_new_runs_initial_weights_are_a_function_of_its_seed(dataset: Path, tmp_path: Path) -> None:
@@ -216,8 +206,8 @@ def test_a_held_out_split_is_every_nth_image_and_never_trained_on(tmp_path: Path
     seen = ImageSet.open(tmp_path / "d.npz").split_holdout(5)[0]
     assert not any((seen.batch(0, step, 4, 8) == 255).all(axis=(1, 2, 3)).any() for step in range(40))
     metrics = train(str(tmp_path / "d.npz"), tmp_path / "run", tiny_config(2, holdout_every=5, eval_every=2, eval_crop=8))
-    ema_flow = load_run(tmp_path / "run", "ema")[0]
-    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema_flow, held.center_crops(8)))
+    ema = load_run(tmp_path / "run", "ema")[0]
+    assert metrics["test_bpd"] == pytest.approx(evaluate_bpd(ema, held.center_crops(8)))
 
 
 def test_grey_training_data_is_what_the_codec_gives_the_model_and_mirrors_as_grey_images_do(tmp_path: Path) -> None:
@@ -257,13 +247,13 @@ def test_an_export_is_integer_arrays_only_readable_without_pickle(exported: Path
     assert arrays and all(np.issubdtype(a.dtype, np.integer) for a in arrays.values())
     assert exported.stat().st_size < MAX_MODEL_BYTES
     meta = json.loads(bytes(arrays["meta"]).decode())
-    assert meta["training"]["steps"] == 6 and meta["config"] == TINY_FLOW.to_dict()
+    assert meta["training"]["steps"] == 6 and meta["config"] == TINY_AR
 
 
 @pytest.mark.parametrize("as_model", ["export", "run_folder"])
 def test_an_image_round_trips_exactly_through_a_trained_model(exported: Path, run_6: Path, as_model: str) -> None:
     model = resolve_model(str(exported if as_model == "export" else run_6))
-    image = structured_images(1, 13, 10, seed=5)[0]  # not a multiple of the flow's block
+    image = structured_images(1, 13, 10, seed=5)[0]  # sides of no round size
     data = ic.compress(image, model=model)
     assert np.array_equal(ic.decompress(data, model=model), image)
 
@@ -286,7 +276,7 @@ def test_a_damaged_run_folder_is_a_model_error(run_6: Path, tmp_path: Path) -> N
 
 
 def test_cli_train_then_export_gives_a_model_under_25_mb_at_the_default_architecture(dataset: Path, tmp_path: Path) -> None:
-    """The CLI's default architecture (levels, couplings, width): one step, then export."""
+    """The CLI's default architecture (the shipped cifar10 model's): one step, then export."""
     trained = icnn("train", str(dataset), "-o", "run", "--steps", "1", "--batch-size", "1", "--crop", "8", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert [r["step"] for r in log_records(tmp_path / "run")] == [1]
@@ -297,44 +287,31 @@ def test_cli_train_then_export_gives_a_model_under_25_mb_at_the_default_architec
     assert ic.load_model(str(tmp_path / "model.npz")).fingerprint == resolve_model(str(tmp_path / "run")).fingerprint
 
 
-def test_a_run_started_from_a_model_grows_the_contexts_its_config_asks_for(dataset: Path, exported: Path, tmp_path: Path) -> None:
+def test_a_run_started_from_a_model_starts_with_its_weights_and_architecture(dataset: Path, exported: Path,
+                                                                             tmp_path: Path) -> None:
     source = ic.load_model(str(exported))
-    cfg = tiny_config(0, flow={**TINY_FLOW.to_dict(), "prior_groups": 2, "top_context": True})
-    train(str(dataset), tmp_path / "grown", cfg, init_model=str(exported))
-    grown = resolve_model(str(tmp_path / "grown"))
-    assert grown.flow.cfg.prior_groups == 2 and grown.flow.top_context is not None
-    images = structured_images(4, 8, 8, seed=3)
-    assert [len(s) for s in ic.compress_many(images, model=grown)] == [len(s) for s in ic.compress_many(images, model=source)]
+    train(str(dataset), tmp_path / "started", tiny_config(0, model={**TINY_AR, "width": 16}), init_model=str(exported))
+    started = resolve_model(str(tmp_path / "started"))
+    assert started.local_ar.config() == TINY_AR  # the model's architecture, not the config's
+    assert started.fingerprint == source.fingerprint  # the same integers: no step trained yet
+    train(str(dataset), tmp_path / "started", tiny_config(2))
+    assert resolve_model(str(tmp_path / "started")).fingerprint != source.fingerprint
 
 
-def test_a_model_that_cannot_start_the_asked_architecture_creates_no_run(dataset: Path, exported: Path,
-                                                                         tmp_path: Path) -> None:
-    cfg = tiny_config(1, flow={**TINY_FLOW.to_dict(), "colour_stage": True})  # it would change every latent
-    with pytest.raises(ValueError, match="cannot start this architecture"):
-        train(str(dataset), tmp_path / "run", cfg, init_model=str(exported))
-    assert not (tmp_path / "run").exists()  # so the same command with a fixed architecture starts afresh
+def test_a_run_cannot_start_from_a_model_that_is_not_there_and_creates_no_run(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ic.ModelError, match="unknown model"):
+        train(str(dataset), tmp_path / "run", tiny_config(1), init_model="no-such-model")
+    assert not (tmp_path / "run").exists()
 
 
-def test_a_warm_start_copies_the_models_networks_into_an_architecture_it_cannot_grow_into(
-        dataset: Path, exported: Path, tmp_path: Path) -> None:
-    source = ic.load_model(str(exported))
-    cfg = tiny_config(0, flow={**source.flow.cfg.to_dict(), "colour_stage": True})
-    train(str(dataset), tmp_path / "warm", cfg, init_model=str(exported), warm=True)
-    warm = resolve_model(str(tmp_path / "warm"))
-    before = source.flow.state_dict()
-    assert warm.flow.colour is not None
-    assert all(torch.equal(v, before[k]) for k, v in warm.flow.state_dict().items() if k in before)
-    image = structured_images(1, 20, 36)[0]
-    assert np.array_equal(ic.decompress(ic.compress(image, model=warm), model=warm), image)
-
-
-@pytest.mark.parametrize("context", ["top_context", "checkerboard"])
-def test_cli_train_spatial_context_makes_a_model_that_codes_exactly(context: str, dataset: Path, tmp_path: Path) -> None:
-    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, "--" + context.replace("_", "-"),
-                   cwd=tmp_path)
+@pytest.mark.parametrize("options", [["--no-residual-context"], ["--tile-predictor", "3"], ["--components", "1"]])
+def test_cli_train_architectures_make_models_that_code_exactly(options: list[str], dataset: Path, tmp_path: Path) -> None:
+    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, *options, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     model = resolve_model(str(tmp_path / "run"))
-    assert getattr(model.flow.cfg, context) and model.block == 8  # 2 levels, and one more halving for the context
+    config = model.local_ar.config()
+    assert config["residual_context"] == ("--no-residual-context" not in options)
+    assert config["tile_predictor"] == (3 if "--tile-predictor" in options else 0)
     image = structured_images(1, 20, 36)[0]
     assert np.array_equal(ic.decompress(ic.compress(image, model=model), model=model), image)
 
@@ -361,10 +338,10 @@ def run_without_checkpoint(tmp_path: Path) -> Path:
     "command",
     [
         pytest.param(lambda d, tmp: ["train", str(tmp / "missing.npz"), "-o", str(tmp / "run")], id="train-missing-data"),
-        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "12"], id="train-crop-not-multiple-of-block"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "0"], id="train-crop-zero"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--cooldown-from", "5", "--cooldown-halflife", "0"],
                      id="train-cooldown-halflife-zero"),
-        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--warm"], id="train-warm-without-init"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--init", "no-such-model"], id="train-unknown-init"),
         pytest.param(lambda d, tmp: ["export", str(run_without_checkpoint(tmp)), "-o", str(tmp / "m.npz")],
                      id="export-without-checkpoint"),
     ],
@@ -381,8 +358,8 @@ def test_cli_failures_are_one_line_on_stderr_and_a_nonzero_exit(
 
 @pytest.mark.parametrize(
     ("data", "bad_config", "error"),
-    [("missing.npz", tiny_config(1, lr=0.5), OSError), ("train.npz", tiny_config(1, crop=6), ValueError)],
-    ids=["missing-data", "crop-not-multiple-of-block"],
+    [("missing.npz", tiny_config(1, lr=0.5), OSError), ("train.npz", tiny_config(1, crop=0), ValueError)],
+    ids=["missing-data", "crop-zero"],
 )
 def test_a_failed_start_leaves_no_run_behind_so_the_next_start_uses_its_own_options(
     dataset: Path, tmp_path: Path, data: str, bad_config: TrainConfig, error: type[Exception]
@@ -392,15 +369,3 @@ def test_a_failed_start_leaves_no_run_behind_so_the_next_start_uses_its_own_opti
     assert not (tmp_path / "run").exists()
     train(str(dataset), tmp_path / "run", tiny_config(1))
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == asdict(tiny_config(1))
-
-
-@pytest.mark.parametrize("options", [["--checkerboard", "--error-context"], ["--mixing", "lifting"]])
-def test_cli_train_error_contexts_and_lifting_make_a_model_that_codes_exactly(options: list[str], dataset: Path,
-                                                                              tmp_path: Path) -> None:
-    trained = icnn("train", str(dataset), "-o", "run", "--steps", "2", *TINY_CLI_OPTIONS, *options, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    model = resolve_model(str(tmp_path / "run"))
-    assert model.flow.cfg.error_context == ("--error-context" in options)
-    assert model.flow.cfg.mixing == ("lifting" if "lifting" in options else "flip")
-    image = structured_images(1, 20, 36)[0]
-    assert np.array_equal(ic.decompress(ic.compress(image, model=model), model=model), image)

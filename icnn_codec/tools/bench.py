@@ -41,10 +41,8 @@ import torch
 
 from .. import codec as icodec
 from ..errors import ModelError
-from ..payload import batches
-from ..planes import flow_shape, pad_plane, planes_of, training_input
+from ..planes import planes_of
 from ..progress import Progress
-from ..strips import strip_bits
 from ..training.data import ImageSet
 from ..training.runs import resolve_model
 from ..zoo import Model, default_model_name
@@ -117,7 +115,7 @@ def _icnn(arg: str | None) -> Codec:
 
 def _default_model(image: np.ndarray) -> Model:
     """The model ``icnn compress`` picks for this image."""
-    return resolve_model(default_model_name(image.shape[0], image.shape[1], "L" if image.ndim == 2 else "RGB"))
+    return resolve_model(default_model_name(image.shape[0], image.shape[1]))
 
 
 def _png(arg: str | None) -> Codec:
@@ -207,35 +205,16 @@ def make_codec(spec: str, model: str | None = None) -> Codec:
 # -- measurements ---------------------------------------------------------------------------------
 def model_nll_bits(model: Model, images: Sequence[np.ndarray]) -> float:
     """The model's own -log2 p summed over images, untiled, of the planes the codec gives the model (a
-    grey image's plane packs three neighbours per position). A flow's: its float training path on
-    each plane, padding included, plus the exact code length of its strips. A local AR's: the exact
-    code length of each plane whole, its side information and adaptive component included.
+    grey image's plane packs three neighbours per position): the exact code length of each plane whole,
+    its side information and adaptive component included.
 
-    Same-size images share batches. With a colour stage each plane counts in the colour mode the codec
-    would choose (the shorter, plus the bit that names it). Divided by the real pixel count this is the
-    bpd an ideal coder would reach with no header, no tiles and no scale offsets, so ``bpd - nll_bpd`` is
-    the coder's, the header's and the tiling's cost less what the offsets save.
+    Divided by the real pixel count this is the bpd an ideal coder would reach with no header and no
+    tiles, so ``bpd - nll_bpd`` is the coder's, the header's and the tiling's cost.
     """
-    if model.local_ar is not None:  # each plane whole: one tile predictor, its best scale offset
-        from ..wavefront import code_length  # compiled loops: loaded only for a local AR
+    from ..wavefront import code_length  # compiled loops (numba): loaded only when measured
 
-        return sum(code_length(model.local_ar, model.tables, plane[None])
-                   for a in images for plane in planes_of(a if a.ndim == 3 else a[:, :, None]))
-    by_shape: dict[tuple, list[np.ndarray]] = {}
-    total = 0.0
-    for a in images:
-        for plane in planes_of(a if a.ndim == 3 else a[:, :, None]):
-            flow_h, flow_w = flow_shape(*plane.shape[:2], model.block)
-            total += strip_bits(plane, flow_h, flow_w, model.tables)
-            padded = pad_plane(plane[:flow_h, :flow_w], model.block)
-            by_shape.setdefault(padded.shape, []).append(padded)
-    with torch.no_grad():
-        for shape, planes in by_shape.items():
-            # batches of the codec's size in pixels: 64 photos at once would take gigabytes per layer
-            for part in batches(len(planes), shape[0] * shape[1], ICNN_BATCH):
-                x = training_input(np.stack(planes[part]))
-                total += float(model.flow.shorter_colour_mode_bits(x).double().sum())
-    return total
+    return sum(code_length(model.local_ar, model.tables, plane[None])
+               for a in images for plane in planes_of(a if a.ndim == 3 else a[:, :, None]))
 
 
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -452,8 +431,8 @@ def run_bench(
         "machine": machine_info(),
         "method": {
             "bpd": "8 x total bytes of the per-image files (headers included) / total H*W*C",
-            "nll_bpd": "the icnn model's own -log2 p, untiled (a flow: its float path, padding and strips included; "
-                       "a local AR: its exact code length, tile predictor and scale offset included) / total H*W*C",
+            "nll_bpd": "the icnn model's own -log2 p, untiled (its exact code length, tile predictor and scale "
+                       "offset included) / total H*W*C",
             "speed": "raw pixel MB (H*W*C / 1e6) per wall-clock second inside the codec calls",
             "icnn": ICNN_NOTE,
             "memory": peak_memory_method(),

@@ -13,6 +13,8 @@ from PIL import Image
 
 from ..planes import grey_plane
 
+HOLDOUT_EVERY = 10  # the photographs' validation split: every 10th image (benchmarks/photo_val.py)
+EVAL_CROP = 128  # held-out crops: the central 128 x 128 of each photograph
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 
 
@@ -129,3 +131,10 @@ class ImageSet:
 def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The shuffled order of n images in one epoch (a batch's images span at most two epochs)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def held_out_crops(shared: Path) -> dict[str, np.ndarray]:
+    """The photographs' two evaluation sets: central crops of the validation split and of photos-unseen."""
+    _, held = ImageSet.open(shared / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
+    unseen = ImageSet.open(shared / "data" / "photos-unseen")
+    return {"val": held.center_crops(EVAL_CROP), "unseen": unseen.center_crops(EVAL_CROP)}

@@ -1,10 +1,10 @@
-"""The training loop: resumable, data-parallel (torchrun), quantisation-aware.
+"""The training loop of the local AR: resumable, data-parallel (torchrun), quantisation-aware.
 
 Running :func:`train` again on the same run folder (:mod:`icnn_codec.training.runs`) resumes at
 the saved step with the same optimizer state and the same position in the data order (the order
 and the crops are functions of the seed and the step alone). ``cfg.steps`` is the run's total.
 The loss is the code length in bits per dimension of the fixed-point model the codec runs (see
-:mod:`icnn_codec.quant`).
+:mod:`icnn_codec.quant` and :class:`icnn_codec.local_ar.LocalAR`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -25,23 +25,25 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..flow import FlowConfig, IntegerFlow
-from ..planes import training_input
-from ..quant import bfloat16_hidden_layers
+from ..local_ar import LocalAR
 from .data import ImageSet
-from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_flow, save_checkpoint
-from .surgery import grow_from, warm_start
+from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
 
 
 class NegLogLikelihood(nn.Module):
-    """Wraps a flow so DDP sees the loss as the module's forward."""
+    """Wraps a local AR so DDP sees the loss as the module's forward: each image's code length in bits."""
 
-    def __init__(self, flow: IntegerFlow) -> None:
+    def __init__(self, network: LocalAR) -> None:
         super().__init__()
-        self.flow = flow
+        self.network = network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.flow.nll_bits(x)
+        return self.network.bits(x).flatten(1).sum(1)
+
+
+def model_input(batch: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(B, H, W, 3) uint8 crops as the local AR takes them: (B, 3, H, W) float, sample values 0..255."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float()
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -53,13 +55,13 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 @torch.no_grad()
-def evaluate_bpd(flow: IntegerFlow, images: np.ndarray, batch_size: int = 100, device: str = "cpu") -> float:
+def evaluate_bpd(network: LocalAR, images: np.ndarray, batch_size: int = 100, device: str = "cpu") -> float:
     """Model bpd (training path, fixed-point simulated) on full images of one size."""
-    flow.eval()
+    network.eval()
     bits, dims = 0.0, 0
     for i in range(0, len(images), batch_size):
-        x = training_input(images[i : i + batch_size], device)
-        bits += float(flow.nll_bits(x).sum())
+        x = model_input(images[i : i + batch_size], device)
+        bits += float(network.bits(x).sum())
         dims += x.numel()
     return bits / dims
 
@@ -116,43 +118,41 @@ class Processes:
 class TrainState:
     """What a checkpoint holds, live."""
 
-    flow: IntegerFlow
-    ema: IntegerFlow
+    network: LocalAR
+    ema: LocalAR
     optimizer: torch.optim.Optimizer
     step: int = 0
     history: dict | None = None
     seconds: float = 0.0  # training time of earlier sessions of the run
     running: float | None = None  # the smoothed training bpd, so a resumed log continues seamlessly
-    # Elements that move this many times faster than the learning rate says (parameter -> multiplier
-    # per element): the zero-initialised parts of a grown model, which would otherwise take hundreds of
-    # steps to cross the weights' quantisation grid.
-    boost: dict[nn.Parameter, torch.Tensor] = field(default_factory=dict)
 
     def checkpoint(self, started: float) -> dict:
-        return {"model": self.flow.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": self.network.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "step": self.step, "history": self.history, "seconds": self.seconds + time.time() - started,
                 "running": self.running}
 
 
 def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | None = None, device: str = "cpu",
-          threads: int | None = None, init_model: str | None = None, warm: bool = False) -> dict:
+          threads: int | None = None, init_model: str | None = None) -> dict:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` steps. Returns the last metrics.
 
     ``eval_data`` (else the run's saved one) is evaluated on every ``cfg.eval_every`` steps;
-    ``init_model`` (a model name, file or run folder) starts a new run from its weights: grown to the
-    run's architecture with the same code, or with ``warm`` copied wherever they fit."""
+    ``init_model`` (a model name, file or run folder) starts a new run from its weights, and its
+    architecture (``cfg.model`` is then the model's)."""
     run_dir = Path(run_dir)
     if eval_data:
         cfg = replace(cfg, eval_data=eval_data)
     procs = _join_processes(device)
     with _torch_threads(threads):
         images = ImageSet.open(data)  # first: a bad DATA must not create the run (and fix its config)
-        # nor a model that cannot start this architecture: a new run's flow is made before its folder
-        flow = None if (run_dir / CONFIG).exists() else _new_flow(cfg, init_model, warm)
+        # nor a model that cannot start it: a new run's network is made before its folder
+        network = None
+        if not (run_dir / CONFIG).exists():
+            cfg, network = _new_network(cfg, init_model)
         cfg = _open_run(run_dir, cfg, procs)
         images, eval_images = _split_data(images, cfg, procs)
-        state = _initial_state(cfg, run_dir, init_model, warm, device, flow)
-        loss_module = NegLogLikelihood(state.flow)
+        state = _initial_state(cfg, run_dir, device, network)
+        loss_module = NegLogLikelihood(state.network)
         if procs.distributed:
             loss_module = nn.parallel.DistributedDataParallel(loss_module)
         log = TrainLog(run_dir, cfg.steps, state.step, procs.main)
@@ -225,30 +225,30 @@ def _split_data(images: ImageSet, cfg: TrainConfig, procs: Processes) -> tuple[I
     return images, eval_set.center_crops(cfg.eval_crop, cfg.eval_images) if cfg.eval_crop else eval_set.first(cfg.eval_images)
 
 
-def _new_flow(cfg: TrainConfig, init_model: str | None, warm: bool = False) -> IntegerFlow:
-    """A new run's flow: its seed's weights, or ``init_model``'s grown to this architecture (the same
-    code to start with, plus any new context; an error where it cannot be), or with ``warm`` its
-    weights wherever they fit (:func:`~icnn_codec.training.surgery.warm_start`)."""
+def _new_network(cfg: TrainConfig, init_model: str | None) -> tuple[TrainConfig, LocalAR]:
+    """A new run's config and network: its seed's weights, or ``init_model``'s weights and architecture."""
+    if init_model:
+        start = resolve_model(init_model)
+        cfg = replace(cfg, model=start.local_ar.config())
+        network = LocalAR.from_config(cfg.model)
+        network.load_state_dict(start.local_ar.state_dict())
+        return cfg, network
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
-        flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
-    if init_model:
-        (warm_start if warm else grow_from)(flow, resolve_flow(init_model))
-    return flow
+        return cfg, LocalAR.from_config(cfg.model)
 
 
-def _initial_state(cfg: TrainConfig, run_dir: Path, init_model: str | None, warm: bool, device: str,
-                   flow: IntegerFlow | None = None) -> TrainState:
-    """The checkpoint's state, or a new run's (``flow``, if made already)."""
+def _initial_state(cfg: TrainConfig, run_dir: Path, device: str, network: LocalAR | None = None) -> TrainState:
+    """The checkpoint's state, or a new run's (``network``, if made already)."""
     ckpt = load_checkpoint(run_dir)
-    if flow is None:
-        flow = _new_flow(cfg, init_model if ckpt is None else None, warm)
-    ema = copy.deepcopy(flow)
-    flow.to(device)
+    if network is None:
+        network = _new_network(cfg, None)[1]
+    ema = copy.deepcopy(network)
+    network.to(device)
     ema.to(device)
-    state = TrainState(flow, ema, torch.optim.Adam(flow.parameters(), lr=cfg.lr), history={})
+    state = TrainState(network, ema, torch.optim.Adam(network.parameters(), lr=cfg.lr), history={})
     if ckpt is not None:
-        flow.load_state_dict(ckpt["model"])
+        network.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.step, state.history, state.seconds = ckpt["step"], ckpt.get("history", {}), ckpt.get("seconds", 0.0)
@@ -260,23 +260,19 @@ def train_step(state: TrainState, loss_module: nn.Module, images: ImageSet, cfg:
                 device: str) -> None:
     """One optimizer step on this rank's share of the step's batch, then the EMA."""
     per_rank = max(1, cfg.batch_size // procs.world)
-    state.flow.train()
+    state.network.train()
     batch = images.batch(cfg.seed, state.step, cfg.batch_size, cfg.crop)[procs.rank * per_rank : (procs.rank + 1) * per_rank]
-    x = training_input(batch, device)
+    x = model_input(batch, device)
     for g in state.optimizer.param_groups:
         g["lr"] = learning_rate(cfg, state.step)
-    with bfloat16_hidden_layers(cfg.bf16_hidden):
-        loss = loss_module(x).mean() / x[0].numel()
+    loss = loss_module(x).mean() / x[0].numel()
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(state.flow.parameters(), 100.0)
-    before = {p: p.detach().clone() for p in state.boost}
+    torch.nn.utils.clip_grad_norm_(state.network.parameters(), 100.0)
     state.optimizer.step()
     with torch.no_grad():
-        for p, factor in state.boost.items():
-            p.add_((p - before[p]) * (factor - 1))
         decay = min(cfg.ema, (1.0 + state.step) / (10.0 + state.step))  # warm-up: an early EMA must not lag
-        for pe, p in zip(state.ema.parameters(), state.flow.parameters()):
+        for pe, p in zip(state.ema.parameters(), state.network.parameters()):
             pe.lerp_(p, 1.0 - decay)
     state.step += 1
     bpd = loss.item()

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..flow import FlowConfig, IntegerFlow
+from ..local_ar import LocalAR
 from ..priors import LogisticTables
-from ..zoo import Model, available_models, flow_to_model, load_model, looks_like_name, save_model
+from ..zoo import Model, available_models, load_model, network_to_model, looks_like_name, save_model
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -49,22 +49,19 @@ class TrainConfig:
     eval_images: int = 500
     checkpoint_every: int = 200
     log_every: int = 20
-    bf16_hidden: bool = False  # hidden layers convolve in bfloat16 (quant.bfloat16_hidden_layers)
-    flow: dict = field(default_factory=lambda: FlowConfig().to_dict())
+    model: dict = field(default_factory=lambda: LocalAR().config())  # the local AR's architecture
 
 
 def check_config(cfg: TrainConfig) -> None:
     """ValueError (one line for the CLI) for a config no training step can run with."""
-    block = FlowConfig.from_dict(cfg.flow).block
-    if cfg.crop <= 0 or cfg.crop % block:
-        raise ValueError(f"crop {cfg.crop} must be a positive multiple of {block} (the model's block: 2 ** levels, "
-                         "or 2 ** (levels + 1) with a top context or checkerboards)")
+    if cfg.crop <= 0:
+        raise ValueError(f"crop {cfg.crop} must be positive")
     if cfg.batch_size <= 0:
         raise ValueError(f"batch size {cfg.batch_size} must be positive")
     if cfg.holdout_every == 1 or cfg.holdout_every < 0:
         raise ValueError(f"hold-out every {cfg.holdout_every}: use 0 (none) or 2 and more")
-    if cfg.eval_crop < 0 or cfg.eval_crop % block:
-        raise ValueError(f"eval crop {cfg.eval_crop} must be 0 or a multiple of {block}")
+    if cfg.eval_crop < 0:
+        raise ValueError(f"eval crop {cfg.eval_crop} must be 0 (whole images) or positive")
     if cfg.cooldown_from < 0 or cfg.cooldown_halflife <= 0:
         raise ValueError(f"cooldown from step {cfg.cooldown_from}, halving every {cfg.cooldown_halflife} steps: "
                          "the step must be 0 (none) or more, the half-life positive")
@@ -75,9 +72,9 @@ def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     cfg_path = run_dir / CONFIG
     if cfg_path.exists():
         saved = TrainConfig(**json.loads(cfg_path.read_text()))
-        # What a resume may change: the total, where to evaluate, a cooldown (an annealing
-        # phase decided once the run has plateaued) and the hidden layers' arithmetic.
-        saved.steps, saved.bf16_hidden = cfg.steps, cfg.bf16_hidden
+        # What a resume may change: the total, where to evaluate and a cooldown (an annealing
+        # phase decided once the run has plateaued).
+        saved.steps = cfg.steps
         if cfg.cooldown_from:
             saved.cooldown_from, saved.cooldown_halflife = cfg.cooldown_from, cfg.cooldown_halflife
         saved.eval_data = cfg.eval_data or saved.eval_data
@@ -116,8 +113,8 @@ def is_run_folder(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / CONFIG).is_file()
 
 
-def load_run(run_dir: Path, weights: str = "ema") -> tuple[IntegerFlow, dict, TrainConfig, LogisticTables]:
-    """A run's flow with its EMA ("ema") or raw ("model") weights, its checkpoint, config and
+def load_run(run_dir: Path, weights: str = "ema") -> tuple[LocalAR, dict, TrainConfig, LogisticTables]:
+    """A run's local AR with its EMA ("ema") or raw ("model") weights, its checkpoint, config and
     tables; a ModelError for a run folder that cannot give them (missing or damaged files)."""
     if weights not in ("ema", "model"):
         raise ValueError("weights must be 'ema' or 'model'")
@@ -126,27 +123,27 @@ def load_run(run_dir: Path, weights: str = "ema") -> tuple[IntegerFlow, dict, Tr
     try:
         ckpt = load_checkpoint(run_dir)
         cfg = TrainConfig(**json.loads((run_dir / CONFIG).read_text()))
-        flow = IntegerFlow(FlowConfig.from_dict(cfg.flow))
-        flow.load_state_dict(ckpt[weights])
+        network = LocalAR.from_config(cfg.model)
+        network.load_state_dict(ckpt[weights])
         tables = load_tables(run_dir / TABLES)
     except (ValueError, KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise ModelError(f"cannot load training run {run_dir}: {exc}") from exc
-    return flow, ckpt, cfg, tables
+    return network, ckpt, cfg, tables
 
 
 def model_from_run(run_dir: str | Path, weights: str = "ema") -> Model:
     """A run folder as a codec model, frozen exactly as an export would be."""
     run_dir = Path(run_dir)
-    flow, _, _, tables = load_run(run_dir, weights)
-    return flow_to_model(flow, tables, run_dir.name, str(run_dir))
+    network, _, _, tables = load_run(run_dir, weights)
+    return network_to_model(network, tables, run_dir.name, str(run_dir))
 
 
 def export_run(run_dir: Path, out: Path, name: str | None = None, weights: str = "ema") -> Path:
     """Write a run's weights (EMA by default; "model" for the raw ones) as a model file."""
-    flow, ckpt, cfg, tables = load_run(run_dir, weights)
+    network, ckpt, cfg, tables = load_run(run_dir, weights)
     training = {"steps": ckpt["step"], "weights": weights, "train_seconds": round(ckpt.get("seconds", 0.0)),
                 "config": asdict(cfg), "history": ckpt.get("history", {})}
-    return save_model(flow, out, name or out.stem, tables, training)
+    return save_model(network, out, name or out.stem, tables, training)
 
 
 def resolve_model(spec: str | Path | Model) -> Model:
@@ -157,13 +154,3 @@ def resolve_model(spec: str | Path | Model) -> Model:
         return spec
     installed = looks_like_name(str(spec)) and str(spec) in available_models()  # a name wins, as in load_model
     return model_from_run(spec) if is_run_folder(spec) and not installed else load_model(spec)
-
-
-def resolve_flow(spec: str | Path | Model) -> IntegerFlow:
-    """The flow of :func:`resolve_model`'s model: what flow training grows or warms from. A model of
-    another kind is a ModelError naming it."""
-    model = resolve_model(spec)
-    if model.flow is None:
-        raise ModelError(f"model {model.name} ({model.fingerprint:04x}) is a {model.kind} model, not a flow: "
-                         "start a flow from a flow (cifar10, photo-grey, a flow model file or a run folder)")
-    return model.flow
