@@ -2,7 +2,7 @@
 
     python benchmarks/local_ar.py [--minutes 20] [--kernel 7] [--width 128] [--blocks 2] [--components 10]
         [--exact-ready [--tile-predictor K [--residual-context]]] [--eval-every MIN] [--lr-halflife STEPS]
-        [--checkpoint FILE [--init-from MODEL.npz]] [--threads 1]
+        [--cooldown-from STEP [--cooldown-halflife STEPS]] [--checkpoint FILE [--init-from MODEL.npz]] [--threads 1]
     python benchmarks/local_ar.py --measure --checkpoint FILE [--full-images] [the run's options]
     python benchmarks/local_ar.py --export models/NAME.npz --checkpoint FILE [the run's options]
     python benchmarks/local_ar.py --files MODEL.npz [--tile N] [--limit N]
@@ -160,11 +160,14 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
 def train(kernel: int, width: int, blocks: int, components: int, minutes: float, lr: float, batch_size: int,
           crop: int, eval_every: float | None = None, lr_halflife: float | None = None,
           checkpoint: Path | None = None, cifar10: Path | None = None, exact_ready: bool = False, tile_predictor: int = 0,
-          residual_context: bool = False, seed: int = 0, init_from: Path | None = None) -> dict:
+          residual_context: bool = False, seed: int = 0, init_from: Path | None = None,
+          cooldown: tuple[int, float] | None = None) -> dict:
     """Train for ``minutes`` of wall-clock time in all (measuring stops the clock), resuming from and
     saving to ``checkpoint`` (every five minutes) when one is given. Without a checkpoint to resume,
     ``init_from`` (a local AR model file of the same options) gives the starting weights: a run
-    continued on a new machine from its last export, with a fresh optimiser and clock."""
+    continued on a new machine from its last export, with a fresh optimiser and clock. ``cooldown``
+    (step, half-life): from that step on the learning rate also halves every half-life (an annealing
+    phase, continuous where it starts)."""
     torch.manual_seed(seed)
     if cifar10 is None:
         images, _ = ImageSet.open(SHARED / "data" / "photos" / "train").split_holdout(HOLDOUT_EVERY)
@@ -205,7 +208,8 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
             save()
             saved_at = time.monotonic()
         for group in opt.param_groups:
-            group["lr"] = lr * 0.5 ** (step / lr_halflife) if lr_halflife else lr
+            group["lr"] = (lr * 0.5 ** (step / lr_halflife if lr_halflife else 0)
+                           * 0.5 ** (max(0, step - cooldown[0]) / cooldown[1] if cooldown else 0))
         loss = model.bits(torch.from_numpy(images.batch(seed, step, batch_size, crop)).permute(0, 3, 1, 2).float()).mean() / 3
         opt.zero_grad()
         loss.backward()
@@ -224,7 +228,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
         ema.bits(plane)
     parallel_ms = (time.perf_counter() - t0) * 1000
     return {"kernel": kernel, "width": width, "blocks": blocks, "components": model.components, "minutes": minutes,
-            "lr": lr, "lr_halflife": lr_halflife, "batch_size": batch_size, "crop": crop, "steps": step,
+            "lr": lr, "lr_halflife": lr_halflife, "cooldown": cooldown, "batch_size": batch_size, "crop": crop, "steps": step,
             "exact_ready": exact_ready, "tile_predictor": tile_predictor, "residual_context": residual_context,
             "data": "photos" if cifar10 is None else "cifar10", **{f"{k}_bpd": held_out_bpd(ema, v) for k, v in evals.items()},
             "mac_per_pixel": ema.mac_per_pixel(), "parallel_forward_ms_256": parallel_ms,
@@ -394,6 +398,9 @@ if __name__ == "__main__":
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr-halflife", type=float, help="halve the learning rate every this many steps")
+    parser.add_argument("--cooldown-from", type=int, default=0, metavar="STEP",
+                        help="from this step on, also halve the learning rate every --cooldown-halflife steps")
+    parser.add_argument("--cooldown-halflife", type=float, default=2500.0)
     parser.add_argument("--checkpoint", type=Path, help="resume from this file if it exists, and save to it")
     parser.add_argument("--cifar10", type=Path, help="train on this CIFAR-10 .npz instead, measured on every 100th image")
     parser.add_argument("--eval-every", type=float, help="also measure the held-out crops every this many minutes")
@@ -478,7 +485,8 @@ if __name__ == "__main__":
         torch.set_num_threads(args.threads)
         result = train(args.kernel, args.width, args.blocks, args.components, args.minutes, args.lr, args.batch_size, args.crop,
                        args.eval_every, args.lr_halflife, args.checkpoint, args.cifar10, args.exact_ready,
-                       args.tile_predictor, args.residual_context, init_from=args.init_from)
+                       args.tile_predictor, args.residual_context, init_from=args.init_from,
+                       cooldown=(args.cooldown_from, args.cooldown_halflife) if args.cooldown_from else None)
         FOLDER.mkdir(parents=True, exist_ok=True)
         path = FOLDER / f"{name}-{args.minutes:g}min{'-cifar10' if args.cifar10 else ''}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")
