@@ -19,7 +19,6 @@ from . import __version__, codec, container
 from .backends import current_backend
 from .errors import IcnnError, ModelError
 from .imagefile import read_image, write_image
-from .local_ar import LocalAR
 from .tools.bench import bench_command
 from .training import TrainConfig, export_run, resolve_model
 from .training import train as run_training
@@ -391,8 +390,8 @@ def _run_options(f):
 
 
 def _model_config(options: dict) -> dict:
-    return LocalAR(options["kernel"], options["width"], options["depth"], options["components"], options["tile_predictor"],
-                   options["residual_context"]).config()
+    """The architecture options as :meth:`LocalAR.config` names them (checked by the training's config check)."""
+    return {name: options[name] for name in ("kernel", "width", "depth", "components", "tile_predictor", "residual_context")}
 
 
 def _train_config(options: dict) -> TrainConfig:

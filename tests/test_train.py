@@ -339,6 +339,8 @@ def run_without_checkpoint(tmp_path: Path) -> Path:
     [
         pytest.param(lambda d, tmp: ["train", str(tmp / "missing.npz"), "-o", str(tmp / "run")], id="train-missing-data"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--crop", "0"], id="train-crop-zero"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--kernel", "4"], id="train-even-kernel"),
+        pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--tile-predictor", "2"], id="train-even-tile-predictor"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--cooldown-from", "5", "--cooldown-halflife", "0"],
                      id="train-cooldown-halflife-zero"),
         pytest.param(lambda d, tmp: ["train", str(d), "-o", str(tmp / "run"), "--init", "no-such-model"], id="train-unknown-init"),

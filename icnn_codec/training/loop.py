@@ -27,7 +27,7 @@ from torch import nn
 
 from ..local_ar import LocalAR
 from .data import ImageSet
-from .runs import CONFIG, TrainConfig, init_run, load_checkpoint, resolve_model, save_checkpoint
+from .runs import CONFIG, TrainConfig, check_config, init_run, load_checkpoint, resolve_model, save_checkpoint
 
 
 class NegLogLikelihood(nn.Module):
@@ -233,6 +233,7 @@ def _new_network(cfg: TrainConfig, init_model: str | None) -> tuple[TrainConfig,
         network = LocalAR.from_config(cfg.model)
         network.load_state_dict(start.local_ar.state_dict())
         return cfg, network
+    check_config(cfg)  # a one-line error, not the network's own
     with torch.random.fork_rng(devices=[]):  # a new run's initial weights are a function of its seed
         torch.manual_seed(cfg.seed)
         return cfg, LocalAR.from_config(cfg.model)

@@ -54,6 +54,14 @@ class TrainConfig:
 
 def check_config(cfg: TrainConfig) -> None:
     """ValueError (one line for the CLI) for a config no training step can run with."""
+    m = cfg.model
+    if m["kernel"] < 3 or m["kernel"] % 2 == 0:
+        raise ValueError(f"kernel {m['kernel']} must be odd and at least 3")
+    if m["width"] < 1 or m["depth"] < 0 or m["components"] < 1:
+        raise ValueError(f"width {m['width']}, depth {m['depth']}, components {m['components']}: "
+                         "a width and a component at least, no negative depth")
+    if m["tile_predictor"] and (m["tile_predictor"] < 3 or m["tile_predictor"] % 2 == 0):
+        raise ValueError(f"tile predictor {m['tile_predictor']} must be 0 (none) or odd and at least 3")
     if cfg.crop <= 0:
         raise ValueError(f"crop {cfg.crop} must be positive")
     if cfg.batch_size <= 0:
