@@ -5,12 +5,12 @@ An image (each frame of an animation) is cut into square tiles of ``tile`` pixel
 and column of tiles are smaller), row-major, and each tile is coded on its own: memory stays
 bounded, tiles can be coded in parallel, and a decoder can seek to one tile.
 
-Supported format versions: only the current one, 7 (before 1.0 the codec reads just the format
+Supported format versions: only the current one, 11 (before 1.0 the codec reads just the format
 it writes). Integers little-endian; varints unsigned LEB128, canonical (no trailing zero bytes)::
 
     size   field
     2      magic b"IC"
-    1      high nibble: format version (9); low nibble: image mode
+    1      high nibble: format version (11); low nibble: image mode
            (0 L, 1 LA, 2 RGB, 3 RGBA; 4-7 the same with 16-bit samples)
     2      model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     1-3    width, varint

@@ -140,6 +140,21 @@ def test_every_available_backend_passes_the_canary(backend):
     assert backends.canary(backend) == []
 
 
+def test_the_canarys_digest_is_the_int64_references():
+    assert backends._digest([backends.reference_output(layer, x) for layer, x in backends.canary_cases()]) \
+        == backends.EXPECTED_DIGEST
+
+
+@pytest.mark.parametrize("name", ["photo", "cifar10"])
+def test_every_kind_of_layer_a_shipped_model_runs_is_among_the_canarys(name):
+    import icnn_codec
+
+    tried = {(layer.w_int.shape[1], layer.w_int.shape[2], layer.signed_input, layer.split)
+             for layer, _ in backends.canary_cases()}
+    for conv in icnn_codec.load_model(name).local_ar.qconvs():
+        assert (conv.conv.in_channels, conv.conv.kernel_size[0], conv.signed_input, conv.split) in tried
+
+
 class BFloat16Sums(backends.Float32Backend):
     name = "bfloat16"
 
