@@ -21,6 +21,7 @@ from .errors import IcnnError, ModelError
 from .imagefile import read_image, write_image
 from .tools.bench import bench_command
 from .training import TrainConfig, export_run, resolve_model
+from .training.runs import DEFAULT_ARCHITECTURE
 from .training import train as run_training
 from .zoo import (DEFAULT_MODEL, PHOTO_MODEL, THUMBNAIL_SIDE, available_models, default_model_name,
                   installed_model_name, model_card, model_role, read_model_file)
@@ -324,14 +325,14 @@ def models(as_json) -> None:
 def _architecture_options(f):
     """The local AR's shape: used by a new run only (a resumed run keeps its own, --init the model's)."""
     for option in reversed([
-        click.option("--kernel", type=int, default=7, show_default=True,
+        click.option("--kernel", type=int, default=DEFAULT_ARCHITECTURE["kernel"], show_default=True,
                      help="Side of the causal window each pixel's prediction sees (the rows above and the pixels to the left)."),
-        click.option("--width", type=int, default=64, show_default=True, help="Channels of the network's layers."),
-        click.option("--depth", type=int, default=4, show_default=True, help="1x1 layers after the causal window's layer."),
-        click.option("--components", type=int, default=5, show_default=True, help="Logistics in each pixel's mixture."),
-        click.option("--residual-context/--no-residual-context", default=True, show_default=True,
+        click.option("--width", type=int, default=DEFAULT_ARCHITECTURE["width"], show_default=True, help="Channels of the network's layers."),
+        click.option("--depth", type=int, default=DEFAULT_ARCHITECTURE["depth"], show_default=True, help="1x1 layers after the causal window's layer."),
+        click.option("--components", type=int, default=DEFAULT_ARCHITECTURE["components"], show_default=True, help="Logistics in each pixel's mixture."),
+        click.option("--residual-context/--no-residual-context", default=DEFAULT_ARCHITECTURE["residual_context"], show_default=True,
                      help="The network also sees the neighbours' prediction errors (where they were surprising)."),
-        click.option("--tile-predictor", type=int, default=0, show_default=True, metavar="K",
+        click.option("--tile-predictor", type=int, default=DEFAULT_ARCHITECTURE["tile_predictor"], show_default=True, metavar="K",
                      help="Each tile's own least-squares predictor from its causal K x K neighbours gives the means' "
                           "base (the encoder fits and sends it; 0: none). The photo model uses 5."),
     ]):
@@ -412,7 +413,7 @@ def train(data: str, run_dir: str, **options) -> None:
 
     Checkpoints go to the run folder; running the same command again resumes where it
     stopped (Ctrl-C or SIGTERM save first). Architecture options only apply to a new run.
-    The defaults are the shipped cifar10 model's recipe, e.g. on CIFAR-10's training images:
+    The default architecture is the shipped cifar10 model's, e.g. on CIFAR-10's training images:
 
       icnn train train.npz -o runs/c --holdout-every 100 --steps 40000
 

@@ -298,6 +298,28 @@ def test_a_run_started_from_a_model_starts_with_its_weights_and_architecture(dat
     assert resolve_model(str(tmp_path / "started")).fingerprint != source.fingerprint
 
 
+def test_a_first_start_that_failed_after_its_config_still_starts_from_its_init_model(dataset: Path, exported: Path,
+                                                                                     tmp_path: Path) -> None:
+    with pytest.raises(OSError):  # the evaluation data is opened after the run's config is written
+        train(str(dataset), tmp_path / "run", tiny_config(0), init_model=str(exported), eval_data=str(tmp_path / "missing.npz"))
+    train(str(dataset), tmp_path / "run", tiny_config(0), init_model=str(exported), eval_data=str(dataset))
+    assert resolve_model(str(tmp_path / "run")).fingerprint == ic.load_model(str(exported)).fingerprint
+
+
+def test_a_run_folder_of_the_retired_flow_engine_is_a_one_line_refusal(dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"steps": 10, "flow": {"levels": 3}}))
+    with pytest.raises(ValueError, match="retired flow engine"):
+        train(str(dataset), tmp_path / "old", tiny_config(1))
+
+
+def test_training_data_of_other_than_three_channels_is_refused_unless_grey(tmp_path: Path) -> None:
+    np.savez(tmp_path / "grey.npz", images=structured_images(4, 8, 24)[:, :, :, :1])
+    with pytest.raises(ValueError, match="1 channels"):
+        train(str(tmp_path / "grey.npz"), tmp_path / "run", tiny_config(1))
+    assert train(str(tmp_path / "grey.npz"), tmp_path / "grey-run", tiny_config(1, grey=True))["step"] == 1
+
+
 def test_a_run_cannot_start_from_a_model_that_is_not_there_and_creates_no_run(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ic.ModelError, match="unknown model"):
         train(str(dataset), tmp_path / "run", tiny_config(1), init_model="no-such-model")

@@ -151,7 +151,7 @@ def train(data: str, run_dir: str | Path, cfg: TrainConfig, *, eval_data: str | 
             cfg, network = _new_network(cfg, init_model)
         cfg = _open_run(run_dir, cfg, procs)
         images, eval_images = _split_data(images, cfg, procs)
-        state = _initial_state(cfg, run_dir, device, network)
+        state = _initial_state(cfg, run_dir, device, network, init_model)
         loss_module = NegLogLikelihood(state.network)
         if procs.distributed:
             loss_module = nn.parallel.DistributedDataParallel(loss_module)
@@ -212,6 +212,9 @@ def _open_run(run_dir: Path, cfg: TrainConfig, procs: Processes) -> TrainConfig:
 def _split_data(images: ImageSet, cfg: TrainConfig, procs: Processes) -> tuple[ImageSet, np.ndarray | None]:
     """(training images, evaluation images or None): the hold-out split as the run's saved config
     says, grey planes for a grey model; evaluation on rank 0 only."""
+    channels = images[0].shape[2]
+    if channels not in ((1, 3) if cfg.grey else (3,)):
+        raise ValueError(f"the images have {channels} channels: training takes RGB images (grey ones with --grey)")
     held_out = None
     if cfg.holdout_every:
         images, held_out = images.split_holdout(cfg.holdout_every)
@@ -239,11 +242,13 @@ def _new_network(cfg: TrainConfig, init_model: str | None) -> tuple[TrainConfig,
         return cfg, LocalAR.from_config(cfg.model)
 
 
-def _initial_state(cfg: TrainConfig, run_dir: Path, device: str, network: LocalAR | None = None) -> TrainState:
-    """The checkpoint's state, or a new run's (``network``, if made already)."""
+def _initial_state(cfg: TrainConfig, run_dir: Path, device: str, network: LocalAR | None = None,
+                   init_model: str | None = None) -> TrainState:
+    """The checkpoint's state, or a new run's (``network``, if made already; else from ``init_model``
+    where given: a first start that failed after writing its config still starts from it)."""
     ckpt = load_checkpoint(run_dir)
     if network is None:
-        network = _new_network(cfg, None)[1]
+        network = _new_network(cfg, init_model if ckpt is None else None)[1]
     ema = copy.deepcopy(network)
     network.to(device)
     ema.to(device)

@@ -29,6 +29,11 @@ CONFIG = "config.json"
 TABLES = "tables.npz"
 
 
+# The shipped cifar10 model's architecture (LocalAR.config()'s names): icnn train's defaults.
+DEFAULT_ARCHITECTURE = {"kernel": 7, "width": 64, "depth": 4, "components": 5, "tile_predictor": 0,
+                        "residual_context": True}
+
+
 @dataclass
 class TrainConfig:
     steps: int = 1000
@@ -49,7 +54,7 @@ class TrainConfig:
     eval_images: int = 500
     checkpoint_every: int = 200
     log_every: int = 20
-    model: dict = field(default_factory=lambda: LocalAR().config())  # the local AR's architecture
+    model: dict = field(default_factory=lambda: dict(DEFAULT_ARCHITECTURE))  # the local AR's architecture
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -79,7 +84,10 @@ def init_run(run_dir: Path, cfg: TrainConfig) -> TrainConfig:
     """Create the run folder, or read back the config it was started with."""
     cfg_path = run_dir / CONFIG
     if cfg_path.exists():
-        saved = TrainConfig(**json.loads(cfg_path.read_text()))
+        fields = json.loads(cfg_path.read_text())
+        if "flow" in fields:
+            raise ValueError(f"{run_dir} is a run of the retired flow engine (trainable at git commit e7609cb)")
+        saved = TrainConfig(**fields)
         # What a resume may change: the total, where to evaluate and a cooldown (an annealing
         # phase decided once the run has plateaued).
         saved.steps = cfg.steps
