@@ -1,6 +1,6 @@
 """Where the exact convolutions run: the backends, the canary that admits them, the choice.
 
-A decode-time convolution (see ``quant.py``) is fixed by integers: uint8 activations (or latents
+A decode-time convolution (see ``quant.py``) is fixed by integers: uint8 activations (or signed inputs
 clamped to +-255), weights ``|W| <= 64`` with a power-of-two exponent per output channel, integer
 biases, and every output channel within the *L1 rule* ``255 * sum|W| + |B| <= 2**24``. Under that
 rule every partial sum of every summation order is an integer of magnitude at most 2**24, so three
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .errors import ModelError
 
-LATENT_LIMIT = 255  # network inputs: integer latents clamped to +-255 (read as x / 2**INPUT_FRAC)
+INPUT_LIMIT = 255  # signed network inputs: integers clamped to +-255 (read as x / 2**INPUT_FRAC)
 ACT_MAX = 255  # hidden activations are uint8
 WEIGHT_MAX = 64  # 2 * 255 * 64 <= 2**15 - 1: AVX2's saturating 16-bit pair sums (vpmaddubsw) stay exact
 EXACT_BOUND = 2**24  # every |partial sum| at most this: every float32 addition is exact
@@ -109,8 +109,8 @@ def l1_rule_holds(w_int: torch.Tensor, b_int: torch.Tensor, split: bool = False)
     return bool(channel_rule(w_int, b_int, split).all()) and all(bool((h.abs() <= WEIGHT_MAX).all()) for h in halves)
 
 
-def clamp_latents(x: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(x, -LATENT_LIMIT, LATENT_LIMIT)
+def clamp_signed(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, -INPUT_LIMIT, INPUT_LIMIT)
 
 
 def _requantise(acc: torch.Tensor, layer: IntConv) -> torch.Tensor:
@@ -126,7 +126,7 @@ def _requantise(acc: torch.Tensor, layer: IntConv) -> torch.Tensor:
 
 
 class Backend:
-    """One way to run an IntConv. ``latents``/``activations`` turn integers into the backend's input
+    """One way to run an IntConv. ``signed_inputs``/``activations`` turn integers into the backend's input
     tensors; ``conv`` returns a hidden layer's output as the next layer's input, and a head's as
     integers in a float tensor."""
 
@@ -135,8 +135,8 @@ class Backend:
     def available(self) -> bool:
         return True
 
-    def latents(self, x: torch.Tensor) -> torch.Tensor:
-        return clamp_latents(x).float().contiguous(memory_format=torch.channels_last)
+    def signed_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return clamp_signed(x).float().contiguous(memory_format=torch.channels_last)
 
     def activations(self, a: torch.Tensor) -> torch.Tensor:
         return a.float().contiguous(memory_format=torch.channels_last)
@@ -210,8 +210,8 @@ class Int8Backend(Backend):
         return (torch.backends.mkldnn.is_available() and hasattr(torch.ops, "onednn")
                 and hasattr(torch.ops.onednn, "qconv_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack"))
 
-    def latents(self, x: torch.Tensor) -> torch.Tensor:
-        x = clamp_latents(x)
+    def signed_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = clamp_signed(x)
         return torch.cat([x.clamp(min=0), (-x).clamp(min=0)], dim=1).to(torch.uint8).contiguous(
             memory_format=torch.channels_last)
 
@@ -238,7 +238,7 @@ class Int8Backend(Backend):
 
     def conv(self, layer: IntConv, a: torch.Tensor) -> torch.Tensor:
         if a.dtype != torch.uint8:
-            a = self.latents(a) if layer.signed_input else self.activations(a)
+            a = self.signed_inputs(a) if layer.signed_input else self.activations(a)
         packed, w_scale, x_scale, bias, zero_points = self._pack(layer)
         p = layer.padding
         args = (a, x_scale, 0, packed, w_scale, zero_points, bias, [1, 1], [p, p], [1, 1], 1)
@@ -262,8 +262,8 @@ class Float64Backend(Backend):
 
     name = "float64"
 
-    def latents(self, x: torch.Tensor) -> torch.Tensor:
-        return clamp_latents(x).double()
+    def signed_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return clamp_signed(x).double()
 
     def activations(self, a: torch.Tensor) -> torch.Tensor:
         return a.double()
@@ -284,8 +284,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (Int8Backend(), Float32Backen
 # -- the reference and the canary ---------------------------------------------------------------
 def reference_output(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
     """The ground truth in int64 alone: acc = sum W a + B, then round half to even of acc * 2**-shift,
-    then the clamp (latents clamped first for a first layer)."""
-    a = (clamp_latents(x) if layer.signed_input else x).to(torch.int64)
+    then the clamp (signed inputs clamped first for a first layer)."""
+    a = (clamp_signed(x) if layer.signed_input else x).to(torch.int64)
     w, b = layer.w_int.to(torch.int64), layer.b_int.to(torch.int64)
     n, c, h, wd = a.shape
     k, pad = w.shape[-1], layer.padding
@@ -346,7 +346,7 @@ def worst_case_layer(c_in: int, c_out: int, k: int, out_frac: int | list[int], o
 def worst_case_input(layer: IntConv, n: int, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
     """Mostly the largest input (so all-positive channels reach 2**24), a block of the smallest, a block
     of random values, and a zero corner whose output is the bias alone."""
-    lo, hi = (-LATENT_LIMIT, LATENT_LIMIT) if layer.signed_input else (0, ACT_MAX)
+    lo, hi = (-INPUT_LIMIT, INPUT_LIMIT) if layer.signed_input else (0, ACT_MAX)
     c = layer.w_int.shape[1]
     x = torch.full((n, c, h, w), float(hi))
     x[:, :, h // 2 :, : w // 2] = lo
@@ -406,7 +406,7 @@ def canary(backend: Backend) -> list[str]:
     got = []
     try:
         for layer, x in cases:
-            a = backend.latents(x) if layer.signed_input else backend.activations(x)
+            a = backend.signed_inputs(x) if layer.signed_input else backend.activations(x)
             got.append(backend.conv(layer, a).to(torch.int64))
     except Exception as err:  # a backend that cannot run a layer fails
         return [f"{backend.name}: {type(err).__name__}: {err}"]

@@ -86,7 +86,7 @@ class LocalAR(nn.Module):
     each of ``components`` logistics of a pixel, each sample's mean on the 1/16 grid and log2 scale on
     the 1/8 grid (the codec's tables) and three colour coefficients on a 1/64 grid: green's mean moves
     by a (r - 128), blue's by b (r - 128) + c (g - 128), each term floored onto the mean's grid; with
-    several, weight logits on the base-2 grid of ``priors.mixture_bits``. A linear masked k x k
+    several, weight logits on a 1/8 grid (``priors.LOGIT_FRAC``), the weights their base-2 softmax. A linear masked k x k
     predictor (13-bit weights) adds to every mean, so the network learns a correction to it."""
 
     def __init__(self, kernel: int = 7, width: int = 64, depth: int = 4, components: int = 1,
@@ -204,9 +204,9 @@ class LocalAR(nn.Module):
             colour = self.predictor.pixel_colour_coefficients(tile, labels).reshape(-1, 3).numpy()
         if self.residual_context:
             a = torch.cat([a, centred - (predicted16 >> priors.MU_FRAC)], dim=1)
-        # layer to layer in the backend's own tensors (uint8 activations on int8), as QNet runs them
+        # layer to layer in the backend's own tensors (uint8 activations on int8), as the backends run them
         backend = current_backend()
-        h = backend.latents(a) if self.first.signed_input else backend.activations(a)
+        h = backend.signed_inputs(a) if self.first.signed_input else backend.activations(a)
         for layer in (self.first, *self.hidden, self.head):
             h = backend.conv(layer.kernel(), h)
         return self.outputs_of(flat(h), flat(linear), sums, colour)

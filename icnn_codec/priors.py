@@ -1,6 +1,6 @@
 """Discretised logistic priors: the training loss, and exact integer probability tables.
 
-A latent ``z`` has the prior P(z) = sigmoid((z + 1/2 - mu)/s) - sigmoid((z - 1/2 - mu)/s).
+A value ``z`` has the prior P(z) = sigmoid((z + 1/2 - mu)/s) - sigmoid((z - 1/2 - mu)/s).
 Its parameters live on fixed grids so that the coder can index precomputed integer tables
 instead of evaluating ``exp`` at decode time (whose last bit differs between libms, SIMD
 widths and GPUs):
@@ -31,7 +31,6 @@ NUM_SCALES = (LOG2_S_MAX - LOG2_S_MIN) * 2**LS_FRAC + 1
 MU_LIMIT = 2.0**20  # |mu| bound, pixel units
 TABLE_PRECISION = 24  # counts of each table row sum to about 2**24
 TAIL_WIDTH = 12.5  # a row covers floor(mu) +- (TAIL_WIDTH * s + 2); beyond it, an escape symbol
-COST_FRAC = 16  # code lengths that an encoder compares are integers in units of 2**-16 bits
 
 
 def mu_bounds_q() -> tuple[float, float]:
@@ -67,42 +66,9 @@ LOGIT_FRAC = 3  # a mixture's component weights: log2-domain logits on a 1/8 gri
 LOGIT_LIMIT = 16.0  # ... within +-16
 
 
-def mixture_bits(z: torch.Tensor, mu: torch.Tensor, log2_s: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-    """-log2 P(z) elementwise under a mixture of K discretised logistics (training path).
-
-    ``z`` is (B, C, ...); ``mu``, ``log2_s`` and ``logits`` are (B, K*C, ...), component-major. The
-    weights are a base-2 softmax of ``logits`` (w_k = 2**l_k / sum 2**l_j), so that an exact coder can
-    build them from a table of powers of two. ``logits`` None: one component."""
-    if logits is None:
-        return discretized_logistic_bits(z, mu, log2_s)
-    k = mu.shape[1] // z.shape[1]
-    shape = (z.shape[0], k, *z.shape[1:])
-    bits = discretized_logistic_bits(z.unsqueeze(1), mu.view(shape), log2_s.view(shape))
-    log2_w = torch.log_softmax(logits.view(shape) * math.log(2.0), dim=1) / math.log(2.0)
-    return -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1) / math.log(2.0)
-
-
-def fixed_log2(v: np.ndarray) -> np.ndarray:
-    """log2 v in units of 2**-COST_FRAC (truncated) for integers 1 <= v < 2**31, by integer
-    arithmetic alone (the bits of the fraction by repeated squaring), so no libm is involved."""
-    v = np.asarray(v, dtype=np.int64)
-    if v.size and (v.min() < 1 or v.max() >= 2**31):
-        raise ValueError("fixed_log2 takes integers in [1, 2**31)")
-    _, exponent = np.frexp(v.astype(np.float64))  # exact: v < 2**53
-    whole = exponent.astype(np.int64) - 1  # 2**whole <= v < 2**(whole + 1)
-    y = v << (30 - whole)  # v / 2**whole in [1, 2), with 30 fractional bits
-    out = whole << COST_FRAC
-    for bit in reversed(range(COST_FRAC)):
-        y = (y * y) >> 30  # < 2**62: no overflow
-        carry = y >= 2**31
-        y = np.where(carry, y >> 1, y)
-        out |= carry.astype(np.int64) << bit
-    return out
-
-
 @dataclass(frozen=True)
 class ExactParams:
-    """Integer prior parameters of a batch of latents (numpy int64, any shape)."""
+    """Integer parameters of a batch of logistics (numpy int64, any shape): their table rows."""
 
     mu_floor: np.ndarray  # floor(mu)
     mu_frac: np.ndarray  # 16 * (mu - floor(mu)), in 0..15
@@ -140,7 +106,6 @@ class LogisticTables:
         if np.any(sizes != 2**MU_FRAC * (2 * self.half_widths + 2)) or np.any(self.half_widths < 2) \
                 or np.any(np.diff(self.half_widths) < 0):
             raise ValueError("probability tables do not match this version's grids")
-        self._costs: np.ndarray | None = None
         self._blocks = [
             self.counts[self.offsets[j] : self.offsets[j + 1]].reshape(2**MU_FRAC, -1).astype(np.float64)
             for j in range(NUM_SCALES)
@@ -169,18 +134,6 @@ class LogisticTables:
             blocks.append(counts.ravel())
             offsets.append(offsets[-1] + counts.size)
         return LogisticTables(np.concatenate(blocks), np.array(offsets))
-
-    @property
-    def costs(self) -> np.ndarray:
-        """-log2 of every count's share of its row, in units of 2**-COST_FRAC bits (int64, laid out
-        as ``counts``): what an encoder adds up to compare codes. Integer arithmetic only, so that
-        every machine makes the same choices and writes the same bytes."""
-        if self._costs is None:
-            # Row sums of exact small integers (below 2**30), read off the float64 blocks.
-            row_sums = np.concatenate([np.repeat(self.block(j).sum(1).astype(np.int64), 2 * r + 2)
-                                       for j, r in enumerate(self.half_widths)])
-            self._costs = fixed_log2(row_sums) - fixed_log2(self.counts)
-        return self._costs
 
     def block(self, j: int) -> np.ndarray:
         """Rows of scale index j: float64 (16, 2 R_j + 2), exact small integers."""

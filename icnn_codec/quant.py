@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import (ACT_MAX, LATENT_LIMIT, MAX_WEIGHT_EXP, MIN_WEIGHT_EXP, SPLIT_BITS, WEIGHT_MAX, IntConv,
+from .backends import (ACT_MAX, MAX_WEIGHT_EXP, MIN_WEIGHT_EXP, SPLIT_BITS, WEIGHT_MAX, IntConv,
                        channel_rule, current_backend)
 from .errors import ModelError
 
-INPUT_FRAC = 6  # integer latents enter a network as x / 64 ...
-INPUT_LIMIT = LATENT_LIMIT  # ... clamped to +-255
+INPUT_FRAC = 6  # signed integer inputs (centred samples, residuals) enter a network as x / 64 ...
 HIDDEN_MAX = ACT_MAX  # hidden activations are uint8 ...
 HIDDEN_FRAC = 5  # ... on a 2**-5 grid
 BATCHED_PIXELS = 64  # training: images of this many pixels or more take batched products, not convolutions
@@ -72,7 +71,7 @@ class _OntoGrid(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        y = y.detach().float().contiguous()  # bfloat16 under autocast: rounds in float32
+        y = y.detach().float().contiguous()
         if y.device.type != "cpu":
             view = (1, -1, 1, 1)
             rounded = torch.mul(y, scale.view(view)).round_()
@@ -99,12 +98,6 @@ class _OntoGrid(torch.autograd.Function):
 def is_exact(x: torch.Tensor) -> bool:
     """float64 tensors carry the exact integer path; everything else is the training path."""
     return x.dtype == torch.float64
-
-
-def quantize_input(x: torch.Tensor) -> torch.Tensor:
-    """Integer latents -> network input: clamp to +-INPUT_LIMIT; exact ints, or value x/64 in training."""
-    x = torch.clamp(x, -INPUT_LIMIT, INPUT_LIMIT)
-    return x if is_exact(x) else x / 2**INPUT_FRAC
 
 
 def integer_parameters(w: torch.Tensor, b: torch.Tensor, in_frac: int, split: bool = False
@@ -138,7 +131,7 @@ class QConv2d(nn.Module):
 
     ``in_frac``: the input grid's fractional bits. ``out_frac`` (per output channel): the output
     grid's; ``out_lo``/``out_hi``: the clamp, in output-grid integers. ``signed_input``: the input is
-    latents (a network's first layer); ``split``: 13-bit weights run as two halves (heads).
+    signed integers (a network's first layer); ``split``: 13-bit weights run as two halves (heads).
     """
 
     def __init__(
@@ -166,8 +159,8 @@ class QConv2d(nn.Module):
             t = torch.as_tensor(v, dtype=torch.float64)
             return t.expand(c_out).clone() if t.dim() == 0 else t
 
-        # The grids are state (checkpoints, surgery, EMA copies keep them): a converted model's hidden
-        # layers each have their own, and its biases mean nothing on another.
+        # The grids are state (checkpoints and EMA copies keep them): a layer's biases mean nothing on
+        # another grid.
         self.register_buffer("in_grid", torch.tensor(int(in_frac), dtype=torch.int64))
         self.register_buffer("out_frac", per_channel(out_frac).to(torch.int64))
         self.register_buffer("out_lo", per_channel(out_lo), persistent=False)
@@ -216,7 +209,7 @@ class QConv2d(nn.Module):
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if is_exact(a):
             backend = current_backend()
-            x = backend.latents(a) if self.signed_input else backend.activations(a)
+            x = backend.signed_inputs(a) if self.signed_input else backend.activations(a)
             return backend.conv(self.kernel(), x).double()
         return self._fake_quant(a)
 
@@ -243,6 +236,6 @@ class QConv2d(nn.Module):
         return torch.baddbmm(b.unsqueeze(1).expand(batch, -1, height * width), w, a.flatten(2)).view(batch, -1, height, width)
 
 
-def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int, first: bool = False) -> QConv2d:
+def hidden_conv(c_in: int, c_out: int, kernel_size: int, in_frac: int) -> QConv2d:
     """A hidden layer: ReLU with a cap, uint8 on the hidden grid."""
-    return QConv2d(c_in, c_out, kernel_size, in_frac, HIDDEN_FRAC, 0.0, float(HIDDEN_MAX), signed_input=first)
+    return QConv2d(c_in, c_out, kernel_size, in_frac, HIDDEN_FRAC, 0.0, float(HIDDEN_MAX))

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from . import adaptive, mixture_core, priors, repeat
-from .backends import LATENT_LIMIT
+from .backends import INPUT_LIMIT
 from .pointwise import layer, gather
 
 _TILE_SHIFT = 12 - priors.MU_FRAC  # TilePredictor.FRAC - MU_FRAC: its sums onto the means' 1/16 grid
@@ -272,7 +272,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         line = positions[line_starts[t] : line_starts[t + 1]]
         n = len(line)
         ys, xs = line // width, line % width
-        inputs = gather(planes, ys, xs, dy, dx, LATENT_LIMIT)
+        inputs = gather(planes, ys, xs, dy, dx, INPUT_LIMIT)
         h = layer(inputs, first[0], first[1], first[2], first[3], first[4])
         for d in range(hidden[0].shape[0]):
             h = layer(h, hidden[0][d], hidden[1][d], hidden[2][d], hidden[3][d], hidden[4][d])
@@ -283,7 +283,7 @@ def decode_plane(planes, positions, line_starts, width: int, r: int, dy, dx, fir
         tile_sum = np.zeros((count, 3), dtype=np.int64)
         tile_colour = np.zeros((count, 3), dtype=np.int64)
         if tiles:
-            near = gather(planes[:, :3], ys, xs, pdy, pdx, LATENT_LIMIT)
+            near = gather(planes[:, :3], ys, xs, pdy, pdx, INPUT_LIMIT)
             for p in range(count):
                 i = p // n
                 cls = 0

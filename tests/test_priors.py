@@ -1,26 +1,23 @@
-"""Mixture priors: a proper distribution over the integers, the one-logistic prior as their special
-case."""
+"""The training path's logistics: proper distributions, over the integers and over the samples."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from icnn_codec.priors import discretized_logistic_bits, mixture_bits
+from icnn_codec.local_ar import edge_logistic_bits
+from icnn_codec.priors import discretized_logistic_bits
 
 
-def test_a_mixture_assigns_probabilities_that_sum_to_one_over_the_integers():
-    z = torch.arange(-400, 401, dtype=torch.float32).view(1, 1, -1, 1)  # one channel, every integer in reach
-    mu = torch.tensor([3.25, -20.0, 0.5]).view(1, 3, 1, 1).expand(1, 3, z.shape[2], 1)
-    ls = torch.tensor([0.0, 3.0, -1.0]).view(1, 3, 1, 1).expand_as(mu)
-    logits = torch.tensor([1.0, -2.0, 0.0]).view(1, 3, 1, 1).expand_as(mu)
-    p = torch.pow(2.0, -mixture_bits(z, mu, ls, logits).double())
-    assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
+@pytest.mark.parametrize(("mu", "log2_s"), [(3.25, 0.0), (-20.0, 3.0), (0.5, -1.0)])
+def test_a_discretised_logistic_assigns_probabilities_that_sum_to_one_over_the_integers(mu, log2_s):
+    z = torch.arange(-600, 601, dtype=torch.float64)  # every integer in reach
+    p = torch.pow(2.0, -discretized_logistic_bits(z, torch.full_like(z, mu), torch.full_like(z, log2_s)))
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_a_mixture_of_identical_components_is_that_one_logistic():
-    z = torch.randint(-50, 50, (2, 4, 5, 5)).float()
-    mu, ls = torch.randn(2, 4, 5, 5) * 3, torch.rand(2, 4, 5, 5) * 4 - 1
-    logits = torch.randn(2, 8, 5, 5)
-    mixed = mixture_bits(z, mu.repeat(1, 2, 1, 1), ls.repeat(1, 2, 1, 1), logits)
-    assert torch.allclose(mixed, discretized_logistic_bits(z, mu, ls), atol=1e-4)
-    assert torch.equal(mixture_bits(z, mu, ls, None), discretized_logistic_bits(z, mu, ls))
+@pytest.mark.parametrize(("mu", "log2_s"), [(128.0, 2.0), (250.5, 3.0), (-10.0, 1.0), (300.0, 0.0)])
+def test_the_local_ars_logistic_folds_the_tails_onto_0_and_255_and_sums_to_one_over_the_samples(mu, log2_s):
+    z = torch.arange(256, dtype=torch.float64)
+    p = torch.pow(2.0, -edge_logistic_bits(z, torch.full_like(z, mu), torch.full_like(z, log2_s)))
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert p[0] >= p[1] if mu < 0 else p[255] >= p[254] if mu > 255 else True

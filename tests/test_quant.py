@@ -43,7 +43,7 @@ def random_input(layer: QConv2d, seed: int = 1) -> torch.Tensor:
 def test_every_backend_computes_the_int64_reference(kind, backend):
     layer = random_layer(kind)
     x = random_input(layer)
-    a = backend.latents(x) if layer.signed_input else backend.activations(x)
+    a = backend.signed_inputs(x) if layer.signed_input else backend.activations(x)
     assert torch.equal(backend.conv(layer.kernel(), a).to(torch.int64), reference_output(layer.kernel(), x))
 
 
