@@ -55,6 +55,8 @@ from icnn_codec.priors import LogisticTables
 from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront
 from icnn_codec.zoo import save_model
 from icnn_codec.training.data import HOLDOUT_EVERY, ImageSet, held_out_crops
+from icnn_codec.training.loop import learning_rate
+from icnn_codec.training.runs import TrainConfig
 
 FOLDER = RESULTS / "local_ar"
 CIFAR10_HOLDOUT_EVERY = 100
@@ -181,6 +183,8 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
         print(f"started from {init_from}", file=sys.stderr, flush=True)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = TrainConfig(lr=lr, warmup=0, lr_halflife=lr_halflife or math.inf,  # icnn train's schedule, no warm-up
+                           cooldown_from=cooldown[0] if cooldown else 0, cooldown_halflife=cooldown[1] if cooldown else 1)
     step, curve, trained = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint)
@@ -208,8 +212,7 @@ def train(kernel: int, width: int, blocks: int, components: int, minutes: float,
             save()
             saved_at = time.monotonic()
         for group in opt.param_groups:
-            group["lr"] = (lr * 0.5 ** (step / lr_halflife if lr_halflife else 0)
-                           * 0.5 ** (max(0, step - cooldown[0]) / cooldown[1] if cooldown else 0))
+            group["lr"] = learning_rate(schedule, step)
         loss = model.bits(torch.from_numpy(images.batch(seed, step, batch_size, crop)).permute(0, 3, 1, 2).float()).mean() / 3
         opt.zero_grad()
         loss.backward()
