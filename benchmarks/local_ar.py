@@ -52,7 +52,7 @@ import icnn_codec
 from icnn_codec.local_ar import LocalAR, causal_mask, edge_logistic_bits
 from icnn_codec.mixture import pixel_code_length
 from icnn_codec.priors import LogisticTables
-from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront
+from icnn_codec.wavefront import Wavefront, adjustment_bits
 from icnn_codec.zoo import save_model
 from icnn_codec.training.data import HOLDOUT_EVERY, ImageSet, held_out_crops
 from icnn_codec.training.loop import learning_rate
@@ -155,7 +155,7 @@ def exact_held_out_bpd(model: LocalAR, crops: torch.Tensor) -> tuple[float, floa
         side = frozen.side_bits(*crop.shape[:2])  # the tile predictor, and (adapted) the adjustment
         plain += float(pixel_code_length(values, outputs, coder.tables).sum()) + side
         scale, shift = coder.plane_adjustment(values, outputs)
-        adapted += float(pixel_code_length(values, outputs, coder.tables, scale, shift).sum()) + side + ADJUSTMENT_BITS
+        adapted += float(pixel_code_length(values, outputs, coder.tables, scale, shift).sum()) + side + adjustment_bits(scale, shift)
     return plain / crops.numel(), adapted / crops.numel()
 
 
@@ -286,7 +286,7 @@ def bench_sets() -> dict[str, dict[str, np.ndarray]]:
 @torch.no_grad()
 def full_image_bits(model: LocalAR, image: np.ndarray) -> float:
     """An exact-ready model's code length for a whole (H, W, 3) image in bits by the training path:
-    the best scale offset for it (every 2/8 from -1 to 3) and its side information counted."""
+    the best scale offset for it (every 2/8 from -1 to 3), its side information counted."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     mu, log2_s, logits = model.parameters_of(x)
     best = math.inf
@@ -295,8 +295,8 @@ def full_image_bits(model: LocalAR, image: np.ndarray) -> float:
         if logits is not None:
             log2_w = torch.log_softmax(logits * math.log(2.0), dim=1) / math.log(2.0)
             bits = -torch.logsumexp((log2_w - bits) * math.log(2.0), dim=1, keepdim=True) / math.log(2.0)
-        best = min(best, float(bits.sum()))
-    return best + model.side_bits(*image.shape[:2]) + ADJUSTMENT_BITS
+        best = min(best, float(bits.sum()) + adjustment_bits(np.full(3, offset), np.zeros(3, dtype=np.int64)))
+    return best + model.side_bits(*image.shape[:2])
 
 
 def last_bench(name: str) -> tuple[list[str], dict[str, list[int]]]:

@@ -81,8 +81,10 @@ class _Image:
 def encode_tiles(model: Model, tiles: list[TileToEncode], batch_size: int = DEFAULT_BATCH) -> list[TileData]:
     """Code tiles (any sizes, of any images) independently: each one's checksum, kind and payload.
     (``batch_size`` is the decoder's: the encoder codes each tile on its own.)"""
-    coded = payload.encode_tiles(model, [t.pixels for t in tiles])
-    return [TileData(container.pixel_checksum(t.pixels, t.header, t.number), c.kind, c.payload) for t, c in zip(tiles, coded)]
+    checksums = [container.pixel_checksum(t.pixels, t.header, t.number) for t in tiles]
+    coded = payload.encode_tiles(model, [t.pixels for t in tiles], checksums)
+    return [TileData(c.kind, None if c.kind == container.KIND_CHECKED_BY_STATE else crc, c.payload)
+            for crc, c in zip(checksums, coded)]
 
 
 def default_tile(mode: str) -> int:
@@ -189,11 +191,12 @@ def decode_tiles(model: Model, tiles: list[TileToDecode], batch_size: int = DEFA
 
 
 def _decode_checked(model: Model, shape: TileShape, tiles: list[TileToDecode]) -> list[np.ndarray]:
-    pixels = payload.decode_tiles(model, shape, [CodedTile(t.data.kind, t.data.payload) for t in tiles])
-    for px, t in zip(pixels, tiles):
-        if container.pixel_checksum(px, t.header, t.number) != t.data.crc32:
+    decoded = payload.decode_tiles(model, shape, [CodedTile(t.data.kind, t.data.payload) for t in tiles])
+    for (px, end), t in zip(decoded, tiles):
+        crc = container.pixel_checksum(px, t.header, t.number)
+        if crc != (end if t.data.crc32 is None else t.data.crc32) or end not in (None, crc):
             raise DecodeError("corrupt stream (pixel checksum mismatch)")
-    return pixels
+    return [px for px, _ in decoded]
 
 
 def _decode_streams(streams: list[Stream], model: ModelLike, batch_size: int, jobs: int | None,

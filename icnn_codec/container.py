@@ -5,19 +5,21 @@ An image (each frame of an animation) is cut into square tiles of ``tile`` pixel
 and column of tiles are smaller), row-major, and each tile is coded on its own: memory stays
 bounded, tiles can be coded in parallel, and a decoder can seek to one tile.
 
-Supported format versions: only the current one, 11 (before 1.0 the codec reads just the format
+Supported format versions: only the current one, 12 (before 1.0 the codec reads just the format
 it writes). Integers little-endian; varints unsigned LEB128, canonical (no trailing zero bytes)::
 
     size   field
     2      magic b"IC"
-    1      high nibble: format version (11); low nibble: image mode
+    1      high nibble: format version (12); low nibble: image mode
            (0 L, 1 LA, 2 RGB, 3 RGBA; 4-7 the same with 16-bit samples)
     2      model fingerprint (uint16; see icnn_codec.zoo.fingerprint)
     1-3    width, varint
     1-3    height, varint
-    1-2    tile side / 8, varint (tile sides are multiples of 8, at most MAX_TILE)
     1      flags: bit 0 an animation (frames follow), bit 1 a metadata chunk follows, bit 2 (with
-           bit 0) the first frame is an APNG's default image, not part of the animation
+           bit 0) the first frame is an APNG's default image, not part of the animation, bit 3
+           the image is cut into tiles (without it, one tile covers the image)
+    1-2    with bit 3: tile side / 8, varint (tile sides are multiples of 8, at most MAX_TILE,
+           and less than the image's longer side)
     ...    with bit 0: frame count (varint, at least 2), plays + 1 (varint; plays 0: forever;
            0: none given, e.g. the pages of a TIFF), then per frame its duration in ms + 1
            (varint; 0: none given) and its disposal (1 byte; 255: none given)
@@ -26,11 +28,13 @@ it writes). Integers little-endian; varints unsigned LEB128, canonical (no trail
     ...    when there are 2+ tiles in all (frames x tiles per frame): the length in bytes of
            every tile's body but the last, one varint each (the last runs to the stream's end)
     then each tile's body, frame by frame, each frame's tiles row-major:
-    4      CRC-32 (zlib) of the header (from the magic to the frame table, metadata excluded:
-           it has its own check), the tile's number in the stream (uint32) and its pixels
-           (h x w x C samples, row-major; 16-bit samples little-endian): a changed header field
-           fails every tile, and a tile moved, swapped or repeated fails where it lands
     1      the tile's kind (see icnn_codec.payload.TileKind)
+    4      except for kind 0 (the model's code): the tile's checksum, CRC-32 (zlib) of the header
+           (from the magic to the frame table, metadata excluded: it has its own check), the
+           tile's number in the stream (uint32) and its pixels (h x w x C samples, row-major;
+           16-bit samples little-endian): a changed header field fails every tile, and a tile
+           moved, swapped or repeated fails where it lands. The model's code holds the same
+           checksum as the state its entropy coder ends in (icnn_codec.rans), at no cost in bytes
     ...    the kind's payload
 
 Nothing is allocated for an image before its stream has been checked to hold every tile's data,
@@ -48,7 +52,7 @@ import numpy as np
 from .errors import DecodeError, OptionError
 
 MAGIC = b"IC"
-FORMAT_VERSION = 11  # the version written, and the only one read (pre-1.0 policy)
+FORMAT_VERSION = 12  # the version written, and the only one read (pre-1.0 policy)
 MODES = ("L", "LA", "RGB", "RGBA", "L16", "LA16", "RGB16", "RGBA16")
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "L16": 1, "LA16": 2, "RGB16": 3, "RGBA16": 4}
 MAX_SIDE = 2**20
@@ -56,9 +60,11 @@ TILE_UNIT = 8
 MAX_TILE = 1024  # a tile's working memory in the network grows with its area
 MAX_PIXELS = 2**28  # default refusal threshold for decoding (all frames); decoders may raise it
 MAX_FRAMES = 2**16
-MIN_TILE_BYTES = 5  # a tile holds at least its CRC and its kind
+MIN_TILE_BYTES = 5  # a tile holds at least its kind and its checksum (or a coder's state of 5 bytes or more)
+CHECKSUM_BYTES = 4
+KIND_CHECKED_BY_STATE = 0  # the tile kind whose payload holds its checksum (payload.TileKind.MODEL)
 NO_DISPOSAL = 255
-_ANIMATION, _METADATA, _DEFAULT_IMAGE = 0x01, 0x02, 0x04
+_ANIMATION, _METADATA, _DEFAULT_IMAGE, _TILED = 0x01, 0x02, 0x04, 0x08
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,18 @@ class Header:
     width: int
     height: int
     model_fingerprint: int
-    tile_side: int  # in pixels (a Tile is one tile's place)
+    tile_side: int  # in pixels (a Tile is one tile's place); one tile's, if it covers the image
     animation: Animation | None = None
     has_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile_side >= max(self.width, self.height):  # one tile: the side of the image's
+            object.__setattr__(self, "tile_side", one_tile_side(self.width, self.height))
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the image is cut into more than one tile (a frame's)."""
+        return self.tile_side < max(self.width, self.height)
 
     @property
     def channels(self) -> int:
@@ -128,8 +143,11 @@ class Header:
         """The header's bytes up to the frame table (what every tile's CRC covers)."""
         flags = (_ANIMATION if self.animation else 0) | (_METADATA if self.has_metadata else 0)
         flags |= _DEFAULT_IMAGE if self.animation and self.animation.default_image else 0
+        flags |= _TILED if self.tiled else 0
         out = (MAGIC + bytes([(FORMAT_VERSION << 4) | MODES.index(self.mode)]) + struct.pack("<H", self.model_fingerprint)
-               + varint(self.width) + varint(self.height) + varint(self.tile_side // TILE_UNIT) + bytes([flags]))
+               + varint(self.width) + varint(self.height) + bytes([flags]))
+        if self.tiled:
+            out += varint(self.tile_side // TILE_UNIT)
         if self.animation:
             out += varint(len(self.animation.frames)) + varint(_plus_one(self.animation.plays))
             for f in self.animation.frames:
@@ -148,8 +166,8 @@ def _minus_one(v: int) -> int | None:
 
 @dataclass(frozen=True)
 class TileData:
-    crc32: int
     kind: int
+    crc32: int | None  # None where the payload holds it (KIND_CHECKED_BY_STATE)
     payload: bytes
 
 
@@ -158,6 +176,11 @@ class Stream:
     header: Header
     metadata: bytes  # the metadata chunk (empty when there is none)
     tiles: list[TileData]  # frame by frame
+
+
+def one_tile_side(width: int, height: int) -> int:
+    """The tile side of an image that is one tile: its longer side, rounded up to a whole TILE_UNIT."""
+    return -(-max(width, height) // TILE_UNIT) * TILE_UNIT
 
 
 def check_tile_side(tile: int) -> None:
@@ -210,7 +233,9 @@ def pack(header: Header, tiles: list[TileData], metadata: bytes = b"") -> bytes:
     if bool(metadata) != header.has_metadata:
         raise ValueError("the header's metadata flag does not match the metadata given")
     meta = varint(len(metadata)) + metadata if metadata else b""
-    bodies = [struct.pack("<I", t.crc32) + bytes([t.kind]) + t.payload for t in tiles]
+    if any((t.crc32 is None) != (t.kind == KIND_CHECKED_BY_STATE) for t in tiles):
+        raise ValueError(f"a tile's checksum is stored unless its kind is {KIND_CHECKED_BY_STATE}, and only then")
+    bodies = [bytes([t.kind]) + (b"" if t.crc32 is None else struct.pack("<I", t.crc32)) + t.payload for t in tiles]
     index = b"".join(varint(len(b)) for b in bodies[:-1])
     return header.to_bytes() + meta + index + b"".join(bodies)
 
@@ -234,14 +259,19 @@ def read_header(data: bytes) -> tuple[Header, int]:
     height, pos = read_varint(data, pos, "height", 3)
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
         raise DecodeError(f"invalid image size {width}x{height}")
-    units, pos = read_varint(data, pos, "tile size", 2)
-    if not 1 <= units <= MAX_TILE // TILE_UNIT:
-        raise DecodeError(f"invalid tile size {units * TILE_UNIT}")
     if pos >= len(data):
         raise DecodeError("truncated stream (in the header)")
     flags, pos = data[pos], pos + 1
-    if flags & ~(_ANIMATION | _METADATA | _DEFAULT_IMAGE) or (flags & _DEFAULT_IMAGE and not flags & _ANIMATION):
+    if flags & ~(_ANIMATION | _METADATA | _DEFAULT_IMAGE | _TILED) or (flags & _DEFAULT_IMAGE and not flags & _ANIMATION):
         raise DecodeError(f"malformed stream (unknown header flags {flags:#04x})")
+    tile_side = one_tile_side(width, height)
+    if flags & _TILED:
+        units, pos = read_varint(data, pos, "tile size", 2)
+        tile_side = units * TILE_UNIT
+        if not (1 <= units <= MAX_TILE // TILE_UNIT and tile_side < max(width, height)):
+            raise DecodeError(f"invalid tile size {tile_side}")
+    elif tile_side > MAX_TILE:
+        raise DecodeError(f"invalid image size {width}x{height} for one tile")
     animation = None
     if flags & _ANIMATION:
         count, pos = read_varint(data, pos, "frame count", 3)
@@ -258,7 +288,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
             disposal, pos = data[pos], pos + 1
             frames.append(FrameInfo(_minus_one(duration), None if disposal == NO_DISPOSAL else disposal))
         animation = Animation(tuple(frames), _minus_one(plays), bool(flags & _DEFAULT_IMAGE))
-    header = Header(MODES[mode_code], width, height, fp, units * TILE_UNIT, animation, bool(flags & _METADATA))
+    header = Header(MODES[mode_code], width, height, fp, tile_side, animation, bool(flags & _METADATA))
     return header, pos
 
 
@@ -295,13 +325,18 @@ def unpack(data: bytes, max_pixels: int | None = MAX_PIXELS) -> Stream:
     lengths.append(rest)
     tiles = []
     for length in lengths:
-        (crc,) = struct.unpack_from("<I", data, pos)
-        tiles.append(TileData(crc, data[pos + 4], data[pos + 5 : pos + length]))
+        kind = data[pos]
+        if kind == KIND_CHECKED_BY_STATE:
+            tiles.append(TileData(kind, None, data[pos + 1 : pos + length]))
+        else:
+            (crc,) = struct.unpack_from("<I", data, pos + 1)
+            tiles.append(TileData(kind, crc, data[pos + 1 + CHECKSUM_BYTES : pos + length]))
         pos += length
     return Stream(header, metadata, tiles)
 
 
 def overhead_bytes(data: bytes) -> int:
-    """Bytes of a stream that are not tile payloads: header, metadata, tile index, checksums, kinds."""
+    """Bytes of a stream that are not tile payloads: header, metadata, tile index, checksums stored
+    beside payloads, kinds."""
     stream = unpack(data, None)
     return len(data) - sum(len(t.payload) for t in stream.tiles)

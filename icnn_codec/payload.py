@@ -2,10 +2,10 @@
 
 Every tile has a *kind* (a byte in the container) and a payload:
 
-* ``MODEL``: the model's code, the words (uint32, little-endian) of :mod:`icnn_codec.rans`'s
-  coder: each plane of the tile (:mod:`icnn_codec.planes`), the colour plane first, then the alpha
-  plane, as :mod:`icnn_codec.wavefront` codes it: its tile predictor, its scale offset, its pixels
-  line by line.
+* ``MODEL``: the model's code, a stream of :mod:`icnn_codec.rans`'s coder (its final state, then
+  its words) coded from the tile's checksum, the state its decoder must end in: each plane of the
+  tile (:mod:`icnn_codec.planes`), the colour plane first, then the alpha plane, as
+  :mod:`icnn_codec.wavefront` codes it: its tile predictor, its adjustment, its pixels line by line.
 * ``RAW``, ``FLAT``, ``PALETTE``, ``FILTERED``: the classic codings of :mod:`icnn_codec.classic`,
   which win on graphics (few colours, flat areas, sharp edges) where the model loses.
 * ``SPLIT16``: a tile of 16-bit samples, as two 8-bit tiles: the length of the first part
@@ -30,7 +30,7 @@ import numpy as np
 
 from . import classic
 from .classic import ClassicKind
-from .container import CHANNELS, read_varint, varint
+from .container import CHANNELS, CHECKSUM_BYTES, KIND_CHECKED_BY_STATE, read_varint, varint
 from .errors import DecodeError
 from .planes import pixels_of, plane_shapes, planes_of
 from .zoo import Model
@@ -47,7 +47,7 @@ MODEL_WORTH_TRYING = 1.0
 class TileKind(IntEnum):
     """A tile's kind byte (part of the stream format)."""
 
-    MODEL = 0
+    MODEL = KIND_CHECKED_BY_STATE
     RAW = 1
     FLAT = 2
     PALETTE = 3
@@ -91,12 +91,14 @@ def batches(n_items: int, pixels_each: int, batch_size: int, pixels: int = BATCH
 
 
 # -- encoding ---------------------------------------------------------------------------------
-def encode_tiles(model: Model, tiles: Sequence[np.ndarray]) -> list[CodedTile]:
-    """Each tile's kind and payload. Tiles are H x W x C blocks of any sizes, uint8 or uint16."""
+def encode_tiles(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[int]) -> list[CodedTile]:
+    """Each tile's kind and payload. Tiles are H x W x C blocks of any sizes, uint8 or uint16; a
+    tile's model code ends, when decoded, in its checksum (see :mod:`icnn_codec.container`), which
+    the container then leaves out."""
     parts: list[np.ndarray] = []  # the 8-bit blocks that may go through the model
     for pixels in tiles:
         parts.append((pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels)
-    coded = _encode_8bit(model, parts)
+    coded = _encode_8bit(model, parts, checksums)
     out = []
     for pixels, high in zip(tiles, coded):
         if pixels.dtype != np.uint16:
@@ -108,8 +110,9 @@ def encode_tiles(model: Model, tiles: Sequence[np.ndarray]) -> list[CodedTile]:
     return out
 
 
-def _encode_8bit(model: Model, tiles: Sequence[np.ndarray]) -> list[CodedTile]:
-    """The shorter of the model's and the classic coders' coding of each 8-bit tile."""
+def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[int]) -> list[CodedTile]:
+    """The shorter of the model's and the classic coders' coding of each 8-bit tile, the checksum a
+    classic coding needs beside it counted."""
     chosen: list[CodedTile | None] = [None] * len(tiles)
     classic_first: dict[int, CodedTile] = {}  # graphics: coded classically before the model
     for i, pixels in enumerate(tiles):
@@ -119,26 +122,28 @@ def _encode_8bit(model: Model, tiles: Sequence[np.ndarray]) -> list[CodedTile]:
             if 8 * len(payload) <= MODEL_WORTH_TRYING * pixels.size:
                 chosen[i] = classic_first[i]
     todo = [i for i, c in enumerate(chosen) if c is None]
-    for i, words in zip(todo, _model_words(model, [tiles[i] for i in todo])):
-        coded = CodedTile(TileKind.MODEL, words.astype("<u4").tobytes())
+    for i, stream in zip(todo, _model_streams(model, [tiles[i] for i in todo], [checksums[i] for i in todo])):
+        coded = CodedTile(TileKind.MODEL, stream)
         if i in classic_first:
             other = classic_first[i]
         else:
-            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload))
+            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload) - CHECKSUM_BYTES)
             other = CodedTile(_OF_CLASSIC[kind], payload)
-        chosen[i] = other if len(other.payload) < len(coded.payload) else coded
+        chosen[i] = other if len(other.payload) + CHECKSUM_BYTES < len(coded.payload) else coded
     return chosen
 
 
-def _model_words(model: Model, tiles: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each tile's words under the model."""
-    return [model.wavefront().encode(planes_of(pixels)) for pixels in tiles]
+def _model_streams(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[int]) -> list[bytes]:
+    """Each tile's stream under the model, coded from its checksum."""
+    return [model.wavefront().encode(planes_of(pixels), crc) for pixels, crc in zip(tiles, checksums)]
 
 
 # -- decoding ---------------------------------------------------------------------------------
-def decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+def decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[tuple[np.ndarray, int | None]]:
     """The pixels (H x W x C, uint8 or uint16 as the mode says) of tiles of one shape, the
-    model-coded ones in one batch of network evaluations. Any malformed data is a DecodeError."""
+    model-coded ones in one batch of network evaluations, each with the state its model code ended
+    in (its checksum, if the data is sound; None for a tile coded classically). Any malformed data is
+    a DecodeError."""
     try:
         return _decode_tiles(model, shape, tiles)
     except DecodeError:
@@ -147,14 +152,14 @@ def decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
         raise DecodeError(f"corrupt stream ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+def _decode_tiles(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[tuple[np.ndarray, int | None]]:
     wide = shape.mode.endswith("16")
     parts = [_split16(t) if wide else (t, None) for t in tiles]
     high = _decode_8bit(model, shape, [p[0] for p in parts])
     if not wide:
         return high
     lows = [_decode_classic(shape, low) for _, low in parts]
-    return [(h.astype(np.uint16) << 8) | lo for h, lo in zip(high, lows)]
+    return [((h.astype(np.uint16) << 8) | lo, end) for (h, end), lo in zip(high, lows)]
 
 
 def _split16(tile: CodedTile) -> tuple[CodedTile, CodedTile]:
@@ -181,8 +186,9 @@ def _decode_classic(shape: TileShape, tile: CodedTile) -> np.ndarray:
     return classic.decode_classic(_CLASSIC[tile.kind], tile.payload, shape.height, shape.width, shape.channels)
 
 
-def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[np.ndarray]:
+def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> list[tuple[np.ndarray, int | None]]:
     pixels: list = [None] * len(tiles)
+    ends: list[int | None] = [None] * len(tiles)
     coded = []
     for b, tile in enumerate(tiles):
         kind = _kind(tile.kind)
@@ -193,16 +199,12 @@ def _decode_8bit(model: Model, shape: TileShape, tiles: Sequence[CodedTile]) -> 
         else:
             raise DecodeError(f"corrupt stream (a tile of kind {kind.name} in an {shape.mode} image)")
     if coded:
-        streams = model.wavefront().streams([_words(tiles[b].payload) for b in coded])
+        streams = model.wavefront().streams([tiles[b].payload for b in coded])
         planes = [model.wavefront().pop(streams, h, w) for h, w in plane_shapes(shape.height, shape.width, shape.mode8)]
-        if not streams.all_ended():
+        if not streams.all_read():
             raise DecodeError("corrupt stream (data left over after the last symbol)")
         for i, b in enumerate(coded):
             pixels[b] = pixels_of([p[i] for p in planes], shape.mode8, shape.width).reshape(shape.height, shape.width, -1)
-    return pixels
+            ends[b] = int(streams.checks()[i])
+    return list(zip(pixels, ends))
 
-
-def _words(payload: bytes) -> np.ndarray:
-    if not payload or len(payload) % 4:
-        raise DecodeError("corrupt stream (a model tile's payload is not whole 32-bit words)")
-    return np.frombuffer(payload, "<u4").astype(np.uint32)

@@ -6,9 +6,13 @@ loops (:mod:`icnn_codec.mixture_core` says what each symbol's frequencies out of
 Integer arithmetic only:
 
 * the coder is rANS with a 64-bit state in [2**31, 2**63) and 32-bit words (as in F. Giesen's
-  rans64). The encoder codes the symbols last to first; its stream is the final state (two words,
-  high first), then the words it emitted, last emitted first. The decoder starts from those two
-  words, and a whole stream ends with the state back at 2**31 and no word left.
+  rans64). The encoder codes the symbols last to first from the state 2**32 + C, C a check of 32
+  bits the caller gives (a tile's checksum): the decoder must end in that state, so it checks the
+  pixels it decoded against C, and C costs the stream its 32 bits and one more, where a state
+  started at a constant carries nothing. Its stream is the final state in as few bytes as hold it
+  (5 to 8, little-endian: their count is 5 + (stream length - 5) mod 4), then the words it
+  emitted, last emitted first. The decoder reads a word whenever its state falls below 2**31; a
+  whole stream ends with every word read and the state back at 2**32 + C.
 """
 from __future__ import annotations
 
@@ -18,16 +22,19 @@ import numpy as np
 PRECISION = 24
 TOTAL = 1 << PRECISION
 _LOW = 1 << 31  # the state's lower bound
+_START = 1 << 32  # the encoder's state before it adds the check
 _WORD = (1 << 32) - 1
+STATE_BYTES = range(5, 9)  # the final state's bytes: their count mod 4 tells them from the words
 
 
 @numba.njit(cache=True, nogil=True)
-def encode(starts, freqs):
-    """The stream (uint32 words) of symbols given by their (start, frequency) out of TOTAL, in the
-    order the decoder pops them."""
+def encode(starts, freqs, check):
+    """The final state and the words (uint32, in the order the decoder reads them) of symbols given by
+    their (start, frequency) out of TOTAL, in the order the decoder pops them, coded from the state
+    2**32 + ``check``."""
     emitted = np.empty(len(starts), dtype=np.uint32)  # a symbol emits one word at most
     count = 0
-    x = np.int64(_LOW)
+    x = np.int64(_START + check)
     for i in range(len(starts) - 1, -1, -1):
         f = freqs[i]
         if x >= (f << (63 - PRECISION)):
@@ -35,20 +42,26 @@ def encode(starts, freqs):
             count += 1
             x >>= 32
         x = ((x // f) << PRECISION) + (x % f) + starts[i]
-    words = np.empty(count + 2, dtype=np.uint32)
-    words[0] = x >> 32
-    words[1] = x & _WORD
-    for i in range(count):
-        words[2 + i] = emitted[count - 1 - i]
-    return words
+    return x, emitted[:count][::-1].copy()
 
 
-@numba.njit(cache=True, nogil=True)
-def start(words, at: int) -> tuple[int, int]:
-    """A decoder's state and next word's place for a stream at words[at:]."""
-    if len(words) < at + 2:
+def stream_bytes(state: int, words: np.ndarray) -> bytes:
+    """A stream's bytes: the final state in the fewest of :data:`STATE_BYTES` that hold it, then the words."""
+    size = max(STATE_BYTES.start, (int(state).bit_length() + 7) // 8)
+    return int(state).to_bytes(size, "little") + np.asarray(words, dtype="<u4").tobytes()
+
+
+def parse(stream: bytes) -> tuple[int, np.ndarray]:
+    """A stream's final state and words; ValueError for bytes no encoder writes."""
+    if len(stream) < STATE_BYTES.start:
         raise ValueError("an rANS stream shorter than its state")
-    return (np.int64(words[at]) << 32) | np.int64(words[at + 1]), at + 2
+    size = STATE_BYTES.start + (len(stream) - STATE_BYTES.start) % 4
+    state = int.from_bytes(stream[:size], "little")
+    if state >= 1 << 63:
+        raise ValueError("an rANS stream's state beyond 63 bits")
+    if size > STATE_BYTES.start and state < 1 << (8 * size - 8):
+        raise ValueError("an rANS stream's state in more bytes than it needs")
+    return state, np.frombuffer(stream[size:], "<u4").astype(np.uint32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -123,22 +136,27 @@ class Encoder:
         step = TOTAL >> bits
         self.push(np.asarray(symbols, dtype=np.int64) * step, np.full(len(symbols), step))
 
-    def words(self) -> np.ndarray:
+    def stream(self, check: int = 0) -> bytes:
+        """The stream of every symbol pushed, whose decoder ends in the state 2**32 + ``check``
+        (0 <= check < 2**32)."""
+        if not 0 <= check < 1 << 32:
+            raise ValueError(f"a check {check} beyond 32 bits")
         if not self.starts:
-            return encode(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        return encode(np.concatenate(self.starts), np.concatenate(self.freqs))
+            return stream_bytes(*encode(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), check))
+        return stream_bytes(*encode(np.concatenate(self.starts), np.concatenate(self.freqs), check))
 
 
 class Streams:
     """The decoders of a batch of streams, in one array of words for the compiled loops: stream g ends
-    at words[ends[g]], its state is states[g] and its next word words[ats[g]]."""
+    at words[ends[g]], its state is states[g] and its next word words[ats[g]]. ValueError for a
+    stream no encoder writes."""
 
-    def __init__(self, streams: list[np.ndarray]) -> None:
-        self.words = np.concatenate([np.zeros(0, dtype=np.uint32), *streams]).astype(np.uint32)
-        self.ends = np.cumsum([len(w) for w in streams]).astype(np.int64)
-        self.states, self.ats = np.empty(len(streams), dtype=np.int64), np.empty(len(streams), dtype=np.int64)
-        for g, first in enumerate(self.ends - [len(w) for w in streams]):
-            self.states[g], self.ats[g] = start(self.words[: self.ends[g]], int(first))
+    def __init__(self, streams: list[bytes]) -> None:
+        states, words = zip(*map(parse, streams)) if streams else ((), ())
+        self.words = np.concatenate([np.zeros(0, dtype=np.uint32), *words]).astype(np.uint32)
+        self.ends = np.cumsum([len(w) for w in words]).astype(np.int64)
+        self.ats = self.ends - np.array([len(w) for w in words], dtype=np.int64)
+        self.states = np.array(states, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -162,6 +180,16 @@ class Streams:
             out[i] = u // 2 if u % 2 == 0 else -(u + 1) // 2
         return out
 
-    def all_ended(self) -> bool:
-        """Whether every stream ended where its encoder began: every word read, the state at its start."""
-        return bool((self.ats == self.ends).all() and (self.states == _LOW).all())
+    def all_read(self) -> bool:
+        """Whether every stream's every word has been read."""
+        return bool((self.ats == self.ends).all())
+
+    def checks(self) -> np.ndarray:
+        """The check each stream's state ends in (what its encoder was given, if the stream is sound
+        and has been read to its end)."""
+        return self.states - _START
+
+    def all_ended(self, check: int = 0) -> bool:
+        """Whether every stream ended where an encoder given ``check`` began: every word read, the
+        state back at 2**32 + check."""
+        return self.all_read() and bool((self.checks() == check).all())

@@ -77,6 +77,6 @@ def test_a_plane_whose_noise_changes_is_coded_shorter_with_the_component_and_exa
     with_it = pixel_code_length(values, outputs, ar_model.tables).sum()
     assert with_it < 0.97 * pixel_code_length(values, without, ar_model.tables).sum()
     assert side[-1][1] == adaptive.OFFSET_BITS
-    words, decoded = push_and_pop(wavefront, plane[None])
+    coded, decoded = push_and_pop(wavefront, plane[None])
     assert np.array_equal(decoded[0], plane)
-    assert abs(32 * sum(len(w) for w in words) - code_length(ar_model.local_ar, ar_model.tables, plane[None])) < 64 + 0.01 * with_it
+    assert abs(8 * sum(map(len, coded)) - code_length(ar_model.local_ar, ar_model.tables, plane[None])) < 16 + 0.01 * with_it

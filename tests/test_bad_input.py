@@ -60,8 +60,8 @@ def test_absurd_declared_sizes_are_refused_before_any_allocation(size):
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_a_stream_that_runs_dry_stops_at_once(mode):
     """One word for a whole 1024 x 1024 tile: refused after the first few symbols, not decoded."""
-    tail = struct.pack("<IBI", 0, 0, 12345)  # CRC, kind: model, one word
-    with pytest.raises(ic.DecodeError, match="ran out of words|shorter than its state"):  # not a checksum failure after a whole tile
+    tail = bytes([0]) + (2**32 + 12345).to_bytes(5, "little")  # kind: model, a state and no word
+    with pytest.raises(ic.DecodeError, match="ran out of words"):  # not a checksum failure after a whole tile
         ic.decompress(forged(1024, 1024, tile=1024, tail=tail, mode=mode, model="photo"))
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 import icnn_codec as ic
 from icnn_codec.tools import bench
+from icnn_codec.wavefront import adjustment_bits
 from icnn_codec.tools.bench import Codec, bench_command, run_bench
 
 RESULT_KEYS = {"codec": str, "bpd": float, "encode_MBps": float, "decode_MBps": float, "lossless": bool}
@@ -266,7 +267,7 @@ def test_a_whole_image_is_measured_at_its_best_scale_offset_with_its_side_inform
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         at_zero = float(model.bits(pixels).sum())  # offset 0, the side information spread over the pixels
-    offset_bits = local_ar.ADJUSTMENT_BITS
+    offset_bits = adjustment_bits(np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64))
     assert local_ar.full_image_bits(model, image) <= at_zero + offset_bits + 1e-3
     for k in range(2):  # far too confident on noise: a wider offset must pay
         model.head.conv.bias.data[9 * k + 3 : 9 * k + 6] -= 2.0

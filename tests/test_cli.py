@@ -94,7 +94,7 @@ def test_info_reports_the_header(image_dir, tmp_path):
     r = icnn("info", "c.icnn", "--json", cwd=tmp_path)
     fields = json.loads(r.stdout)
     assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
-    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 14 and fields["tile_kinds"] == {"model": 1}
+    assert fields["tiles"] == 1 and fields["overhead_bytes"] == 9 and fields["tile_kinds"] == {"model": 1}
     assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
 
 
@@ -122,7 +122,7 @@ def test_info_counts_the_tiles_of_each_kind(tmp_path):
     fields = json.loads(icnn("info", "noise.png.icnn", "--json", cwd=tmp_path).stdout)
     assert (fields["tiles"], fields["tile_kinds"]) == (4, {"raw": 4})
     data = (tmp_path / "noise.png.icnn").read_bytes()
-    kind = len(data) - 8 * 8 * 3 - 1  # the last tile is 8x8 raw pixels, its kind byte just before them
+    kind = len(data) - 8 * 8 * 3 - 4 - 1  # the last tile is 8x8 raw pixels after its kind and checksum
     (tmp_path / "bad.icnn").write_bytes(data[:kind] + bytes([99]) + data[kind + 1 :])
     r = icnn("info", "bad.icnn", cwd=tmp_path)
     assert r.returncode == 1 and b"bad.icnn" in r.stderr and b"Traceback" not in r.stderr

@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 
 import icnn_codec as ic
-from icnn_codec import container
+from icnn_codec import container, rans
+from icnn_codec.payload import TileKind
+from icnn_codec.zoo import find_model_by_fingerprint
 
 rng = np.random.default_rng(1234)
 
@@ -72,7 +74,7 @@ def test_a_grey_image_costs_less_than_the_same_grey_repeated_as_rgb(photo):
 
 
 def test_grey_images_get_tiles_of_384_and_colour_images_of_256(photo):
-    grey = np.ascontiguousarray(photo[:400, :400, 0])
+    grey = np.ascontiguousarray(photo[:400, :400, 0])  # more than one tile of either
     assert ic.read_header(ic.compress(grey)).tile_side == 384
     assert ic.read_header(ic.compress(np.dstack([grey, grey]))).tile_side == 384
     assert ic.read_header(ic.compress(photo[:300, :300])).tile_side == 256
@@ -94,13 +96,16 @@ def test_unsupported_images_are_refused_clearly():
         ic.compress(np.zeros((4, 4, 5), dtype=np.uint8))
 
 
-def test_a_cifar_image_costs_fourteen_bytes_beyond_its_payload(cifar_images):
+def test_a_cifar_image_costs_nine_bytes_beyond_its_model_code_which_ends_in_its_checksum(cifar_images):
     data = ic.compress(cifar_images[0])
     header = ic.read_header(data)
-    assert (header.width, header.height, header.mode, header.n_tiles) == (32, 32, "RGB", 1)
-    assert len(header.to_bytes()) == 9 and container.overhead_bytes(data) == 14  # + the tile's CRC-32 and kind
-    stream = container.unpack(data)
-    assert stream.tiles[0].crc32 == container.pixel_checksum(cifar_images[0], header, 0)
+    assert (header.width, header.height, header.mode, header.n_tiles, header.tiled) == (32, 32, "RGB", 1, False)
+    assert len(header.to_bytes()) == 8 and container.overhead_bytes(data) == 9  # + the tile's kind
+    tile = container.unpack(data).tiles[0]
+    assert tile.kind == TileKind.MODEL and tile.crc32 is None
+    streams = rans.Streams([tile.payload])
+    find_model_by_fingerprint(header.model_fingerprint).wavefront().pop(streams, 32, 32)
+    assert streams.all_ended(container.pixel_checksum(cifar_images[0], header, 0))
 
 
 @pytest.mark.parametrize("shape", [(40, 40), (40, 40, 3), (300, 300, 4)], ids=["grey", "rgb", "rgba_two_tiles"])

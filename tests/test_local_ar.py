@@ -12,7 +12,8 @@ from icnn_codec.errors import DecodeError, ModelError
 from icnn_codec.local_ar import ExactOutputs, LocalAR, MaskedQConv2d
 from icnn_codec.mixture import NARROW_PART, NARROW_SHARE, channel_distribution, pixel_code_length, posterior_weights
 from icnn_codec.priors import ExactParams, LogisticTables
-from icnn_codec.wavefront import ADJUSTMENT_BITS, Wavefront, code_length
+from icnn_codec.wavefront import (ADJUSTMENT_ORDER, MAX_ADJUSTMENT_BITS, Wavefront, adjustment_bits, adjustment_code,
+                                  code_length)
 from icnn_codec.zoo import network_to_model, read_model_file, save_model
 
 
@@ -98,7 +99,7 @@ def test_every_value_pops_back_as_it_was_pushed_whatever_its_window(tables, seed
         encoders[g].push(window_start[part], window_freq[part])
         outside = np.flatnonzero(outside_freq[part])
         encoders[g].push(outside_start[part][outside], outside_freq[part][outside])
-    streams = rans.Streams([e.words() for e in encoders])
+    streams = rans.Streams([e.stream() for e in encoders])
     popped, counts = mixture_core.pop_colour(means, ls8, weights, sizes, NARROW_PART, NARROW_SHARE, tables.half_widths,
                                              tables.offsets, tables.prefix, streams.words, streams.ends, streams.states,
                                              streams.ats)
@@ -140,6 +141,25 @@ def test_each_colour_of_a_plane_gets_its_own_scale_offset_and_mean_shift(ar_mode
     assert scale[0] < 0 < scale[2] and abs(scale[1]) <= 1
     assert shift[1] > 0 and shift[0] == 0  # (blue: too wide for its mean to be known to a sixteenth)
     assert pixel_code_length(values, outputs.adjusted(scale, shift), tables).sum() < pixel_code_length(values, outputs, tables).sum()
+
+
+def test_a_plane_of_4096_pixels_or_fewer_is_adjusted_on_all_of_them_a_larger_one_on_every_17th(ar_model):
+    wavefront = ar_model.wavefront()
+    assert wavefront.sample(32 * 32) == wavefront.sample(4096) == slice(None, None, 1)
+    assert wavefront.sample(4097) == wavefront.sample(256 * 256) == slice(None, None, 17)
+
+
+def test_an_adjustment_is_sent_in_short_codes_for_small_values_and_comes_back(ar_model):
+    assert adjustment_bits(np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)) == 6 * 2
+    assert adjustment_bits(np.array([1, -2, 0]), np.array([2, -2, 0])) == 4 + 4 + 2 + 4 + 2 + 2  # shifts in eighths
+    scale, shift = np.array([47, -16, 3]), np.array([16, -16, -6])  # the extremes, and a common pair
+    encoder = rans.Encoder()
+    for symbols, bits in adjustment_code(scale, shift):
+        encoder.push_uniform(symbols, bits)
+    streams = rans.Streams([encoder.stream()])
+    assert np.array_equal(streams.pop_exp_golomb(0, 6, ADJUSTMENT_ORDER), np.concatenate([scale, shift // 2]))
+    assert streams.all_ended()
+    assert MAX_ADJUSTMENT_BITS >= adjustment_bits(scale, shift)
 
 
 @pytest.mark.parametrize("shape, tile", [((40, 37, 3), None), ((40, 37, 3), 16), ((33, 30, 4), None), ((31, 29), None)])
@@ -203,11 +223,11 @@ def test_the_tile_predictor_fits_the_many_calm_pixels_not_the_few_outliers(ar_mo
 @pytest.mark.parametrize("shape", [(1, 1, 3), (9, 5, 3), (2, 40, 3), (40, 2, 3), (7, 7, 2)])
 def test_tiny_and_thin_tiles_come_back_exactly_from_the_model(ar_model, shape):
     pixels = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
-    words = payload._model_words(ar_model, [pixels])[0]
-    tile = payload.CodedTile(payload.TileKind.MODEL, words.astype("<u4").tobytes())
+    stream = payload._model_streams(ar_model, [pixels], [12345])[0]
+    tile = payload.CodedTile(payload.TileKind.MODEL, stream)
     mode = {3: "RGB", 2: "LA"}[shape[2]]
-    out = payload.decode_tiles(ar_model, payload.TileShape(shape[0], shape[1], mode), [tile])[0]
-    assert np.array_equal(out, pixels)
+    out, end = payload.decode_tiles(ar_model, payload.TileShape(shape[0], shape[1], mode), [tile])[0]
+    assert np.array_equal(out, pixels) and end == 12345
 
 
 def test_a_tile_decodes_alone_as_in_the_whole_image(ar_model, photo, model_only):
@@ -222,16 +242,16 @@ def test_a_tile_decodes_alone_as_in_the_whole_image(ar_model, photo, model_only)
 
 def test_a_tiles_code_does_not_depend_on_the_tiles_coded_beside_it(ar_model, photo):
     a, b, c = photo[:24, :24], photo[100:124, 300:324], np.zeros((24, 24, 3), dtype=np.uint8) + 200
-    alone = payload._model_words(ar_model, [a])[0]
-    beside = payload._model_words(ar_model, [b, a, c])[1]
-    assert np.array_equal(alone, beside)
+    alone = payload._model_streams(ar_model, [a], [7])[0]
+    beside = payload._model_streams(ar_model, [b, a, c], [1, 7, 2])[1]
+    assert alone == beside
 
 
 def test_the_coder_writes_what_the_code_length_says(ar_model, photo):
     image = photo[60:124, 100:164]
-    words = payload._model_words(ar_model, [image])[0]
+    stream = payload._model_streams(ar_model, [image], [2**32 - 1])[0]  # a checksum of 32 bits
     expected = code_length(ar_model.local_ar, ar_model.tables, image[None])
-    assert abs(32 * len(words) - expected) < 0.01 * expected + 64
+    assert abs(8 * len(stream) - 32 - expected) < 0.01 * expected + 16
 
 
 def test_a_model_file_holds_the_local_ar_as_integers_and_loads_to_the_same_fingerprint(ar_model, tmp_path):
@@ -278,13 +298,13 @@ def perturbed(seed: int = 0, **config) -> LocalAR:
     return net
 
 
-def push_and_pop(wavefront: Wavefront, planes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def push_and_pop(wavefront: Wavefront, planes: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     """Each plane's stream under the wavefront coder, and the planes decoded from them together."""
-    words = [wavefront.encode([plane]) for plane in planes]
-    streams = wavefront.streams(words)
+    coded = [wavefront.encode([plane]) for plane in planes]
+    streams = wavefront.streams(coded)
     decoded = wavefront.pop(streams, *planes.shape[1:3])
     assert streams.all_ended()
-    return words, decoded
+    return coded, decoded
 
 
 def test_the_training_path_sees_only_decoded_pixels_and_makes_a_distribution(sums_to_one):
@@ -347,12 +367,12 @@ def test_the_coder_codes_exactly_what_the_model_trains_on(components, tile_predi
     assert near.sum() >= 10 and np.abs(exact - bits)[near].max() < 0.01
     wavefront = Wavefront(model, tables, sample_every=1)  # adjusted on every pixel: never longer than unadjusted
     planes = torch.cat([pixels, pixels.flip(3)]).permute(0, 2, 3, 1).numpy().astype(np.uint8)
-    words, decoded = push_and_pop(wavefront, planes)
+    coded, decoded = push_and_pop(wavefront, planes)
     assert np.array_equal(decoded, planes)
     flipped = pixels.flip(3)
     exact_flipped = pixel_code_length(flipped[0].permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.int64),
                                       model.exact_outputs(flipped), tables).sum()
-    assert 32 * sum(len(w) for w in words) < exact.sum() + exact_flipped + 2 * (64 + ADJUSTMENT_BITS + adaptive.OFFSET_BITS + model.side_bits(9, 9))
+    assert 8 * sum(map(len, coded)) < exact.sum() + exact_flipped + 2 * (16 + MAX_ADJUSTMENT_BITS + adaptive.OFFSET_BITS + model.side_bits(9, 9))
     noise = np.random.default_rng(3).integers(0, 256, (2, 9, 9, 3), dtype=np.uint8)  # far from the means: values escape
     for log2_scale in (2.0, 0.0, 7.0):  # narrow windows, and the widest (255 values)
         model.head.conv.bias.data[3 : 9 * components : 9] = log2_scale

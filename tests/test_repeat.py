@@ -69,6 +69,6 @@ def test_where_the_colour_differences_repeat_the_components_take_over_and_the_pl
     without = pixel_code_length(code.values, code.outputs, ar_model.tables)
     assert np.allclose(code.bits[:, 0], without[:, 0])
     assert code.bits[:, 1:].sum() < 0.6 * without[:, 1:].sum()
-    words, decoded = push_and_pop(ar_model.wavefront(), plane[None])
+    coded, decoded = push_and_pop(ar_model.wavefront(), plane[None])
     assert np.array_equal(decoded[0], plane)
-    assert abs(32 * sum(len(w) for w in words) - code_length(ar_model.local_ar, ar_model.tables, plane[None])) < 64 + 0.01 * code.bits.sum()
+    assert abs(8 * sum(map(len, coded)) - code_length(ar_model.local_ar, ar_model.tables, plane[None])) < 16 + 0.01 * code.bits.sum()

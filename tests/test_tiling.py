@@ -29,6 +29,22 @@ def test_tiles_cover_the_image_row_by_row_with_partial_edges():
     assert (covered == 1).all()
 
 
+def test_only_a_tiled_image_names_its_tile_side():
+    one = container.Header("RGB", width=100, height=70, model_fingerprint=0, tile_side=256)
+    tiled = container.Header("RGB", width=100, height=70, model_fingerprint=0, tile_side=64)
+    assert (one.tiled, one.tile_side, one.grid) == (False, 104, (1, 1))  # the image's side, in whole 8s
+    assert tiled.tiled and len(tiled.to_bytes()) == len(one.to_bytes()) + 1
+    for header in (one, tiled):
+        assert container.read_header(header.to_bytes())[0] == header
+    as_tiled = bytearray(one.to_bytes())
+    as_tiled[-1] |= 0x08  # the tiled flag, with a tile side as long as the image
+    with pytest.raises(ic.DecodeError, match="invalid tile size 104"):
+        container.read_header(bytes(as_tiled) + container.varint(104 // 8))
+    wide = container.Header("RGB", width=1100, height=8, model_fingerprint=0, tile_side=1024).to_bytes()
+    with pytest.raises(ic.DecodeError, match="for one tile"):
+        container.read_header(wide[:-3] + bytes([wide[-3] & ~0x08]))  # no tiled flag, no tile side (2 bytes)
+
+
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_tiled_images_of_every_mode_round_trip_exactly(crop, channels):
     image = crop[:, :, 0] if channels == 1 else np.dstack([crop, crop[:, :, :1]])[:, :, :channels] if channels != 3 else crop
