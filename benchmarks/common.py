@@ -29,7 +29,7 @@ def bench_into_results(name: str, data: Path, argv: list[str]) -> None:
     bench_command.main(args, prog_name=f"benchmarks/{name}.py", standalone_mode=True)
 
 
-PHOTO_CODECS = "icnn:photo,icnn:cifar10,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9,jpegxl-mt"
+PHOTO_CODECS = "icnn:photo,png,webp,jpeg2000,jpegls,jpegxl,jpegxl-e9,jpegxl-mt"
 
 
 def bench_images_into_results(name: str, images: dict[str, np.ndarray], argv: list[str],
