@@ -298,10 +298,6 @@ def _kind_name(kind: int) -> str:
 
 # -- parallel tiles ---------------------------------------------------------------------------
 CHUNK_TILES = 4  # tiles per task: small, so no thread holds much more than its working set
-# Smaller tiles (thumbnails) are bounded by the interpreter's work per tile, not by arithmetic: in
-# threads they only contend for it (CIFAR-10 in batches of 64: 0.28 MB/s encoding in 2 jobs against
-# 0.35 in one, whose network runs on every core), so they keep one job.
-THREADED_TILE_AREA = 64 * 64
 
 
 def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs: int | None,
@@ -315,8 +311,6 @@ def _run_tiles(work: Callable, model: Model, items: list, batch_size: int, jobs:
     """
     largest = max(it.area for it in items)
     jobs = min(max(1, default_jobs() if jobs is None else jobs), len(items))
-    if largest < THREADED_TILE_AREA:
-        jobs = 1
     if jobs == 1 and progress is None:
         return work(model, items, batch_size)
     # A chunk of tiles is one batch of network evaluations at most (small tiles share one), or

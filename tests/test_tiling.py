@@ -91,12 +91,21 @@ def test_jobs_get_about_equal_areas_and_a_shape_that_fits_stays_in_one_job():
     assert any({3, 4, 5, 6} <= set(share) for share in shares) and any({7, 8} <= set(share) for share in shares)
 
 
-def test_thumbnails_keep_one_job_whatever_is_asked():
-    """Tiles below 64 x 64 are bound by the interpreter, not the arithmetic: threads only contend."""
+def test_thumbnails_are_shared_among_the_jobs_asked_for_in_chunks_of_a_batch():
+    """Many small tiles: each job codes whole batches of them (CIFAR-10 in 2 jobs: encoding and decoding
+    1.9x and 2x as fast as in one, *scratch*, 2026-12-02)."""
     tiles = [SimpleNamespace(area=32 * 32, index=i) for i in range(100)]
     calls: list[int] = []
-    _run_tiles(lambda model, chunk, batch_size: calls.append(len(chunk)) or [t.index for t in chunk], None, tiles, 64, jobs=2)
-    assert calls == [100]  # one call: one job, the whole list in the caller's batches
+
+    def work(model, chunk, batch_size):
+        calls.append(len(chunk))
+        return [t.index for t in chunk]
+
+    assert _run_tiles(work, None, tiles, 64, jobs=2) == list(range(100))
+    assert calls == [50, 50]  # one batch-sized chunk for each job's share
+    calls.clear()
+    _run_tiles(work, None, tiles, 64, jobs=1)
+    assert calls == [100]  # one job: the whole list in the caller's batches
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

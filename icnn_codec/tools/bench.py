@@ -24,7 +24,6 @@ import gc
 import inspect
 import io
 import json
-import math
 import os
 import platform
 import sys
@@ -493,10 +492,9 @@ def render_table(report: dict, markdown: bool = False) -> str:
     m, method = report["machine"], report["method"]
     results = [r for d in report["datasets"] for r in d["results"]]
     batched = any(r["batch"] > 1 for r in results)
-    side = math.isqrt(icodec.THREADED_TILE_AREA)
     notes = [
         "icnn: " + (f"{method['icnn']}; " if batched else "")
-        + f"tiles of {side}x{side} or more shared among {m['usable_cpus']} jobs (its default: one per core), "
+        + f"tiles shared among {m['usable_cpus']} jobs (its default: one per core), "
         + f"torch threads: {m['torch_threads']} in all; "
         + f"classic codecs: one call per image, {m['classic_codec_threads']} thread"
         + (f" (jpegxl-mt: {m['usable_cpus']})" if any(r["codec"] == "jpegxl-mt" for r in results) else ""),
