@@ -41,7 +41,7 @@ def tiles_of(image: np.ndarray):
 
 def measure(tile: np.ndarray, model) -> dict:
     candidates = list(classic._candidates(tile))
-    model_size = 4 * payload._model_words(model, [tile], 1)[0].size
+    model_size = len(payload._model_streams(model, [tile], [0])[0]) - payload.CHECKSUM_BYTES  # as a classic payload's rival
     probes = [classic.probe(c.stream) for c in candidates]
     return {
         "model": model_size,

@@ -272,7 +272,7 @@ def info(file, as_json) -> None:
     model = installed_model_name(h.model_fingerprint)
     fields = {
         "file": file, "format_version": container.FORMAT_VERSION, "width": h.width, "height": h.height, "mode": h.mode,
-        "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile_side,
+        "frames": h.n_frames, "model_fingerprint": f"{h.model_fingerprint:04x}", "model": model, "tile": h.tile_side if h.tiled else None,
         "tiles": len(kinds), "tile_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
         "bytes": len(data), "header_bytes": len(h.to_bytes()), "overhead_bytes": overhead,
         "bpd": round(8 * len(data) / (h.width * h.height * h.channels * h.n_frames), 4),
@@ -287,6 +287,8 @@ def info(file, as_json) -> None:
             v = "; ".join(v) if v else "none"
         elif k == "tile_kinds":
             v = ", ".join(f"{n} {kind}" for kind, n in v.items())
+        elif k == "tile" and v is None:
+            v = "none (one tile covers the image)"
         click.echo(f"{k:18} {v if v is not None else '(not installed)'}")
 
 

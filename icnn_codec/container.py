@@ -34,7 +34,8 @@ it writes). Integers little-endian; varints unsigned LEB128, canonical (no trail
            tile's number in the stream (uint32) and its pixels (h x w x C samples, row-major;
            16-bit samples little-endian): a changed header field fails every tile, and a tile
            moved, swapped or repeated fails where it lands. The model's code holds the same
-           checksum as the state its entropy coder ends in (icnn_codec.rans), at no cost in bytes
+           checksum as the state its entropy coder ends in (icnn_codec.rans: 33 bits of its
+           state, where a state started from a constant would carry nothing)
     ...    the kind's payload
 
 Nothing is allocated for an image before its stream has been checked to hold every tile's data,
@@ -104,6 +105,8 @@ class Header:
     def __post_init__(self) -> None:
         if self.tile_side >= max(self.width, self.height):  # one tile: the side of the image's
             object.__setattr__(self, "tile_side", one_tile_side(self.width, self.height))
+        elif self.tile_side < TILE_UNIT or self.tile_side % TILE_UNIT:
+            raise ValueError(f"tile side {self.tile_side} is not a whole number of {TILE_UNIT}s")
 
     @property
     def tiled(self) -> bool:

@@ -98,7 +98,9 @@ def encode_tiles(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[
     parts: list[np.ndarray] = []  # the 8-bit blocks that may go through the model
     for pixels in tiles:
         parts.append((pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels)
-    coded = _encode_8bit(model, parts, checksums)
+    # a 16-bit tile stores its checksum whatever codes its high bytes; an 8-bit tile only if classic
+    classic_extra = [0 if pixels.dtype == np.uint16 else CHECKSUM_BYTES for pixels in tiles]
+    coded = _encode_8bit(model, parts, checksums, classic_extra)
     out = []
     for pixels, high in zip(tiles, coded):
         if pixels.dtype != np.uint16:
@@ -110,9 +112,11 @@ def encode_tiles(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[
     return out
 
 
-def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[int]) -> list[CodedTile]:
-    """The shorter of the model's and the classic coders' coding of each 8-bit tile, the checksum a
-    classic coding needs beside it counted."""
+def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[int],
+                 classic_extra: Sequence[int]) -> list[CodedTile]:
+    """The shorter of the model's and the classic coders' coding of each 8-bit tile, a classic coding
+    charged ``classic_extra`` bytes more (the checksum it needs beside it, where the model's code
+    holds it)."""
     chosen: list[CodedTile | None] = [None] * len(tiles)
     classic_first: dict[int, CodedTile] = {}  # graphics: coded classically before the model
     for i, pixels in enumerate(tiles):
@@ -127,9 +131,9 @@ def _encode_8bit(model: Model, tiles: Sequence[np.ndarray], checksums: Sequence[
         if i in classic_first:
             other = classic_first[i]
         else:
-            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload) - CHECKSUM_BYTES)
+            kind, payload = classic.encode_classic(tiles[i], size_to_beat=len(coded.payload) - classic_extra[i])
             other = CodedTile(_OF_CLASSIC[kind], payload)
-        chosen[i] = other if len(other.payload) + CHECKSUM_BYTES < len(coded.payload) else coded
+        chosen[i] = other if len(other.payload) + classic_extra[i] < len(coded.payload) else coded
     return chosen
 
 

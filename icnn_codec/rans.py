@@ -57,8 +57,8 @@ def parse(stream: bytes) -> tuple[int, np.ndarray]:
         raise ValueError("an rANS stream shorter than its state")
     size = STATE_BYTES.start + (len(stream) - STATE_BYTES.start) % 4
     state = int.from_bytes(stream[:size], "little")
-    if state >= 1 << 63:
-        raise ValueError("an rANS stream's state beyond 63 bits")
+    if not _LOW <= state < 1 << 63:
+        raise ValueError("an rANS stream's state outside [2**31, 2**63)")
     if size > STATE_BYTES.start and state < 1 << (8 * size - 8):
         raise ValueError("an rANS stream's state in more bytes than it needs")
     return state, np.frombuffer(stream[size:], "<u4").astype(np.uint32)

@@ -46,8 +46,9 @@ ADJUSTMENT_ORDER = 1  # the exp-Golomb order of the adjustment's codes
 # The encoder chooses a plane's adjustment from every 17th pixel in raster order: a sample that meets
 # every row and column phase (rows 0, 16, 32, ... would all be the first rows of JPEG's 8x8 blocks,
 # or one colour of a camera's 2x2 mosaic, and choose scales for those rows only). A plane of at most
-# SMALL_PLANE pixels is adjusted on all of them: a thumbnail's sample would be a few dozen pixels,
-# and choosing on all of them saves 0.017 bpd on CIFAR-10 (docs/ablations.md).
+# SMALL_PLANE pixels makes its choices (the adjustment, the adaptive component's offset) on all of
+# them: a thumbnail's sample would be a few dozen pixels, and choosing on all of them saves 0.017
+# bpd on CIFAR-10 (docs/ablations.md).
 SAMPLE_EVERY = 17
 SMALL_PLANE = 2**12
 
@@ -155,7 +156,7 @@ class Wavefront:
 
     def sample(self, pixels: int) -> slice:
         """The pixels of a plane of this many that its side information is chosen on: every
-        ``sample_every``-th, or all of a small plane's."""
+        ``sample_every``-th, or all of a plane of SMALL_PLANE or fewer, whatever ``sample_every`` is."""
         return slice(None, None, 1 if pixels <= SMALL_PLANE else self.sample_every)
 
     def plane_adjustment(self, values: np.ndarray, outputs: ExactOutputs) -> tuple[np.ndarray, np.ndarray]:

@@ -95,6 +95,7 @@ def test_info_reports_the_header(image_dir, tmp_path):
     fields = json.loads(r.stdout)
     assert (fields["width"], fields["height"], fields["mode"], fields["model"]) == (32, 32, "RGB", "cifar10")
     assert fields["tiles"] == 1 and fields["overhead_bytes"] == 9 and fields["tile_kinds"] == {"model": 1}
+    assert fields["tile"] is None  # one tile covers the image: the stream names no tile side
     assert fields["bytes"] == (tmp_path / "c.icnn").stat().st_size
 
 

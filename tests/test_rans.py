@@ -65,6 +65,8 @@ def test_the_final_state_takes_the_fewest_bytes_and_a_padded_one_is_refused(coun
     stream = encoder.stream()
     state, words = rans.parse(stream)
     assert len(stream) == max(5, -(-state.bit_length() // 8)) + 4 * len(words)
+    with pytest.raises(ValueError, match="outside"):  # below where any encoder's state ends
+        rans.Streams([bytes(5) + words.astype("<u4").tobytes()])
     if len(stream) - 4 * len(words) < 8:  # the same state in one byte more
         size = len(stream) - 4 * len(words)
         with pytest.raises(ValueError, match="more bytes than it needs"):

@@ -40,6 +40,8 @@ def test_only_a_tiled_image_names_its_tile_side():
     as_tiled[-1] |= 0x08  # the tiled flag, with a tile side as long as the image
     with pytest.raises(ic.DecodeError, match="invalid tile size 104"):
         container.read_header(bytes(as_tiled) + container.varint(104 // 8))
+    with pytest.raises(ValueError, match="whole number"):
+        container.Header("RGB", width=100, height=70, model_fingerprint=0, tile_side=60)
     wide = container.Header("RGB", width=1100, height=8, model_fingerprint=0, tile_side=1024).to_bytes()
     with pytest.raises(ic.DecodeError, match="for one tile"):
         container.read_header(wide[:-3] + bytes([wide[-3] & ~0x08]))  # no tiled flag, no tile side (2 bytes)
