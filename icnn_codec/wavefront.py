@@ -53,14 +53,19 @@ SAMPLE_EVERY = 17
 SMALL_PLANE = 2**12
 
 
+def _adjustment_values(scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The six integers a plane's adjustment sends: its scale offsets, then its mean shifts in eighths."""
+    return np.concatenate([scale, np.asarray(shift) // SHIFTS.step])
+
+
 def adjustment_code(scale: np.ndarray, shift: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """A plane's adjustment, (3,) scale offsets and (3,) mean shifts, as (symbols, bits) pairs."""
-    return rans.exp_golomb(np.concatenate([scale, np.asarray(shift) // SHIFTS.step]), ADJUSTMENT_ORDER)
+    return rans.exp_golomb(_adjustment_values(scale, shift), ADJUSTMENT_ORDER)
 
 
 def adjustment_bits(scale: np.ndarray, shift: np.ndarray) -> int:
     """Bits of :func:`adjustment_code`."""
-    return rans.exp_golomb_length(np.concatenate([scale, np.asarray(shift) // SHIFTS.step]), ADJUSTMENT_ORDER)
+    return rans.exp_golomb_length(_adjustment_values(scale, shift), ADJUSTMENT_ORDER)
 
 
 MAX_ADJUSTMENT_BITS = adjustment_bits(np.full(3, OFFSETS[-1]), np.full(3, SHIFTS[0]))
